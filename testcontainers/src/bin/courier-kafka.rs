@@ -1,0 +1,180 @@
+//! `courier-kafka`: starts a real local Kafka cluster from the test kit.
+//!
+//! ```text
+//! courier-kafka [--brokers N] [--check] [--exit-without-cleanup]
+//! ```
+//!
+//! Prints the bootstrap address, the broker process ids and the run directory, then
+//! keeps the cluster up until Ctrl-C (SIGINT) or SIGTERM. With `--check` it instead
+//! creates a durable topic, writes records with Kafka's console producer, reads them
+//! back with the console consumer, prints what it found and exits (non-zero when the
+//! read-back does not match).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use courier_testkit::{KafkaCluster, TopicSpec};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn usage() -> ! {
+    eprintln!("usage: courier-kafka [--brokers N] [--check]");
+    std::process::exit(2);
+}
+
+fn main() {
+    let mut brokers = 1usize;
+    let mut check = false;
+    let mut exit_without_cleanup = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--brokers" => {
+                brokers = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n > 0)
+                    .unwrap_or_else(|| usage())
+            }
+            "--check" => check = true,
+            // For the kit's own test that process exit (not drop) cleans up.
+            "--exit-without-cleanup" => exit_without_cleanup = true,
+            "-h" | "--help" => usage(),
+            other => {
+                eprintln!("unknown argument {other}");
+                usage()
+            }
+        }
+    }
+
+    let started = Instant::now();
+    eprintln!(
+        "starting a {brokers}-broker Kafka {} cluster on 127.0.0.1 ...",
+        courier_testkit::KAFKA_VERSION
+    );
+    let cluster = match KafkaCluster::start(brokers) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    println!("bootstrap: {}", cluster.bootstrap());
+    if let Ok(local) = cluster.local() {
+        let pids: Vec<String> = local
+            .broker_ids()
+            .iter()
+            .filter_map(|&id| local.pid(id).ok().flatten())
+            .map(|p| p.to_string())
+            .collect();
+        println!("pids: {}", pids.join(","));
+        if let Some(dir) = local
+            .data_dir(local.broker_ids()[0])
+            .ok()
+            .and_then(|d| d.parent().and_then(|p| p.parent()).map(|p| p.to_path_buf()))
+        {
+            println!("run dir: {}", dir.display());
+        }
+    }
+    println!("started in {:.1}s", started.elapsed().as_secs_f64());
+
+    if exit_without_cleanup {
+        std::mem::forget(cluster);
+        std::process::exit(0);
+    }
+
+    if check {
+        match run_check(&cluster, brokers) {
+            Ok(()) => println!("check: ok"),
+            Err(e) => {
+                eprintln!("check failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    eprintln!("cluster is up; Ctrl-C stops it and removes its files");
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("stopping");
+}
+
+fn run_check(cluster: &KafkaCluster, brokers: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let rf = brokers.min(3) as i16;
+    let topic = "courier-check";
+    cluster.create_topic(&TopicSpec::new(topic).partitions(3).replication_factor(rf))?;
+    let part = cluster.partition(topic, 0)?;
+    println!(
+        "topic {topic}: 3 partitions, replicas {:?}, isr {:?}, leader {}",
+        part.replicas, part.isr, part.leader
+    );
+    let records: Vec<(String, String)> = (0..30)
+        .map(|i| {
+            (
+                format!("order-{i}"),
+                format!("{{\"order\":{i},\"amount\":{}.99}}", i * 3),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(Option<&str>, &str)> = records
+        .iter()
+        .map(|(k, v)| (Some(k.as_str()), v.as_str()))
+        .collect();
+    cluster.console_produce(topic, &borrowed)?;
+    println!(
+        "wrote {} records with kafka-console-producer (acks=all)",
+        records.len()
+    );
+    let read = cluster.consume_all(topic)?;
+    println!(
+        "read {} records back with kafka-console-consumer:",
+        read.len()
+    );
+    for r in read.iter().take(5) {
+        println!(
+            "  {topic} [{}] @ {}  {} = {}",
+            r.partition,
+            r.offset,
+            String::from_utf8_lossy(r.key.as_deref().unwrap_or(b"null")),
+            String::from_utf8_lossy(r.value.as_deref().unwrap_or(b"null"))
+        );
+    }
+    if read.len() > 5 {
+        println!("  ...");
+    }
+    let mut got: Vec<(Vec<u8>, Vec<u8>)> = read
+        .iter()
+        .map(|r| {
+            (
+                r.key.clone().unwrap_or_default(),
+                r.value.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(Vec<u8>, Vec<u8>)> = records
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+    want.sort();
+    if got != want {
+        return Err(format!(
+            "read back {} records, expected exactly the {} written",
+            got.len(),
+            want.len()
+        )
+        .into());
+    }
+    Ok(())
+}

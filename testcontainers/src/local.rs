@@ -1,0 +1,629 @@
+//! The local-process backend: real Kafka brokers as JVMs on 127.0.0.1, KRaft mode.
+//!
+//! One node runs broker and controller in one JVM. Two or more brokers get a
+//! dedicated controller JVM beside them, as production clusters do: then killing
+//! brokers never costs the metadata quorum, and "two of three brokers down" leaves a
+//! controller that can still shrink the ISR, which is what makes the broker answer
+//! NOT_ENOUGH_REPLICAS instead of hanging.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::dist::KafkaDist;
+use crate::process::{make_run_dir, signal, spawn_owned, unregister_dir, unregister_pid};
+use crate::reader::tail;
+use crate::{Admin, KitError};
+
+/// Node id of the dedicated controller (brokers are 1..=n).
+const CONTROLLER_ID: i32 = 1000;
+
+/// How a local cluster is set up.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Number of brokers.
+    pub brokers: usize,
+    /// Extra broker properties, applied after the kit's defaults.
+    pub broker_properties: Vec<(String, String)>,
+    /// Maximum JVM heap per broker, in MiB.
+    pub heap_mb: u32,
+    /// How long to wait for the cluster to come up.
+    pub startup_timeout: Duration,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        Self {
+            brokers: 1,
+            broker_properties: Vec::new(),
+            heap_mb: 768,
+            startup_timeout: Duration::from_secs(180),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Combined,
+    Broker,
+    Controller,
+}
+
+struct Node {
+    id: i32,
+    role: Role,
+    port: Option<u16>,
+    dir: PathBuf,
+    child: Mutex<Option<Child>>,
+}
+
+impl Node {
+    fn properties_path(&self) -> PathBuf {
+        self.dir.join("server.properties")
+    }
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+}
+
+/// A running local cluster. Dropping it kills its JVMs and removes its files.
+pub struct LocalCluster {
+    dist: KafkaDist,
+    dir: PathBuf,
+    nodes: Vec<Node>,
+    opts: LocalOptions,
+}
+
+fn free_port() -> Result<u16, KitError> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| KitError::Setup(format!("no free loopback port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| KitError::Setup(e.to_string()))?
+        .port())
+}
+
+/// Directory ids in `meta.properties` are base64url (no padding) UUIDs. Kafka reserves
+/// a few ids with all-zero high bits (unassigned, lost, migrating); setting a high bit
+/// keeps a random id clear of them.
+fn random_uuid_base64() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes[0] |= 0x40;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | b as u32;
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
+}
+
+impl LocalCluster {
+    /// Starts a cluster and waits until every broker is registered.
+    pub fn start(opts: LocalOptions) -> Result<Self, KitError> {
+        if opts.brokers == 0 {
+            return Err(KitError::Setup(
+                "a cluster needs at least one broker".into(),
+            ));
+        }
+        let dist = KafkaDist::locate()?;
+        let dir = make_run_dir(&format!("kafka{}", opts.brokers))
+            .map_err(|e| KitError::Setup(format!("creating the run dir: {e}")))?;
+        let mut nodes = Vec::new();
+        let mut voters = Vec::new();
+        if opts.brokers == 1 {
+            let cport = free_port()?;
+            voters.push(format!("1@127.0.0.1:{cport}"));
+            nodes.push((1, Role::Combined, Some(free_port()?), Some(cport)));
+        } else {
+            let cport = free_port()?;
+            voters.push(format!("{CONTROLLER_ID}@127.0.0.1:{cport}"));
+            nodes.push((CONTROLLER_ID, Role::Controller, None, Some(cport)));
+            for id in 1..=opts.brokers as i32 {
+                nodes.push((id, Role::Broker, Some(free_port()?), None));
+            }
+        }
+        let voters = voters.join(",");
+        let template = storage_template(&dist)?;
+        let cluster_id = random_uuid_base64();
+        let mut built = Vec::new();
+        for (id, role, port, cport) in nodes {
+            let ndir = dir.join(format!("node-{id}"));
+            let node = Node {
+                id,
+                role,
+                port,
+                dir: ndir,
+                child: Mutex::new(None),
+            };
+            fs::create_dir_all(node.data_dir()).map_err(|e| KitError::Setup(e.to_string()))?;
+            fs::write(
+                node.properties_path(),
+                node_properties(&node, cport, &voters, &opts),
+            )
+            .map_err(|e| KitError::Setup(e.to_string()))?;
+            write_log_config(&node)?;
+            // What `kafka-storage format` writes, without a JVM per node: the
+            // bootstrap checkpoint (same for every cluster of this version, made once
+            // per machine) and meta.properties naming the node and cluster.
+            fs::copy(&template, node.data_dir().join("bootstrap.checkpoint"))
+                .map_err(|e| KitError::Setup(format!("copying the storage template: {e}")))?;
+            fs::write(
+                node.data_dir().join("meta.properties"),
+                format!(
+                    "node.id={id}\ndirectory.id={}\nversion=1\ncluster.id={cluster_id}\n",
+                    random_uuid_base64()
+                ),
+            )
+            .map_err(|e| KitError::Setup(e.to_string()))?;
+            built.push(node);
+        }
+        let cluster = Self {
+            dist,
+            dir,
+            nodes: built,
+            opts,
+        };
+        for node in &cluster.nodes {
+            cluster.spawn(node)?;
+        }
+        cluster.wait_for_brokers(cluster.opts.brokers, cluster.opts.startup_timeout)?;
+        Ok(cluster)
+    }
+
+    fn spawn(&self, node: &Node) -> Result<(), KitError> {
+        let mut slot = node.child.lock().unwrap();
+        if slot.is_some() {
+            return Err(KitError::Control(format!(
+                "node {} is already running",
+                node.id
+            )));
+        }
+        let heap = match node.role {
+            Role::Controller => 256,
+            _ => self.opts.heap_mb,
+        };
+        let mut cmd = Command::new(self.dist.java());
+        cmd.arg(format!("-Xmx{heap}m"))
+            .arg("-Xms128m")
+            .arg("-XX:+UseG1GC")
+            .arg("-XX:MaxGCPauseMillis=20")
+            .arg("-XX:-UsePerfData")
+            .arg("-Djava.awt.headless=true")
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                node.dir.join("log4j2.properties").display()
+            ))
+            .arg(format!("-Dkafka.logs.dir={}", node.dir.display()))
+            .arg("-cp")
+            .arg(self.dist.libs().join("*"))
+            .arg("kafka.Kafka")
+            .arg(node.properties_path())
+            .current_dir(&node.dir)
+            .stdin(Stdio::null());
+        let out = fs::File::create(node.dir.join("stdout.log"))
+            .map_err(|e| KitError::Setup(e.to_string()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| KitError::Setup(e.to_string()))?;
+        cmd.stdout(out).stderr(err);
+        let child = spawn_owned(cmd).map_err(|e| {
+            KitError::Setup(format!(
+                "starting node {} ({}): {e}",
+                node.id,
+                self.dist.java().display()
+            ))
+        })?;
+        *slot = Some(child);
+        Ok(())
+    }
+
+    fn node(&self, id: i32) -> Result<&Node, KitError> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id && n.role != Role::Controller)
+            .ok_or_else(|| KitError::Control(format!("no broker with node id {id}")))
+    }
+
+    /// Broker node ids.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role != Role::Controller)
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// `host:port,...` of every broker, running or not.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.port.map(|p| format!("127.0.0.1:{p}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `host:port` of one broker.
+    pub fn broker_address(&self, id: i32) -> Result<String, KitError> {
+        Ok(format!(
+            "127.0.0.1:{}",
+            self.node(id)?.port.expect("brokers have ports")
+        ))
+    }
+
+    /// The Kafka installation the cluster runs.
+    pub fn dist(&self) -> &KafkaDist {
+        &self.dist
+    }
+
+    /// The log directory of a broker (holds `<topic>-<partition>` dirs).
+    pub fn data_dir(&self, id: i32) -> Result<PathBuf, KitError> {
+        Ok(self.node(id)?.data_dir())
+    }
+
+    /// The OS process id of a running broker.
+    pub fn pid(&self, id: i32) -> Result<Option<u32>, KitError> {
+        Ok(self
+            .node(id)?
+            .child
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|c| c.id()))
+    }
+
+    /// Whether a broker's JVM is running (paused counts as running).
+    pub fn is_running(&self, id: i32) -> Result<bool, KitError> {
+        let node = self.node(id)?;
+        let mut slot = node.child.lock().unwrap();
+        Ok(match slot.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        })
+    }
+
+    fn take_child(&self, id: i32) -> Result<Child, KitError> {
+        self.node(id)?
+            .child
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| KitError::Control(format!("broker {id} is not running")))
+    }
+
+    /// `kill -9` a broker: no controlled shutdown, no flush.
+    pub fn kill(&self, id: i32) -> Result<(), KitError> {
+        let mut child = self.take_child(id)?;
+        let pid = child.id();
+        let _ = signal(pid, libc::SIGCONT);
+        let _ = child.kill();
+        let _ = child.wait();
+        unregister_pid(pid as i32);
+        Ok(())
+    }
+
+    /// Stops a broker with SIGTERM (controlled shutdown: leadership moves first),
+    /// escalating to SIGKILL after `timeout`.
+    pub fn stop(&self, id: i32, timeout: Duration) -> Result<(), KitError> {
+        let mut child = self.take_child(id)?;
+        let pid = child.id();
+        let _ = signal(pid, libc::SIGCONT);
+        let _ = signal(pid, libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unregister_pid(pid as i32);
+        Ok(())
+    }
+
+    /// Starts a stopped or killed broker again on the same ports and log dir, and waits
+    /// until it is registered.
+    pub fn start_broker(&self, id: i32, timeout: Duration) -> Result<(), KitError> {
+        let node = self.node(id)?;
+        self.spawn(node)?;
+        let addr = self.broker_address(id)?;
+        crate::wait_until(
+            &format!("broker {id} to rejoin the cluster"),
+            timeout,
+            || {
+                self.check_alive()?;
+                let md = Admin::new(&addr)
+                    .metadata(Some(&[]))
+                    .map_err(|e| e.to_string())?;
+                if md.brokers.iter().any(|b| b.id == id) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "registered brokers: {:?}",
+                        md.brokers.iter().map(|b| b.id).collect::<Vec<_>>()
+                    ))
+                }
+            },
+        )
+    }
+
+    /// Stops (SIGTERM) and starts a broker.
+    pub fn restart(&self, id: i32, timeout: Duration) -> Result<(), KitError> {
+        self.stop(id, timeout)?;
+        self.start_broker(id, timeout)
+    }
+
+    /// Freezes a broker with SIGSTOP: its sockets stay open but nothing answers.
+    pub fn pause(&self, id: i32) -> Result<(), KitError> {
+        self.send_signal(id, libc::SIGSTOP)
+    }
+
+    /// Thaws a broker paused with [`Self::pause`].
+    pub fn resume(&self, id: i32) -> Result<(), KitError> {
+        self.send_signal(id, libc::SIGCONT)
+    }
+
+    fn send_signal(&self, id: i32, sig: libc::c_int) -> Result<(), KitError> {
+        let node = self.node(id)?;
+        let slot = node.child.lock().unwrap();
+        let child = slot
+            .as_ref()
+            .ok_or_else(|| KitError::Control(format!("broker {id} is not running")))?;
+        signal(child.id(), sig)
+            .map_err(|e| KitError::Control(format!("signalling broker {id}: {e}")))
+    }
+
+    /// Fails if a node's JVM exited on its own, with the end of its log.
+    fn check_alive(&self) -> Result<(), String> {
+        for node in &self.nodes {
+            let mut slot = node.child.lock().unwrap();
+            if let Some(child) = slot.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = fs::read_to_string(node.log_path()).unwrap_or_default();
+                    let stdout =
+                        fs::read_to_string(node.dir.join("stdout.log")).unwrap_or_default();
+                    let pid = child.id();
+                    *slot = None;
+                    unregister_pid(pid as i32);
+                    return Err(format!(
+                        "node {} exited ({status}); end of its log:\n{}\n{}",
+                        node.id,
+                        tail(&log, 30),
+                        tail(&stdout, 10)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_for_brokers(&self, n: usize, timeout: Duration) -> Result<(), KitError> {
+        let bootstrap = self.bootstrap();
+        crate::wait_until(&format!("{n} broker(s) to register"), timeout, || {
+            self.check_alive()?;
+            let md = Admin::new(&bootstrap)
+                .metadata(Some(&[]))
+                .map_err(|e| e.to_string())?;
+            if md.brokers.len() >= n {
+                Ok(())
+            } else {
+                Err(format!("{} of {n} registered", md.brokers.len()))
+            }
+        })
+        .map_err(|e| match e {
+            KitError::Timeout(msg) => KitError::Setup(format!(
+                "{msg}\nbroker logs are under {}",
+                self.dir.display()
+            )),
+            other => other,
+        })
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            if let Some(mut child) = node.child.lock().unwrap().take() {
+                let pid = child.id();
+                let _ = signal(pid, libc::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+                unregister_pid(pid as i32);
+            }
+        }
+        if std::env::var_os("COURIER_KEEP_KAFKA_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+        unregister_dir(&self.dir);
+    }
+}
+
+fn node_properties(node: &Node, cport: Option<u16>, voters: &str, opts: &LocalOptions) -> String {
+    let n = opts.brokers;
+    let rf = n.min(3);
+    let min_isr = if n >= 3 { 2 } else { 1 };
+    let mut p = String::new();
+    let roles = match node.role {
+        Role::Combined => "broker,controller",
+        Role::Broker => "broker",
+        Role::Controller => "controller",
+    };
+    let _ = writeln!(p, "process.roles={roles}");
+    let _ = writeln!(p, "node.id={}", node.id);
+    let _ = writeln!(p, "controller.quorum.voters={voters}");
+    let _ = writeln!(p, "controller.listener.names=CONTROLLER");
+    let _ = writeln!(
+        p,
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    );
+    let mut listeners = Vec::new();
+    if let Some(port) = node.port {
+        listeners.push(format!("PLAINTEXT://127.0.0.1:{port}"));
+        let _ = writeln!(p, "advertised.listeners=PLAINTEXT://127.0.0.1:{port}");
+        let _ = writeln!(p, "inter.broker.listener.name=PLAINTEXT");
+    }
+    if let Some(c) = cport {
+        listeners.push(format!("CONTROLLER://127.0.0.1:{c}"));
+    }
+    let _ = writeln!(p, "listeners={}", listeners.join(","));
+    let _ = writeln!(p, "log.dirs={}", node.data_dir().display());
+    // Durability layers as the seed's three-layer rule wants them on a 3-node cluster:
+    // RF 3, min.insync.replicas 2.
+    let _ = writeln!(p, "default.replication.factor={rf}");
+    let _ = writeln!(p, "min.insync.replicas={min_isr}");
+    let _ = writeln!(p, "offsets.topic.replication.factor={rf}");
+    let _ = writeln!(p, "transaction.state.log.replication.factor={rf}");
+    let _ = writeln!(p, "transaction.state.log.min.isr={min_isr}");
+    let _ = writeln!(p, "share.coordinator.state.topic.replication.factor={rf}");
+    let _ = writeln!(p, "share.coordinator.state.topic.min.isr={min_isr}");
+    // Fewer internal partitions: the console consumer's group starts faster.
+    let _ = writeln!(p, "offsets.topic.num.partitions=4");
+    let _ = writeln!(p, "transaction.state.log.num.partitions=4");
+    let _ = writeln!(p, "num.partitions=1");
+    let _ = writeln!(p, "group.initial.rebalance.delay.ms=0");
+    // Tests name their topics; an unknown topic must be reported, not created.
+    let _ = writeln!(p, "auto.create.topics.enable=false");
+    // Faster failure detection than the defaults (9 s session, 30 s ISR lag), so fault
+    // tests see leader moves and ISR shrinks in seconds.
+    let _ = writeln!(p, "broker.session.timeout.ms=6000");
+    let _ = writeln!(p, "broker.heartbeat.interval.ms=1000");
+    let _ = writeln!(p, "replica.lag.time.max.ms=10000");
+    let _ = writeln!(p, "unclean.leader.election.enable=false");
+    let _ = writeln!(p, "num.network.threads=2");
+    let _ = writeln!(p, "num.io.threads=4");
+    let _ = writeln!(p, "controlled.shutdown.enable=true");
+    for (k, v) in &opts.broker_properties {
+        let _ = writeln!(p, "{k}={v}");
+    }
+    p
+}
+
+fn write_log_config(node: &Node) -> Result<(), KitError> {
+    let cfg = format!(
+        "rootLogger.level=INFO\n\
+         rootLogger.appenderRef.f.ref=F\n\
+         appender.f.type=File\n\
+         appender.f.name=F\n\
+         appender.f.fileName={}\n\
+         appender.f.layout.type=PatternLayout\n\
+         appender.f.layout.pattern=[%d] %p %m (%c)%n\n\
+         logger.kafka.name=kafka\n\
+         logger.kafka.level=INFO\n\
+         logger.req.name=kafka.request.logger\n\
+         logger.req.level=WARN\n",
+        node.log_path().display()
+    );
+    fs::write(node.dir.join("log4j2.properties"), cfg).map_err(|e| KitError::Setup(e.to_string()))
+}
+
+/// The bootstrap checkpoint `kafka-storage format` writes: made once per machine and
+/// Kafka version by running the real tool, then copied into every node.
+fn storage_template(dist: &KafkaDist) -> Result<PathBuf, KitError> {
+    let dir = dist.cache().join("storage-template");
+    let checkpoint = dir.join("bootstrap.checkpoint");
+    if checkpoint.exists() {
+        return Ok(checkpoint);
+    }
+    // flock: serialises threads of this process (each opens its own description) and
+    // concurrent test binaries alike.
+    let lock_path = dist.cache().join(".storage-template.lock");
+    let lock = fs::File::create(&lock_path).map_err(|e| KitError::Setup(e.to_string()))?;
+    lock.lock()
+        .map_err(|e| KitError::Setup(format!("locking {}: {e}", lock_path.display())))?;
+    if checkpoint.exists() {
+        return Ok(checkpoint);
+    }
+    let work = dist
+        .cache()
+        .join(format!("storage-template.{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(work.join("data")).map_err(|e| KitError::Setup(e.to_string()))?;
+    let props = work.join("server.properties");
+    fs::write(
+        &props,
+        format!(
+            "process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=1@127.0.0.1:9\n\
+             controller.listener.names=CONTROLLER\nlisteners=PLAINTEXT://127.0.0.1:8,CONTROLLER://127.0.0.1:9\n\
+             log.dirs={}\n",
+            work.join("data").display()
+        ),
+    )
+    .map_err(|e| KitError::Setup(e.to_string()))?;
+    let mut cmd = dist.java_command("kafka.tools.StorageTool", None);
+    cmd.args(["format", "-t", "AAAAAAAAAAAAAAAAAAAAAA", "-c"])
+        .arg(&props);
+    let out = crate::reader::run_tool(cmd, None, Duration::from_secs(120), "kafka-storage format")?;
+    let made = work.join("data").join("bootstrap.checkpoint");
+    if !out.status.success() || !made.exists() {
+        return Err(KitError::Setup(format!(
+            "kafka-storage format failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    fs::create_dir_all(&dir).map_err(|e| KitError::Setup(e.to_string()))?;
+    // Rename is atomic, so a concurrent test binary sees either nothing or the whole file.
+    fs::rename(&made, &checkpoint).map_err(|e| KitError::Setup(e.to_string()))?;
+    let _ = fs::remove_dir_all(&work);
+    Ok(checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_ids_are_22_char_base64url() {
+        let id = random_uuid_base64();
+        assert_eq!(id.len(), 22, "{id}");
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_ne!(id, random_uuid_base64());
+    }
+
+    #[test]
+    fn three_broker_properties_carry_the_durability_defaults() {
+        let node = Node {
+            id: 2,
+            role: Role::Broker,
+            port: Some(1234),
+            dir: PathBuf::from("/x"),
+            child: Mutex::new(None),
+        };
+        let opts = LocalOptions {
+            brokers: 3,
+            ..Default::default()
+        };
+        let p = node_properties(&node, None, "1000@127.0.0.1:9", &opts);
+        assert!(p.contains("process.roles=broker\n"));
+        assert!(p.contains("default.replication.factor=3\n"));
+        assert!(p.contains("min.insync.replicas=2\n"));
+        assert!(p.contains("listeners=PLAINTEXT://127.0.0.1:1234\n"));
+        assert!(!p.contains("CONTROLLER://"));
+    }
+}
