@@ -1,0 +1,27 @@
+//! Sans-I/O core of the courier Kafka producer.
+//!
+//! No sockets, no async runtime and no OS clock: time is passed in by the caller.
+//!
+//! Record batch hot path (issue 3): [`RecordBatchBuilder`] encodes records into a
+//! RecordBatch v2 as they arrive and [`RecordBatchBuilder::seal`] turns them into a
+//! [`SealedBatch`] (header, optional compression with a reusable [`Compressor`], one
+//! CRC32C); [`decode`] reads batches back for tests and tools.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod compression;
+pub mod decode;
+pub mod partitioner;
+pub mod sequence;
+pub mod varint;
+
+pub use batch::{
+    encode_batch, encoded_record_size, rewrite_producer_fields, BuildError, Header, ProducerFields,
+    RecordBatchBuilder, RecordRef, SealedBatch, RECORD_BATCH_OVERHEAD,
+};
+pub use compression::{Codec, Compression, Compressor};
+pub use decode::{
+    decode_batch, decode_batch_with, decode_batches, BatchHeader, DecodeError, DecodeOptions,
+    DecodedBatch, DecodedHeader, DecodedRecord, TimestampType,
+};
