@@ -17,7 +17,7 @@ struct Row {
 }
 
 fn decode_hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length in fixture: {s}");
+    assert!(s.len().is_multiple_of(2), "odd hex length in fixture: {s}");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("fixture hex"))

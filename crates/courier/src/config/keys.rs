@@ -1,0 +1,345 @@
+//! The property keys courier understands, their aliases, and help for the ones it does not.
+
+/// Every setting, one variant per canonical key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Key {
+    BootstrapServers,
+    ClientId,
+    Acks,
+    EnableIdempotence,
+    MaxInFlight,
+    Retries,
+    RetryBackoffMs,
+    RetryBackoffMaxMs,
+    LingerMs,
+    BatchSize,
+    BufferMemory,
+    MaxRequestSize,
+    CompressionType,
+    DeliveryTimeoutMs,
+    RequestTimeoutMs,
+    MetadataMaxAgeMs,
+    MaxBlockMs,
+    Partitioner,
+    PartitionerIgnoreKeys,
+    SocketConnectionSetupTimeoutMs,
+    SocketConnectionSetupTimeoutMaxMs,
+    ReconnectBackoffMs,
+    ReconnectBackoffMaxMs,
+    ConnectionsMaxIdleMs,
+    DurabilityCheck,
+    SecurityProtocol,
+    SaslMechanism,
+    SaslUsername,
+    SaslPassword,
+}
+
+/// One row of the key table.
+pub(crate) struct KeySpec {
+    pub(crate) key: Key,
+    /// The Java client's name, used in messages.
+    pub(crate) name: &'static str,
+    /// Other spellings accepted for the same setting.
+    pub(crate) aliases: &'static [&'static str],
+    /// Values of this key are never echoed in errors or `Debug`.
+    pub(crate) secret: bool,
+}
+
+const fn spec(key: Key, name: &'static str, aliases: &'static [&'static str]) -> KeySpec {
+    KeySpec {
+        key,
+        name,
+        aliases,
+        secret: false,
+    }
+}
+
+/// Canonical names are the Java client's. Aliases are librdkafka names with the *same meaning
+/// and unit*; librdkafka names whose unit or meaning differ (`queue.buffering.max.kbytes`,
+/// `batch.num.messages`) are listed in [`UNSUPPORTED`] with a pointer instead, so that a
+/// copied librdkafka config never silently means something else.
+pub(crate) const KEYS: &[KeySpec] = &[
+    spec(
+        Key::BootstrapServers,
+        "bootstrap.servers",
+        &["metadata.broker.list"],
+    ),
+    spec(Key::ClientId, "client.id", &[]),
+    spec(Key::Acks, "acks", &["request.required.acks"]),
+    spec(Key::EnableIdempotence, "enable.idempotence", &[]),
+    spec(
+        Key::MaxInFlight,
+        "max.in.flight.requests.per.connection",
+        &["max.in.flight"],
+    ),
+    spec(Key::Retries, "retries", &["message.send.max.retries"]),
+    spec(Key::RetryBackoffMs, "retry.backoff.ms", &[]),
+    spec(Key::RetryBackoffMaxMs, "retry.backoff.max.ms", &[]),
+    spec(Key::LingerMs, "linger.ms", &["queue.buffering.max.ms"]),
+    spec(Key::BatchSize, "batch.size", &[]),
+    spec(Key::BufferMemory, "buffer.memory", &[]),
+    spec(
+        Key::MaxRequestSize,
+        "max.request.size",
+        &["message.max.bytes"],
+    ),
+    spec(
+        Key::CompressionType,
+        "compression.type",
+        &["compression.codec"],
+    ),
+    spec(
+        Key::DeliveryTimeoutMs,
+        "delivery.timeout.ms",
+        &["message.timeout.ms"],
+    ),
+    spec(Key::RequestTimeoutMs, "request.timeout.ms", &[]),
+    spec(Key::MetadataMaxAgeMs, "metadata.max.age.ms", &[]),
+    spec(Key::MaxBlockMs, "max.block.ms", &[]),
+    spec(Key::Partitioner, "partitioner", &[]),
+    spec(Key::PartitionerIgnoreKeys, "partitioner.ignore.keys", &[]),
+    spec(
+        Key::SocketConnectionSetupTimeoutMs,
+        "socket.connection.setup.timeout.ms",
+        &[],
+    ),
+    spec(
+        Key::SocketConnectionSetupTimeoutMaxMs,
+        "socket.connection.setup.timeout.max.ms",
+        &[],
+    ),
+    spec(Key::ReconnectBackoffMs, "reconnect.backoff.ms", &[]),
+    spec(Key::ReconnectBackoffMaxMs, "reconnect.backoff.max.ms", &[]),
+    spec(Key::ConnectionsMaxIdleMs, "connections.max.idle.ms", &[]),
+    spec(Key::DurabilityCheck, "durability.check", &[]),
+    spec(Key::SecurityProtocol, "security.protocol", &[]),
+    spec(Key::SaslMechanism, "sasl.mechanism", &["sasl.mechanisms"]),
+    spec(Key::SaslUsername, "sasl.username", &[]),
+    KeySpec {
+        key: Key::SaslPassword,
+        name: "sasl.password",
+        aliases: &[],
+        secret: true,
+    },
+];
+
+impl Key {
+    pub(crate) fn spec(self) -> &'static KeySpec {
+        KEYS.iter()
+            .find(|s| s.key == self)
+            .expect("every Key has a row in KEYS")
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        self.spec().name
+    }
+}
+
+/// Resolves a key as written by the user (canonical name or alias, exact spelling).
+pub(crate) fn lookup(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter()
+        .find(|s| s.name == name || s.aliases.contains(&name))
+}
+
+/// Keys from the Java client or librdkafka that courier deliberately does not accept, with
+/// what to do instead. An error that names the replacement beats "unknown key".
+pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "key.serializer",
+        "courier sends bytes: serialize keys before calling send",
+    ),
+    (
+        "value.serializer",
+        "courier sends bytes: serialize values before calling send",
+    ),
+    ("transactional.id", "transactions are not implemented yet"),
+    ("transaction.timeout.ms", "transactions are not implemented yet"),
+    (
+        "partitioner.class",
+        "there are no pluggable partitioner classes; set partitioner=default or partitioner=ignore_keys",
+    ),
+    (
+        "interceptor.classes",
+        "there are no interceptors; wrap the producer instead",
+    ),
+    (
+        "sasl.jaas.config",
+        "set sasl.mechanism, sasl.username and sasl.password instead",
+    ),
+    (
+        "queue.buffering.max.kbytes",
+        "use buffer.memory, which is in bytes (kbytes * 1024)",
+    ),
+    (
+        "queue.buffering.max.messages",
+        "the buffer is bounded by bytes only: use buffer.memory",
+    ),
+    (
+        "batch.num.messages",
+        "batches are bounded by bytes only: use batch.size",
+    ),
+    (
+        "sticky.partitioning.linger.ms",
+        "the sticky partitioner switches after batch.size bytes (KIP-794), not after a time",
+    ),
+    (
+        "partitioner.adaptive.partitioning.enable",
+        "adaptive partitioning is not implemented; unkeyed records are spread uniformly over available partitions",
+    ),
+    (
+        "partitioner.availability.timeout.ms",
+        "adaptive partitioning is not implemented; partitions without a leader are avoided always",
+    ),
+    (
+        "compression.level",
+        "compression levels are not configurable yet",
+    ),
+    (
+        "compression.gzip.level",
+        "compression levels are not configurable yet",
+    ),
+    (
+        "compression.lz4.level",
+        "compression levels are not configurable yet",
+    ),
+    (
+        "compression.zstd.level",
+        "compression levels are not configurable yet",
+    ),
+    (
+        "send.buffer.bytes",
+        "socket buffer sizes are left to the operating system",
+    ),
+    (
+        "receive.buffer.bytes",
+        "socket buffer sizes are left to the operating system",
+    ),
+    ("metadata.max.idle.ms", "not implemented yet"),
+    ("client.dns.lookup", "not implemented yet"),
+    (
+        "enable.gapless.guarantee",
+        "not implemented; courier never skips a sequence number for a record it reports as failed",
+    ),
+    ("metric.reporters", "there are no metric reporters"),
+    ("metrics.sample.window.ms", "there are no metric reporters"),
+    ("metrics.num.samples", "there are no metric reporters"),
+    ("metrics.recording.level", "there are no metric reporters"),
+    ("enable.metrics.push", "client metrics push (KIP-714) is not implemented"),
+];
+
+pub(crate) fn unsupported_reason(name: &str) -> Option<&'static str> {
+    UNSUPPORTED
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|&(_, reason)| reason)
+}
+
+/// The accepted key closest to an unknown `name`, if one is close enough to be a likely typo.
+///
+/// Compares after lower-casing and mapping `_`/`-` to `.` (so `LINGER_MS` finds `linger.ms`),
+/// by edit distance, and counts a missing or extra suffix (`linger` for `linger.ms`,
+/// `request.timeout` for `request.timeout.ms`) as close.
+pub(crate) fn suggest(name: &str) -> Option<&'static str> {
+    let wanted: String = name
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '_' | '-' => '.',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    let candidates = KEYS
+        .iter()
+        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()));
+
+    let mut best: Option<(usize, &'static str)> = None;
+    for candidate in candidates {
+        let mut distance = edit_distance(&wanted, candidate);
+        let shorter = wanted.len().min(candidate.len());
+        if shorter >= 6 && (candidate.starts_with(&wanted) || wanted.starts_with(candidate)) {
+            distance = distance.min(1);
+        }
+        if best.is_none_or(|(d, _)| distance < d) {
+            best = Some((distance, candidate));
+        }
+    }
+    // Two edits for short keys, a few more for long ones: close enough to be a typo, far
+    // enough not to suggest `acks` for `abc`.
+    let limit = (wanted.len() / 6).max(2);
+    best.filter(|&(d, _)| d <= limit && d < wanted.len())
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over bytes (keys are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, &ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_key_and_alias_is_spelled_once() {
+        let mut seen = HashSet::new();
+        for s in KEYS {
+            for name in std::iter::once(s.name).chain(s.aliases.iter().copied()) {
+                assert!(seen.insert(name), "{name} appears twice");
+            }
+        }
+        for (name, _) in UNSUPPORTED {
+            assert!(
+                !seen.contains(name),
+                "{name} is both supported and unsupported"
+            );
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_substitutions() {
+        assert_eq!(edit_distance("linger.ms", "linger.ms"), 0);
+        assert_eq!(edit_distance("lingr.ms", "linger.ms"), 1);
+        assert_eq!(edit_distance("linger.mss", "linger.ms"), 1);
+        assert_eq!(edit_distance("lunger.ms", "linger.ms"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn suggestions_for_typical_typos() {
+        assert_eq!(suggest("lingr.ms"), Some("linger.ms"));
+        assert_eq!(suggest("LINGER_MS"), Some("linger.ms"));
+        assert_eq!(suggest("linger"), Some("linger.ms"));
+        assert_eq!(suggest("request.timeout"), Some("request.timeout.ms"));
+        assert_eq!(suggest("bootstrap.server"), Some("bootstrap.servers"));
+        assert_eq!(suggest("enable.idempotency"), Some("enable.idempotence"));
+        assert_eq!(suggest("ack"), Some("acks"));
+        assert_eq!(
+            suggest("max.in.flight.request.per.connection"),
+            Some("max.in.flight.requests.per.connection")
+        );
+    }
+
+    #[test]
+    fn no_suggestion_for_unrelated_keys() {
+        assert_eq!(suggest("abc"), None);
+        assert_eq!(suggest("group.id"), None);
+        assert_eq!(suggest("auto.offset.reset"), None);
+        assert_eq!(suggest(""), None);
+    }
+}

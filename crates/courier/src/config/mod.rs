@@ -1,0 +1,406 @@
+//! Producer configuration: a typed, validated [`ProducerConfig`].
+//!
+//! Build one with the typed [`ProducerConfig::builder`], or from Java/librdkafka-style string
+//! properties with [`ProducerConfig::from_properties`] or [`ProducerConfigBuilder::set`]:
+//!
+//! ```
+//! use std::time::Duration;
+//! use courier::config::{Acks, ProducerConfig};
+//!
+//! let typed = ProducerConfig::builder()
+//!     .bootstrap_servers("broker1:9092,broker2:9092")
+//!     .linger(Duration::from_millis(10))
+//!     .build()?;
+//!
+//! let from_props = ProducerConfig::from_properties([
+//!     ("bootstrap.servers", "broker1:9092,broker2:9092"),
+//!     ("linger.ms", "10"),
+//! ])?;
+//! assert_eq!(typed, from_props);
+//! assert_eq!(typed.acks(), Acks::All);
+//! # Ok::<(), courier::config::ConfigError>(())
+//! ```
+//!
+//! # Defaults
+//!
+//! Defaults are the Java client's (4.x), which are durable: `acks=all` and
+//! `enable.idempotence=true` (KIP-679, Kafka 3.0). Where courier differs, the table says why.
+//!
+//! | key | aliases (librdkafka) | default |
+//! |---|---|---|
+//! | `bootstrap.servers` | `metadata.broker.list` | required |
+//! | `client.id` | | `courier` (Java: `producer-N`, a per-process counter) |
+//! | `acks` (`0`, `1`, `all` = `-1`) | `request.required.acks` | `all` |
+//! | `enable.idempotence` | | `true` |
+//! | `max.in.flight.requests.per.connection` | `max.in.flight` | 5 |
+//! | `retries` | `message.send.max.retries` | 2147483647 |
+//! | `retry.backoff.ms` | | 100 |
+//! | `retry.backoff.max.ms` | | 1000 |
+//! | `linger.ms` | `queue.buffering.max.ms` (integer ms only) | 5 |
+//! | `batch.size` | | 16384 |
+//! | `buffer.memory` | | 33554432 |
+//! | `max.request.size` | `message.max.bytes` | 1048576 |
+//! | `compression.type` (`none`, `gzip`, `snappy`, `lz4`, `zstd`) | `compression.codec` | `none` |
+//! | `delivery.timeout.ms` | `message.timeout.ms` | 120000 |
+//! | `request.timeout.ms` | | 30000 |
+//! | `metadata.max.age.ms` | | 300000 |
+//! | `max.block.ms` | | 60000 |
+//! | `partitioner` (`default`, `murmur2_random`, `ignore_keys`) | | `default` |
+//! | `partitioner.ignore.keys` (Java) | | `false` |
+//! | `socket.connection.setup.timeout.ms` | | 10000 |
+//! | `socket.connection.setup.timeout.max.ms` | | 30000 |
+//! | `reconnect.backoff.ms` | | 50 |
+//! | `reconnect.backoff.max.ms` | | 1000 |
+//! | `connections.max.idle.ms` | | 540000 |
+//! | `durability.check` (`off`, `warn`, `enforce`; courier's own) | | `warn` |
+//! | `security.protocol` (`plaintext`, `ssl`, `sasl_plaintext`, `sasl_ssl`) | | `plaintext` |
+//! | `sasl.mechanism` (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`) | `sasl.mechanisms` | none |
+//! | `sasl.username`, `sasl.password` | | none |
+//!
+//! Aliases are accepted only where the librdkafka setting has the same meaning and unit.
+//! Keys that look alike but differ (`queue.buffering.max.kbytes` is in KiB,
+//! `batch.num.messages` counts records) are rejected with a pointer to the courier key, as are
+//! Java settings courier does not implement (`transactional.id`, `key.serializer`, ...).
+//! Unknown keys are errors, with a suggestion for near misses: a typo must not silently
+//! leave a default in place. When a key is given twice (or as a key and its alias), the last
+//! value wins, as with Java `Properties` and librdkafka.
+//!
+//! Values are trimmed; booleans and enumerated values are case-insensitive; numbers are plain
+//! non-negative integers (milliseconds for `*.ms`, bytes for sizes).
+//!
+//! # Validation
+//!
+//! [`ProducerConfigBuilder::build`] rejects, with a message naming the key:
+//!
+//! * `enable.idempotence=true` set explicitly together with `acks` other than `all`, or with
+//!   `retries=0`;
+//! * idempotence enabled (explicitly or by default) with
+//!   `max.in.flight.requests.per.connection` above 5: brokers keep the last 5 batches of each
+//!   producer for deduplication;
+//! * `delivery.timeout.ms` set below `linger.ms + request.timeout.ms`;
+//! * zero or out-of-range sizes and counts (`batch.size`, `max.request.size`, `buffer.memory`
+//!   below `batch.size`, `max.in.flight.requests.per.connection`, `request.timeout.ms`, ...);
+//! * a backoff cap set below its base; inconsistent SASL settings.
+//!
+//! Like the Java client since KIP-679 (and its follow-up KAFKA-13598), when
+//! `enable.idempotence` is *not* set and `acks` is not `all` or `retries` is 0, idempotence
+//! is turned off instead of failing; the config records a [`ConfigNotice`] and
+//! [`durability.check`](DurabilityCheck) reports it. Also like Java, a `max.in.flight` above 5
+//! is an error even then: set `enable.idempotence=false` to use more.
+//!
+//! Defaults that would violate a rule are adjusted instead, as in Java: an unset
+//! `delivery.timeout.ms` is raised to `linger.ms + request.timeout.ms`, an unset backoff cap
+//! is raised to its base.
+
+mod builder;
+mod error;
+mod keys;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use builder::ProducerConfigBuilder;
+pub use error::{ConfigError, ConfigNotice, DurabilityIssue};
+pub use values::{
+    Acks, BrokerAddress, CompressionType, DurabilityCheck, InvalidBrokerAddress, Partitioner,
+    SaslMechanism, Secret, SecurityProtocol,
+};
+
+/// The default value of every setting that has one.
+pub mod defaults {
+    use std::time::Duration;
+
+    use super::{Acks, CompressionType, DurabilityCheck, Partitioner, SecurityProtocol};
+
+    /// `client.id`.
+    pub const CLIENT_ID: &str = "courier";
+    /// `acks`.
+    pub const ACKS: Acks = Acks::All;
+    /// `enable.idempotence`.
+    pub const ENABLE_IDEMPOTENCE: bool = true;
+    /// `max.in.flight.requests.per.connection`.
+    pub const MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION: u32 = 5;
+    /// `retries`: effectively unlimited, bounded by `delivery.timeout.ms` instead.
+    pub const RETRIES: u32 = i32::MAX as u32;
+    /// `retry.backoff.ms`.
+    pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+    /// `retry.backoff.max.ms`.
+    pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1_000);
+    /// `linger.ms` (Java changed it from 0 to 5 in Kafka 4.0, KIP-1030).
+    pub const LINGER: Duration = Duration::from_millis(5);
+    /// `batch.size`.
+    pub const BATCH_SIZE: usize = 16_384;
+    /// `buffer.memory`.
+    pub const BUFFER_MEMORY: usize = 32 * 1024 * 1024;
+    /// `max.request.size`.
+    pub const MAX_REQUEST_SIZE: usize = 1024 * 1024;
+    /// `compression.type`.
+    pub const COMPRESSION: CompressionType = CompressionType::None;
+    /// `delivery.timeout.ms`.
+    pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+    /// `request.timeout.ms`.
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `metadata.max.age.ms`.
+    pub const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
+    /// `max.block.ms`.
+    pub const MAX_BLOCK: Duration = Duration::from_secs(60);
+    /// `partitioner`.
+    pub const PARTITIONER: Partitioner = Partitioner::Default;
+    /// `socket.connection.setup.timeout.ms`.
+    pub const SOCKET_CONNECTION_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `socket.connection.setup.timeout.max.ms`.
+    pub const SOCKET_CONNECTION_SETUP_TIMEOUT_MAX: Duration = Duration::from_secs(30);
+    /// `reconnect.backoff.ms`.
+    pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
+    /// `reconnect.backoff.max.ms`.
+    pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(1_000);
+    /// `connections.max.idle.ms`: 9 minutes, below the broker's 10 so the client closes first.
+    pub const CONNECTIONS_MAX_IDLE: Duration = Duration::from_secs(9 * 60);
+    /// `durability.check`.
+    pub const DURABILITY_CHECK: DurabilityCheck = DurabilityCheck::Warn;
+    /// `security.protocol`.
+    pub const SECURITY_PROTOCOL: SecurityProtocol = SecurityProtocol::Plaintext;
+}
+
+/// The most requests in flight per connection the idempotent producer allows; brokers keep
+/// the state of the last 5 batches per producer and partition for deduplication.
+pub const MAX_IN_FLIGHT_WITH_IDEMPOTENCE: u32 = 5;
+
+/// The canonical name of a key or alias (`"queue.buffering.max.ms"` → `"linger.ms"`), or
+/// `None` if courier does not accept it.
+pub fn canonical_key(key: &str) -> Option<&'static str> {
+    keys::lookup(key).map(|s| s.name)
+}
+
+/// Every canonical key courier accepts.
+pub fn known_keys() -> impl Iterator<Item = &'static str> {
+    keys::KEYS.iter().map(|s| s.name)
+}
+
+/// SASL credentials (`sasl.mechanism`, `sasl.username`, `sasl.password`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslConfig {
+    pub(crate) mechanism: SaslMechanism,
+    pub(crate) username: String,
+    pub(crate) password: Secret,
+}
+
+impl SaslConfig {
+    /// The mechanism.
+    pub const fn mechanism(&self) -> SaslMechanism {
+        self.mechanism
+    }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The password; `Debug` shows it as `<redacted>`.
+    pub fn password(&self) -> &Secret {
+        &self.password
+    }
+}
+
+/// A complete, validated producer configuration.
+///
+/// Create it with [`ProducerConfig::builder`] or [`ProducerConfig::from_properties`]; every
+/// value has been checked, alone and against the others. Getters return the *effective*
+/// values, after the adjustments listed in [`notices`](Self::notices).
+///
+/// `Debug` output never contains secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    pub(crate) bootstrap_servers: Vec<BrokerAddress>,
+    pub(crate) client_id: String,
+    pub(crate) acks: Acks,
+    pub(crate) enable_idempotence: bool,
+    pub(crate) max_in_flight_requests_per_connection: u32,
+    pub(crate) retries: u32,
+    pub(crate) retry_backoff: Duration,
+    pub(crate) retry_backoff_max: Duration,
+    pub(crate) linger: Duration,
+    pub(crate) batch_size: usize,
+    pub(crate) buffer_memory: usize,
+    pub(crate) max_request_size: usize,
+    pub(crate) compression: CompressionType,
+    pub(crate) delivery_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) metadata_max_age: Duration,
+    pub(crate) max_block: Duration,
+    pub(crate) partitioner: Partitioner,
+    pub(crate) socket_connection_setup_timeout: Duration,
+    pub(crate) socket_connection_setup_timeout_max: Duration,
+    pub(crate) reconnect_backoff: Duration,
+    pub(crate) reconnect_backoff_max: Duration,
+    pub(crate) connections_max_idle: Duration,
+    pub(crate) durability_check: DurabilityCheck,
+    pub(crate) security_protocol: SecurityProtocol,
+    pub(crate) sasl: Option<SaslConfig>,
+    pub(crate) notices: Vec<ConfigNotice>,
+    pub(crate) durability_issues: Vec<DurabilityIssue>,
+}
+
+impl ProducerConfig {
+    /// A builder with nothing set; `bootstrap.servers` is the only required setting.
+    pub fn builder() -> ProducerConfigBuilder {
+        ProducerConfigBuilder::default()
+    }
+
+    /// Builds a configuration from string properties, with Java or librdkafka keys
+    /// (`("linger.ms", "5")`). Later entries override earlier ones.
+    pub fn from_properties<I, K, V>(properties: I) -> Result<ProducerConfig, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        ProducerConfig::builder().properties(properties)?.build()
+    }
+
+    /// `bootstrap.servers`: the brokers to ask for cluster metadata first.
+    pub fn bootstrap_servers(&self) -> &[BrokerAddress] {
+        &self.bootstrap_servers
+    }
+
+    /// `client.id`, sent with every request (broker logs and quotas use it).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// `acks`.
+    pub const fn acks(&self) -> Acks {
+        self.acks
+    }
+
+    /// Whether the producer is idempotent (effective value: may be `false` although the
+    /// default is `true`, see [`ConfigNotice::IdempotenceDisabled`]).
+    pub const fn enable_idempotence(&self) -> bool {
+        self.enable_idempotence
+    }
+
+    /// `max.in.flight.requests.per.connection`.
+    pub const fn max_in_flight_requests_per_connection(&self) -> u32 {
+        self.max_in_flight_requests_per_connection
+    }
+
+    /// `retries`: how many times a batch is resent after a retriable error, within
+    /// `delivery.timeout.ms`.
+    pub const fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// `retry.backoff.ms`: the first backoff before a retry, doubled on each further retry.
+    pub const fn retry_backoff(&self) -> Duration {
+        self.retry_backoff
+    }
+
+    /// `retry.backoff.max.ms`: the cap of the retry backoff. If it is below
+    /// [`retry_backoff`](Self::retry_backoff) the backoff is constant at this value, as in Java.
+    pub const fn retry_backoff_max(&self) -> Duration {
+        self.retry_backoff_max
+    }
+
+    /// `linger.ms`: how long a batch may wait for more records before it is sent.
+    pub const fn linger(&self) -> Duration {
+        self.linger
+    }
+
+    /// `batch.size`: the size in bytes at which a partition's batch is sent without waiting.
+    pub const fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// `buffer.memory`: the bytes of records the producer holds before `send` waits.
+    pub const fn buffer_memory(&self) -> usize {
+        self.buffer_memory
+    }
+
+    /// `max.request.size`: the largest Produce request, and so the largest record, in bytes.
+    pub const fn max_request_size(&self) -> usize {
+        self.max_request_size
+    }
+
+    /// `compression.type`.
+    pub const fn compression(&self) -> CompressionType {
+        self.compression
+    }
+
+    /// `delivery.timeout.ms`: the longest a record may take from `send` to its final result.
+    pub const fn delivery_timeout(&self) -> Duration {
+        self.delivery_timeout
+    }
+
+    /// `request.timeout.ms`: the longest one request waits for its response.
+    pub const fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// `metadata.max.age.ms`: metadata is refreshed at least this often.
+    pub const fn metadata_max_age(&self) -> Duration {
+        self.metadata_max_age
+    }
+
+    /// `max.block.ms`: the longest `send` waits for metadata or buffer space.
+    pub const fn max_block(&self) -> Duration {
+        self.max_block
+    }
+
+    /// `partitioner`.
+    pub const fn partitioner(&self) -> Partitioner {
+        self.partitioner
+    }
+
+    /// `socket.connection.setup.timeout.ms`: the first connect timeout.
+    pub const fn socket_connection_setup_timeout(&self) -> Duration {
+        self.socket_connection_setup_timeout
+    }
+
+    /// `socket.connection.setup.timeout.max.ms`: the connect timeout grows up to this.
+    pub const fn socket_connection_setup_timeout_max(&self) -> Duration {
+        self.socket_connection_setup_timeout_max
+    }
+
+    /// `reconnect.backoff.ms`: the first wait before reconnecting to a broker.
+    pub const fn reconnect_backoff(&self) -> Duration {
+        self.reconnect_backoff
+    }
+
+    /// `reconnect.backoff.max.ms`: the reconnect wait grows up to this.
+    pub const fn reconnect_backoff_max(&self) -> Duration {
+        self.reconnect_backoff_max
+    }
+
+    /// `connections.max.idle.ms`: idle connections are closed after this.
+    pub const fn connections_max_idle(&self) -> Duration {
+        self.connections_max_idle
+    }
+
+    /// `durability.check`.
+    pub const fn durability_check(&self) -> DurabilityCheck {
+        self.durability_check
+    }
+
+    /// `security.protocol`.
+    pub const fn security_protocol(&self) -> SecurityProtocol {
+        self.security_protocol
+    }
+
+    /// SASL credentials, present exactly when `security.protocol` uses SASL.
+    pub fn sasl(&self) -> Option<&SaslConfig> {
+        self.sasl.as_ref()
+    }
+
+    /// What building changed (idempotence turned off, a timeout raised, ...).
+    pub fn notices(&self) -> &[ConfigNotice] {
+        &self.notices
+    }
+
+    /// The settings that give up durability, whatever `durability.check` says.
+    pub fn durability_issues(&self) -> &[DurabilityIssue] {
+        &self.durability_issues
+    }
+}

@@ -1,0 +1,842 @@
+use std::time::Duration;
+
+use super::*;
+
+fn base() -> ProducerConfigBuilder {
+    ProducerConfig::builder().bootstrap_servers("localhost:9092")
+}
+
+fn props(pairs: &[(&str, &str)]) -> Result<ProducerConfig, ConfigError> {
+    ProducerConfig::from_properties(
+        std::iter::once(("bootstrap.servers", "localhost:9092")).chain(pairs.iter().copied()),
+    )
+}
+
+fn err(pairs: &[(&str, &str)]) -> ConfigError {
+    props(pairs).expect_err("configuration should be rejected")
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults
+
+#[test]
+fn defaults_are_the_java_client_values() {
+    // Literal numbers from kafka-clients 4.3.1 (ProducerConfig.configDef().defaultValues()),
+    // not the constants, so a wrong constant fails here.
+    let c = base().build().unwrap();
+    assert_eq!(c.acks(), Acks::All);
+    assert!(c.enable_idempotence());
+    assert_eq!(c.max_in_flight_requests_per_connection(), 5);
+    assert_eq!(c.retries(), 2_147_483_647);
+    assert_eq!(c.retry_backoff(), ms(100));
+    assert_eq!(c.retry_backoff_max(), ms(1_000));
+    assert_eq!(c.linger(), ms(5));
+    assert_eq!(c.batch_size(), 16_384);
+    assert_eq!(c.buffer_memory(), 33_554_432);
+    assert_eq!(c.max_request_size(), 1_048_576);
+    assert_eq!(c.compression(), CompressionType::None);
+    assert_eq!(c.delivery_timeout(), ms(120_000));
+    assert_eq!(c.request_timeout(), ms(30_000));
+    assert_eq!(c.metadata_max_age(), ms(300_000));
+    assert_eq!(c.max_block(), ms(60_000));
+    assert_eq!(c.socket_connection_setup_timeout(), ms(10_000));
+    assert_eq!(c.socket_connection_setup_timeout_max(), ms(30_000));
+    assert_eq!(c.reconnect_backoff(), ms(50));
+    assert_eq!(c.reconnect_backoff_max(), ms(1_000));
+    assert_eq!(c.connections_max_idle(), ms(540_000));
+    assert_eq!(c.security_protocol(), SecurityProtocol::Plaintext);
+    // courier's own choices.
+    assert_eq!(c.client_id(), "courier");
+    assert_eq!(c.partitioner(), Partitioner::Default);
+    assert_eq!(c.durability_check(), DurabilityCheck::Warn);
+    assert_eq!(c.sasl(), None);
+    assert!(c.notices().is_empty());
+    assert!(c.durability_issues().is_empty());
+}
+
+#[test]
+fn defaults_module_matches_a_built_default_config() {
+    let c = base().build().unwrap();
+    assert_eq!(c.client_id(), defaults::CLIENT_ID);
+    assert_eq!(c.acks(), defaults::ACKS);
+    assert_eq!(c.enable_idempotence(), defaults::ENABLE_IDEMPOTENCE);
+    assert_eq!(
+        c.max_in_flight_requests_per_connection(),
+        defaults::MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION
+    );
+    assert_eq!(c.retries(), defaults::RETRIES);
+    assert_eq!(c.retry_backoff(), defaults::RETRY_BACKOFF);
+    assert_eq!(c.retry_backoff_max(), defaults::RETRY_BACKOFF_MAX);
+    assert_eq!(c.linger(), defaults::LINGER);
+    assert_eq!(c.batch_size(), defaults::BATCH_SIZE);
+    assert_eq!(c.buffer_memory(), defaults::BUFFER_MEMORY);
+    assert_eq!(c.max_request_size(), defaults::MAX_REQUEST_SIZE);
+    assert_eq!(c.compression(), defaults::COMPRESSION);
+    assert_eq!(c.delivery_timeout(), defaults::DELIVERY_TIMEOUT);
+    assert_eq!(c.request_timeout(), defaults::REQUEST_TIMEOUT);
+    assert_eq!(c.metadata_max_age(), defaults::METADATA_MAX_AGE);
+    assert_eq!(c.max_block(), defaults::MAX_BLOCK);
+    assert_eq!(c.partitioner(), defaults::PARTITIONER);
+    assert_eq!(
+        c.socket_connection_setup_timeout(),
+        defaults::SOCKET_CONNECTION_SETUP_TIMEOUT
+    );
+    assert_eq!(
+        c.socket_connection_setup_timeout_max(),
+        defaults::SOCKET_CONNECTION_SETUP_TIMEOUT_MAX
+    );
+    assert_eq!(c.reconnect_backoff(), defaults::RECONNECT_BACKOFF);
+    assert_eq!(c.reconnect_backoff_max(), defaults::RECONNECT_BACKOFF_MAX);
+    assert_eq!(c.connections_max_idle(), defaults::CONNECTIONS_MAX_IDLE);
+    assert_eq!(c.durability_check(), defaults::DURABILITY_CHECK);
+    assert_eq!(c.security_protocol(), defaults::SECURITY_PROTOCOL);
+}
+
+#[test]
+fn setting_a_value_equal_to_its_default_changes_nothing() {
+    let explicit = props(&[
+        ("acks", "all"),
+        ("linger.ms", "5"),
+        ("batch.size", "16384"),
+        ("delivery.timeout.ms", "120000"),
+    ])
+    .unwrap();
+    assert_eq!(explicit, base().build().unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property parsing
+
+#[test]
+fn every_property_is_parsed_into_its_typed_setting() {
+    let c = props(&[
+        ("bootstrap.servers", "b1:9092, b2:9093,[::1]:9094"),
+        ("client.id", " billing "),
+        ("acks", "all"),
+        ("enable.idempotence", "TRUE"),
+        ("max.in.flight.requests.per.connection", "3"),
+        ("retries", "7"),
+        ("retry.backoff.ms", "20"),
+        ("retry.backoff.max.ms", "2000"),
+        ("linger.ms", " 50 "),
+        ("batch.size", "65536"),
+        ("buffer.memory", "1048576"),
+        ("max.request.size", "2097152"),
+        ("compression.type", "ZSTD"),
+        ("delivery.timeout.ms", "60000"),
+        ("request.timeout.ms", "10000"),
+        ("metadata.max.age.ms", "1000"),
+        ("max.block.ms", "500"),
+        ("partitioner", "ignore_keys"),
+        ("socket.connection.setup.timeout.ms", "1000"),
+        ("socket.connection.setup.timeout.max.ms", "5000"),
+        ("reconnect.backoff.ms", "10"),
+        ("reconnect.backoff.max.ms", "100"),
+        ("connections.max.idle.ms", "60000"),
+        ("durability.check", "Enforce"),
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanism", "scram-sha-512"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "s3cret"),
+    ])
+    .unwrap();
+    let servers: Vec<String> = c
+        .bootstrap_servers()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(servers, ["b1:9092", "b2:9093", "[::1]:9094"]);
+    assert_eq!(c.client_id(), "billing");
+    assert_eq!(c.max_in_flight_requests_per_connection(), 3);
+    assert_eq!(c.retries(), 7);
+    assert_eq!(c.retry_backoff(), ms(20));
+    assert_eq!(c.retry_backoff_max(), ms(2_000));
+    assert_eq!(c.linger(), ms(50));
+    assert_eq!(c.batch_size(), 65_536);
+    assert_eq!(c.buffer_memory(), 1_048_576);
+    assert_eq!(c.max_request_size(), 2_097_152);
+    assert_eq!(c.compression(), CompressionType::Zstd);
+    assert_eq!(c.delivery_timeout(), ms(60_000));
+    assert_eq!(c.request_timeout(), ms(10_000));
+    assert_eq!(c.metadata_max_age(), ms(1_000));
+    assert_eq!(c.max_block(), ms(500));
+    assert_eq!(c.partitioner(), Partitioner::IgnoreKeys);
+    assert_eq!(c.socket_connection_setup_timeout(), ms(1_000));
+    assert_eq!(c.socket_connection_setup_timeout_max(), ms(5_000));
+    assert_eq!(c.reconnect_backoff(), ms(10));
+    assert_eq!(c.reconnect_backoff_max(), ms(100));
+    assert_eq!(c.connections_max_idle(), ms(60_000));
+    assert_eq!(c.durability_check(), DurabilityCheck::Enforce);
+    assert_eq!(c.security_protocol(), SecurityProtocol::SaslSsl);
+    let sasl = c.sasl().unwrap();
+    assert_eq!(sasl.mechanism(), SaslMechanism::ScramSha512);
+    assert_eq!(sasl.username(), "alice");
+    assert_eq!(sasl.password().expose(), "s3cret");
+}
+
+#[test]
+fn typed_builder_and_properties_build_equal_configs() {
+    let typed = base()
+        .acks(Acks::Leader)
+        .linger(ms(20))
+        .compression(CompressionType::Lz4)
+        .max_in_flight_requests_per_connection(2)
+        .build()
+        .unwrap();
+    let parsed = props(&[
+        ("acks", "1"),
+        ("linger.ms", "20"),
+        ("compression.type", "lz4"),
+        ("max.in.flight.requests.per.connection", "2"),
+    ])
+    .unwrap();
+    assert_eq!(typed, parsed);
+}
+
+#[test]
+fn acks_accepts_all_minus_one_zero_and_one() {
+    for (value, expected) in [
+        ("all", Acks::All),
+        ("ALL", Acks::All),
+        ("-1", Acks::All),
+        ("1", Acks::Leader),
+        ("0", Acks::None),
+    ] {
+        let c = props(&[("acks", value), ("enable.idempotence", "false")]).unwrap();
+        assert_eq!(c.acks(), expected, "acks={value}");
+    }
+}
+
+#[test]
+fn compression_accepts_the_five_kafka_codecs() {
+    for (value, expected) in [
+        ("none", CompressionType::None),
+        ("gzip", CompressionType::Gzip),
+        ("snappy", CompressionType::Snappy),
+        ("lz4", CompressionType::Lz4),
+        ("zstd", CompressionType::Zstd),
+    ] {
+        assert_eq!(
+            props(&[("compression.type", value)]).unwrap().compression(),
+            expected
+        );
+    }
+}
+
+#[test]
+fn non_numeric_value_names_key_expectation_and_value() {
+    assert_eq!(
+        err(&[("linger.ms", "abc")]).to_string(),
+        "linger.ms: expected a non-negative integer, got 'abc'"
+    );
+    for bad in ["-1", "1.5", "5ms", "", "1e3"] {
+        let e = err(&[("batch.size", bad)]);
+        assert!(
+            matches!(&e, ConfigError::InvalidValue { key, value: Some(v), .. }
+                if key == "batch.size" && v == bad),
+            "{bad:?}: {e:?}"
+        );
+    }
+}
+
+#[test]
+fn enumerated_values_list_what_is_accepted() {
+    assert_eq!(
+        err(&[("acks", "2")]).to_string(),
+        "acks: expected one of all, -1, 0, 1, got '2'"
+    );
+    assert_eq!(
+        err(&[("compression.type", "brotli")]).to_string(),
+        "compression.type: expected one of none, gzip, snappy, lz4, zstd, got 'brotli'"
+    );
+    assert_eq!(
+        err(&[("enable.idempotence", "yes")]).to_string(),
+        "enable.idempotence: expected true or false, got 'yes'"
+    );
+    assert_eq!(
+        err(&[("durability.check", "strict")]).to_string(),
+        "durability.check: expected one of off, warn, enforce, got 'strict'"
+    );
+}
+
+#[test]
+fn librdkafka_partitioners_that_place_keys_differently_are_rejected_with_the_reason() {
+    let e = err(&[("partitioner", "consistent_random")]);
+    let text = e.to_string();
+    assert!(text.starts_with("partitioner: expected one of default, murmur2_random, ignore_keys"));
+    assert!(text.contains("CRC32"), "{text}");
+    assert!(text.ends_with("got 'consistent_random'"), "{text}");
+    assert_eq!(
+        props(&[("partitioner", "murmur2_random")])
+            .unwrap()
+            .partitioner(),
+        Partitioner::Default
+    );
+}
+
+#[test]
+fn java_partitioner_ignore_keys_maps_to_the_partitioner_setting() {
+    let c = props(&[("partitioner.ignore.keys", "true")]).unwrap();
+    assert_eq!(c.partitioner(), Partitioner::IgnoreKeys);
+    let c = props(&[
+        ("partitioner", "ignore_keys"),
+        ("partitioner.ignore.keys", "false"),
+    ])
+    .unwrap();
+    assert_eq!(c.partitioner(), Partitioner::Default);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and aliases
+
+#[test]
+fn librdkafka_aliases_set_the_same_setting_as_the_java_key() {
+    let cases = [
+        ("metadata.broker.list", "bootstrap.servers", "other:9092"),
+        ("request.required.acks", "acks", "1"),
+        (
+            "max.in.flight",
+            "max.in.flight.requests.per.connection",
+            "2",
+        ),
+        ("message.send.max.retries", "retries", "3"),
+        ("queue.buffering.max.ms", "linger.ms", "25"),
+        ("message.max.bytes", "max.request.size", "500000"),
+        ("compression.codec", "compression.type", "gzip"),
+        ("message.timeout.ms", "delivery.timeout.ms", "200000"),
+    ];
+    for (alias, canonical, value) in cases {
+        assert_eq!(canonical_key(alias), Some(canonical));
+        let via_alias = props(&[(alias, value)]).unwrap();
+        let via_key = props(&[(canonical, value)]).unwrap();
+        assert_eq!(via_alias, via_key, "{alias} vs {canonical}");
+        assert_ne!(
+            via_alias,
+            base().build().unwrap(),
+            "{alias} changed nothing"
+        );
+    }
+}
+
+#[test]
+fn sasl_mechanisms_alias_is_accepted() {
+    let c = props(&[
+        ("security.protocol", "sasl_plaintext"),
+        ("sasl.mechanisms", "PLAIN"),
+        ("sasl.username", "u"),
+        ("sasl.password", "p"),
+    ])
+    .unwrap();
+    assert_eq!(c.sasl().unwrap().mechanism(), SaslMechanism::Plain);
+}
+
+#[test]
+fn last_value_wins_across_a_key_and_its_alias() {
+    let c = props(&[("linger.ms", "10"), ("queue.buffering.max.ms", "20")]).unwrap();
+    assert_eq!(c.linger(), ms(20));
+    let c = props(&[("queue.buffering.max.ms", "20"), ("linger.ms", "10")]).unwrap();
+    assert_eq!(c.linger(), ms(10));
+}
+
+#[test]
+fn unknown_key_is_an_error_with_a_suggestion_for_near_misses() {
+    let e = err(&[("lingr.ms", "5")]);
+    assert_eq!(
+        e.to_string(),
+        "unknown configuration key 'lingr.ms' (did you mean 'linger.ms'?)"
+    );
+    assert_eq!(e.key(), "lingr.ms");
+
+    let e = err(&[("group.id", "g")]);
+    assert_eq!(e.to_string(), "unknown configuration key 'group.id'");
+}
+
+#[test]
+fn keys_are_case_sensitive_but_the_suggestion_finds_them() {
+    let e = err(&[("LINGER.MS", "5")]);
+    assert_eq!(
+        e,
+        ConfigError::UnknownKey {
+            key: "LINGER.MS".into(),
+            suggestion: Some("linger.ms")
+        }
+    );
+}
+
+#[test]
+fn known_but_unsupported_keys_say_what_to_use_instead() {
+    assert_eq!(
+        err(&[("queue.buffering.max.kbytes", "1024")]).to_string(),
+        "configuration key 'queue.buffering.max.kbytes' is not supported by courier: use \
+         buffer.memory, which is in bytes (kbytes * 1024)"
+    );
+    let e = err(&[("transactional.id", "tx")]);
+    assert!(matches!(e, ConfigError::UnsupportedKey { .. }), "{e:?}");
+    assert!(e.to_string().contains("transactions are not implemented"));
+}
+
+#[test]
+fn known_keys_and_canonical_key_agree() {
+    let keys: Vec<&str> = known_keys().collect();
+    assert!(keys.contains(&"bootstrap.servers"));
+    assert!(
+        !keys.contains(&"metadata.broker.list"),
+        "aliases are not canonical"
+    );
+    for k in keys {
+        assert_eq!(canonical_key(k), Some(k));
+    }
+    assert_eq!(canonical_key("nope"), None);
+}
+
+#[test]
+fn set_fails_immediately_on_an_unparsable_value() {
+    let e = ProducerConfig::builder()
+        .set("queue.buffering.max.ms", "0.5")
+        .unwrap_err();
+    // The alias is reported as written, so the user finds the line in their file.
+    assert_eq!(
+        e.to_string(),
+        "queue.buffering.max.ms: expected a non-negative integer, got '0.5'"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// bootstrap.servers
+
+#[test]
+fn missing_bootstrap_servers_is_an_error() {
+    let e = ProducerConfig::builder().build().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bootstrap.servers is required: list at least one broker as host:port, e.g. \
+         'broker1:9092'"
+    );
+}
+
+#[test]
+fn bootstrap_entry_without_port_is_rejected_with_the_entry() {
+    let e = err(&[("bootstrap.servers", "good:9092,broker2")]);
+    assert_eq!(
+        e.to_string(),
+        "bootstrap.servers: expected host:port with a port, e.g. 'broker1:9092', got 'broker2'"
+    );
+    let e = ProducerConfig::builder()
+        .bootstrap_servers(" , ")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key(), "bootstrap.servers");
+}
+
+#[test]
+fn bootstrap_server_list_accepts_typed_addresses() {
+    let c = ProducerConfig::builder()
+        .bootstrap_server_list([BrokerAddress::new("::1", 9092), BrokerAddress::new("b", 1)])
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.bootstrap_servers(),
+        [BrokerAddress::new("::1", 9092), BrokerAddress::new("b", 1)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotence (KIP-679 / KAFKA-13598)
+
+#[test]
+fn explicit_idempotence_with_acks_1_is_an_error() {
+    let e = err(&[("enable.idempotence", "true"), ("acks", "1")]);
+    assert_eq!(e.key(), "acks");
+    assert_eq!(
+        e.to_string(),
+        "acks: enable.idempotence=true requires acks=all, got acks=1: set acks=all, or set \
+         enable.idempotence=false if duplicates after retries are acceptable"
+    );
+    let e = err(&[("enable.idempotence", "true"), ("acks", "0")]);
+    assert!(e.to_string().contains("got acks=0"), "{e}");
+}
+
+#[test]
+fn explicit_idempotence_with_zero_retries_is_an_error() {
+    let e = err(&[("enable.idempotence", "true"), ("retries", "0")]);
+    assert_eq!(e.key(), "retries");
+    assert_eq!(
+        e.to_string(),
+        "retries: enable.idempotence=true requires retries >= 1, got 0: remove retries \
+         (delivery.timeout.ms bounds retrying), or set enable.idempotence=false"
+    );
+}
+
+#[test]
+fn default_idempotence_gives_way_to_acks_1_like_java() {
+    let c = props(&[("acks", "1")]).unwrap();
+    assert!(!c.enable_idempotence());
+    assert_eq!(
+        c.notices(),
+        [ConfigNotice::IdempotenceDisabled { because_of: "acks" }]
+    );
+    assert_eq!(
+        c.durability_issues(),
+        [
+            DurabilityIssue::AcksNotAll(Acks::Leader),
+            DurabilityIssue::IdempotenceDisabled
+        ]
+    );
+}
+
+#[test]
+fn default_idempotence_gives_way_to_zero_retries_like_java() {
+    let c = props(&[("retries", "0")]).unwrap();
+    assert!(!c.enable_idempotence());
+    assert_eq!(
+        c.notices(),
+        [ConfigNotice::IdempotenceDisabled {
+            because_of: "retries"
+        }]
+    );
+}
+
+#[test]
+fn more_than_five_in_flight_fails_even_with_default_idempotence_like_java() {
+    let e = err(&[("max.in.flight.requests.per.connection", "6")]);
+    assert_eq!(e.key(), "max.in.flight.requests.per.connection");
+    assert_eq!(
+        e.to_string(),
+        "max.in.flight.requests.per.connection: must be at most 5 with idempotence, got 6: \
+         brokers remember only the last 5 batches of a producer to detect duplicates; \
+         idempotence is on by default: lower it, or set enable.idempotence=false explicitly to \
+         allow more"
+    );
+    // Java 4.3.1 rejects this too, although acks=1 alone would turn idempotence off.
+    let e = err(&[("max.in.flight", "6"), ("acks", "1")]);
+    assert_eq!(e.key(), "max.in.flight.requests.per.connection");
+    let e = err(&[("max.in.flight", "6"), ("enable.idempotence", "true")]);
+    assert!(e
+        .to_string()
+        .ends_with("lower it, or set enable.idempotence=false"));
+}
+
+#[test]
+fn more_than_five_in_flight_is_fine_without_idempotence() {
+    let c = props(&[("max.in.flight", "10"), ("enable.idempotence", "false")]).unwrap();
+    assert_eq!(c.max_in_flight_requests_per_connection(), 10);
+    assert!(!c.enable_idempotence());
+    assert!(c.notices().is_empty(), "explicit choice needs no notice");
+    let c = props(&[("max.in.flight", "5")]).unwrap();
+    assert!(c.enable_idempotence());
+}
+
+#[test]
+fn zero_in_flight_is_an_error() {
+    let e = err(&[("max.in.flight", "0")]);
+    assert_eq!(
+        e.to_string(),
+        "max.in.flight.requests.per.connection: must be between 1 and 2147483647, got 0"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts, sizes, backoffs
+
+#[test]
+fn explicit_delivery_timeout_below_linger_plus_request_timeout_is_an_error() {
+    let e = err(&[
+        ("delivery.timeout.ms", "30004"),
+        ("linger.ms", "5"),
+        ("request.timeout.ms", "30000"),
+    ]);
+    assert_eq!(
+        e.to_string(),
+        "delivery.timeout.ms: must be at least linger.ms + request.timeout.ms (5 + 30000 = \
+         30005 ms), got 30004 ms: a record needs time for its batch to fill and for one full \
+         request; raise delivery.timeout.ms or lower the other two"
+    );
+    // Exactly the sum is allowed.
+    let c = props(&[("delivery.timeout.ms", "30005")]).unwrap();
+    assert_eq!(c.delivery_timeout(), ms(30_005));
+}
+
+#[test]
+fn default_delivery_timeout_is_raised_to_linger_plus_request_timeout_like_java() {
+    let c = props(&[("request.timeout.ms", "200000"), ("linger.ms", "100")]).unwrap();
+    assert_eq!(c.delivery_timeout(), ms(200_100));
+    assert_eq!(
+        c.notices(),
+        [ConfigNotice::DeliveryTimeoutRaised { to: ms(200_100) }]
+    );
+}
+
+#[test]
+fn librdkafka_infinite_message_timeout_is_rejected_with_an_explanation() {
+    let e = err(&[("message.timeout.ms", "0")]);
+    assert_eq!(e.key(), "message.timeout.ms");
+    assert!(
+        e.to_string().contains("0 = no timeout is not supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn delivery_timeout_must_fit_a_java_int() {
+    let e = base()
+        .delivery_timeout(Duration::from_secs(30 * 24 * 3600))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key(), "delivery.timeout.ms");
+}
+
+#[test]
+fn request_timeout_must_be_positive_and_fit_the_wire_field() {
+    let e = err(&[
+        ("request.timeout.ms", "0"),
+        ("delivery.timeout.ms", "200000"),
+    ]);
+    assert_eq!(
+        e.to_string(),
+        "request.timeout.ms: must be between 1 and 2147483647 ms, got 0 ms"
+    );
+    let e = err(&[("request.timeout.ms", "2147483648")]);
+    assert_eq!(e.key(), "request.timeout.ms");
+}
+
+#[test]
+fn batch_size_zero_is_an_error_that_points_to_linger() {
+    assert_eq!(
+        err(&[("batch.size", "0")]).to_string(),
+        "batch.size: must be between 1 and 2147483647, got 0 (to send records without waiting \
+         for more, set linger.ms=0)"
+    );
+}
+
+#[test]
+fn max_request_size_zero_and_retries_above_int_max_are_errors() {
+    assert_eq!(
+        err(&[("max.request.size", "0")]).to_string(),
+        "max.request.size: must be between 1 and 2147483647, got 0"
+    );
+    assert_eq!(err(&[("retries", "2147483648")]).key(), "retries");
+    assert_eq!(err(&[("batch.size", "2147483648")]).key(), "batch.size");
+}
+
+#[test]
+fn buffer_memory_below_batch_size_is_an_error() {
+    assert_eq!(
+        err(&[("buffer.memory", "1000"), ("batch.size", "16384")]).to_string(),
+        "buffer.memory: must be at least batch.size (16384 bytes), got 1000 bytes: the \
+         producer could not hold a single full batch"
+    );
+    assert_eq!(err(&[("buffer.memory", "0")]).key(), "buffer.memory");
+}
+
+#[test]
+fn backoff_cap_below_base_is_an_error_when_both_are_set() {
+    assert_eq!(
+        err(&[
+            ("reconnect.backoff.ms", "2000"),
+            ("reconnect.backoff.max.ms", "1000")
+        ])
+        .to_string(),
+        "reconnect.backoff.max.ms: must be at least reconnect.backoff.ms (2000 ms), got 1000 ms"
+    );
+    assert_eq!(
+        err(&[("retry.backoff.ms", "500"), ("retry.backoff.max.ms", "100")]).key(),
+        "retry.backoff.max.ms"
+    );
+    assert_eq!(
+        err(&[
+            ("socket.connection.setup.timeout.ms", "40000"),
+            ("socket.connection.setup.timeout.max.ms", "30000")
+        ])
+        .key(),
+        "socket.connection.setup.timeout.max.ms"
+    );
+}
+
+#[test]
+fn backoff_cap_follows_a_larger_base_when_only_the_base_is_set() {
+    let c = props(&[("reconnect.backoff.ms", "2000")]).unwrap();
+    assert_eq!(c.reconnect_backoff_max(), ms(2_000));
+    assert_eq!(
+        c.notices(),
+        [ConfigNotice::BackoffMaxRaised {
+            key: "reconnect.backoff.max.ms",
+            to: ms(2_000)
+        }]
+    );
+    let c = props(&[("retry.backoff.ms", "5000")]).unwrap();
+    assert_eq!(c.retry_backoff_max(), ms(5_000));
+}
+
+#[test]
+fn zero_connection_setup_timeout_is_an_error() {
+    assert_eq!(
+        err(&[("socket.connection.setup.timeout.ms", "0")]).to_string(),
+        "socket.connection.setup.timeout.ms: must be at least 1 ms, got 0 ms"
+    );
+}
+
+#[test]
+fn client_id_longer_than_a_protocol_string_is_an_error() {
+    let long = "x".repeat(40_000);
+    let e = base().client_id(long).build().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "client.id: must be at most 32767 bytes long, got 40000 bytes"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SASL and secrets
+
+#[test]
+fn sasl_protocol_requires_mechanism_username_and_password() {
+    let e = err(&[("security.protocol", "sasl_ssl"), ("sasl.username", "u")]);
+    assert_eq!(e.key(), "sasl.mechanism");
+    assert!(e.to_string().starts_with("sasl.mechanism is required: "));
+    let e = err(&[
+        ("security.protocol", "sasl_ssl"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "u"),
+    ]);
+    assert_eq!(e.key(), "sasl.password");
+    let e = err(&[
+        ("security.protocol", "sasl_ssl"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "u"),
+        ("sasl.password", ""),
+    ]);
+    assert_eq!(e.to_string(), "sasl.password: must not be empty");
+}
+
+#[test]
+fn sasl_settings_without_a_sasl_protocol_are_an_error() {
+    let e = err(&[("sasl.username", "u"), ("sasl.password", "p")]);
+    assert_eq!(
+        e.to_string(),
+        "security.protocol: sasl.username is set but security.protocol=plaintext does not \
+         authenticate: set security.protocol=sasl_ssl (or sasl_plaintext), or remove the SASL \
+         settings"
+    );
+}
+
+#[test]
+fn unsupported_sasl_mechanism_is_named() {
+    assert_eq!(
+        err(&[("sasl.mechanism", "GSSAPI")]).to_string(),
+        "sasl.mechanism: expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (GSSAPI and \
+         OAUTHBEARER are not supported), got 'GSSAPI'"
+    );
+}
+
+#[test]
+fn password_never_appears_in_debug_output() {
+    let builder = base()
+        .security_protocol(SecurityProtocol::SaslSsl)
+        .sasl_mechanism(SaslMechanism::ScramSha256)
+        .sasl_username("alice")
+        .sasl_password("correct horse battery staple");
+    let builder_debug = format!("{builder:?}");
+    let config = builder.build().unwrap();
+    let config_debug = format!("{config:?}");
+    let pretty = format!("{config:#?}");
+    for text in [&builder_debug, &config_debug, &pretty] {
+        assert!(!text.contains("correct horse"), "leaked: {text}");
+        assert!(text.contains("<redacted>"));
+        assert!(text.contains("alice"), "the username is not secret");
+    }
+}
+
+#[test]
+fn invalid_value_of_a_secret_key_is_not_echoed() {
+    let e = ConfigError::InvalidValue {
+        key: "sasl.password".into(),
+        expected: "something".into(),
+        value: None,
+    };
+    assert_eq!(
+        e.to_string(),
+        "sasl.password: expected something, got a value that is not shown because it is secret"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// durability.check
+
+#[test]
+fn enforce_refuses_a_configuration_that_is_not_durable() {
+    let e = err(&[("durability.check", "enforce"), ("acks", "1")]);
+    assert_eq!(e.key(), "durability.check");
+    assert_eq!(
+        e,
+        ConfigError::NotDurable {
+            issues: vec![
+                DurabilityIssue::AcksNotAll(Acks::Leader),
+                DurabilityIssue::IdempotenceDisabled
+            ]
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "durability.check=enforce refuses this configuration: acks=1 waits for the partition \
+         leader only: an acknowledged record is lost if the leader fails before a follower \
+         copies it (use acks=all); idempotence is disabled: a retried batch can be written \
+         twice, and with more than one request in flight records can be reordered; fix these \
+         settings, or set durability.check=warn to accept the risk"
+    );
+}
+
+#[test]
+fn enforce_accepts_the_durable_defaults() {
+    let c = props(&[("durability.check", "enforce")]).unwrap();
+    assert!(c.durability_issues().is_empty());
+}
+
+#[test]
+fn warn_and_off_build_but_still_report_issues() {
+    for check in ["warn", "off"] {
+        let c = props(&[("durability.check", check), ("acks", "0"), ("retries", "0")]).unwrap();
+        assert_eq!(
+            c.durability_issues(),
+            [
+                DurabilityIssue::AcksNotAll(Acks::None),
+                DurabilityIssue::IdempotenceDisabled,
+                DurabilityIssue::NoRetries
+            ]
+        );
+    }
+}
+
+#[test]
+fn explicitly_disabled_idempotence_is_a_durability_issue() {
+    let e = err(&[
+        ("durability.check", "enforce"),
+        ("enable.idempotence", "false"),
+    ]);
+    assert_eq!(
+        e,
+        ConfigError::NotDurable {
+            issues: vec![DurabilityIssue::IdempotenceDisabled]
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notices
+
+#[test]
+fn notices_explain_themselves() {
+    assert_eq!(
+        ConfigNotice::IdempotenceDisabled { because_of: "acks" }.to_string(),
+        "idempotence disabled because acks is incompatible with it and enable.idempotence was \
+         not set; set enable.idempotence=false to make this explicit, or fix acks to keep \
+         idempotence"
+    );
+    assert_eq!(
+        ConfigNotice::DeliveryTimeoutRaised { to: ms(30_005) }.to_string(),
+        "delivery.timeout.ms raised to 30005 ms (linger.ms + request.timeout.ms)"
+    );
+}

@@ -1,0 +1,452 @@
+//! The producer's error type, Kafka error codes, and how Produce errors are handled.
+//!
+//! * [`ProducerError`] is what the application sees. Delivery errors carry a
+//!   [`Persistence`]: a retriable/fatal flag alone does not tell an application whether
+//!   resending a failed record can create a duplicate.
+//! * [`ErrorCode`] names every Kafka error code a producer can receive
+//!   ([`known_error_codes`] lists them with Java's retriability).
+//! * [`classify_produce_error`] is the producer's policy for each code of a Produce response.
+
+mod classify;
+mod codes;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use classify::{
+    classify_produce_error, classify_transport_error, ProduceAction, ProduceErrorClass,
+};
+pub use codes::{known_error_codes, ErrorCode, ErrorCodeInfo};
+
+use crate::config::ConfigError;
+
+/// Whether a record that failed is in the partition's log (librdkafka's message status).
+///
+/// The answer decides what the application may do next: resend without risk, resend and
+/// accept a possible duplicate, or not resend at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Persistence {
+    /// The record is in the log (e.g. the broker reported the batch as a duplicate of one it
+    /// already has).
+    Persisted,
+    /// The record may or may not be in the log: the request timed out, the connection broke
+    /// after sending, or the broker wrote it but could not replicate it in time. Resending it
+    /// may write it twice.
+    PossiblyPersisted,
+    /// The record is not in the log; resending it cannot create a duplicate.
+    NotPersisted,
+}
+
+impl fmt::Display for Persistence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Persistence::Persisted => "the record was written",
+            Persistence::PossiblyPersisted => {
+                "the record may have been written, so sending it again may duplicate it"
+            }
+            Persistence::NotPersisted => {
+                "the record was not written, so it can be sent again without duplicating it"
+            }
+        })
+    }
+}
+
+/// An error from the producer.
+///
+/// Messages say what happened and what to do about it. [`code`](Self::code) gives the Kafka
+/// error code where the broker sent one, [`persistence`](Self::persistence) whether a failed
+/// record may be in the log, and [`is_retriable`](Self::is_retriable) whether sending it again
+/// later can succeed.
+///
+/// Delivery errors are shared by every record of a batch, so the type is `Clone` (I/O errors
+/// are held in an `Arc`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProducerError {
+    /// The configuration is invalid.
+    #[error("invalid producer configuration: {0}")]
+    Config(#[from] ConfigError),
+
+    /// The topic does not exist (metadata says so) and the broker did not create it.
+    #[error(
+        "topic '{topic}' does not exist: create it or enable auto.create.topics.enable on the \
+         broker"
+    )]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+
+    /// The record names a partition the topic does not have.
+    #[error(
+        "topic '{topic}' has no partition {partition}: it has {partition_count} partitions, \
+         numbered from 0"
+    )]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many partitions the topic has.
+        partition_count: i32,
+    },
+
+    /// The record alone is larger than a request may be; checked before it is buffered.
+    #[error(
+        "record of {size} bytes exceeds max.request.size {max_request_size}: raise \
+         max.request.size (and the topic's max.message.bytes) or send smaller records"
+    )]
+    RecordTooLarge {
+        /// The record's encoded size.
+        size: usize,
+        /// The `max.request.size` setting.
+        max_request_size: usize,
+    },
+
+    /// The record alone is larger than the whole buffer.
+    #[error(
+        "record of {size} bytes exceeds buffer.memory {buffer_memory}: raise buffer.memory or \
+         send smaller records"
+    )]
+    RecordExceedsBufferMemory {
+        /// The record's encoded size.
+        size: usize,
+        /// The `buffer.memory` setting.
+        buffer_memory: usize,
+    },
+
+    /// `send` waited `max.block.ms` for buffer space and none was freed.
+    #[error(
+        "no buffer space freed within max.block.ms ({} ms): the {buffer_memory} bytes of \
+         buffer.memory are full because records arrive faster than the brokers accept them; \
+         slow down, or raise buffer.memory or max.block.ms",
+        max_block.as_millis()
+    )]
+    BufferFull {
+        /// The `buffer.memory` setting.
+        buffer_memory: usize,
+        /// The `max.block.ms` setting.
+        max_block: Duration,
+    },
+
+    /// `send` waited `max.block.ms` for the topic's metadata.
+    #[error(
+        "no metadata for topic '{topic}' within max.block.ms ({} ms): check that the brokers \
+         in bootstrap.servers are reachable and that the topic exists",
+        max_block.as_millis()
+    )]
+    MetadataTimeout {
+        /// The topic.
+        topic: String,
+        /// The `max.block.ms` setting.
+        max_block: Duration,
+    },
+
+    /// The broker rejected a batch as too large (`MESSAGE_TOO_LARGE`, `RECORD_LIST_TOO_LARGE`)
+    /// and it could not be split further.
+    #[error(
+        "{topic}-{partition}: the broker rejected the record as too large ({code}): raise the \
+         topic's max.message.bytes (or the broker's message.max.bytes) or send smaller records"
+    )]
+    RecordRejectedAsTooLarge {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The code the broker sent.
+        code: ErrorCode,
+    },
+
+    /// The producer's principal may not write to the topic.
+    #[error(
+        "not authorized to write to topic '{topic}' (TOPIC_AUTHORIZATION_FAILED): grant the \
+         producer's principal WRITE and DESCRIBE on the topic"
+    )]
+    TopicAuthorizationFailed {
+        /// The topic.
+        topic: String,
+    },
+
+    /// The principal lacks a cluster permission; for producers this is the idempotent write
+    /// permission older brokers demand.
+    #[error(
+        "not authorized on the cluster (CLUSTER_AUTHORIZATION_FAILED): brokers before Kafka 2.8 \
+         require IDEMPOTENT_WRITE on the cluster for idempotent producers; grant it, or set \
+         enable.idempotence=false"
+    )]
+    ClusterAuthorizationFailed,
+
+    /// SASL authentication was refused.
+    #[error("SASL authentication with broker {broker} failed: {message}; check sasl.username, sasl.password and sasl.mechanism")]
+    AuthenticationFailed {
+        /// The broker, as `host:port`.
+        broker: String,
+        /// The broker's explanation.
+        message: String,
+    },
+
+    /// The broker's validation rejected the record (`INVALID_RECORD`, `CORRUPT_MESSAGE`,
+    /// `INVALID_TIMESTAMP`, ...); sending it again will fail again.
+    #[error(
+        "{topic}-{partition}: the broker rejected the record ({code}){}: {}",
+        BrokerMessage(message.as_deref()),
+        code.info().map_or("", |i| i.description)
+    )]
+    InvalidRecord {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The code the broker sent.
+        code: ErrorCode,
+        /// The broker's explanation, when it sent one (Produce v8+).
+        message: Option<String>,
+    },
+
+    /// Any other error the broker reported for a partition, after retries if it was
+    /// retriable.
+    #[error(
+        "{topic}-{partition}: the broker answered {code}{}{}; {persistence}",
+        BrokerMessage(message.as_deref()),
+        Description(*code)
+    )]
+    Broker {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The code the broker sent.
+        code: ErrorCode,
+        /// The broker's explanation, when it sent one.
+        message: Option<String>,
+        /// Whether the record is in the log.
+        persistence: Persistence,
+    },
+
+    /// The record was not acknowledged within `delivery.timeout.ms`.
+    #[error(
+        "record for {topic}-{partition} not acknowledged within delivery.timeout.ms ({} ms){}; \
+         {persistence}",
+        timeout.as_millis(),
+        LastError(*last_error)
+    )]
+    DeliveryTimeout {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The `delivery.timeout.ms` setting.
+        timeout: Duration,
+        /// The last error seen while trying, if any.
+        last_error: Option<ErrorCode>,
+        /// Whether the record is in the log.
+        persistence: Persistence,
+    },
+
+    /// Talking to a broker failed (connect, TLS, read or write).
+    #[error("connection to broker {broker} failed: {source}; {persistence}")]
+    Transport {
+        /// The broker, as `host:port`.
+        broker: String,
+        /// The I/O error.
+        #[source]
+        source: Arc<std::io::Error>,
+        /// Whether the record is in the log.
+        persistence: Persistence,
+    },
+
+    /// The broker is too old for courier.
+    #[error(
+        "broker {broker} does not support {api} v{min_version}, which courier needs: upgrade \
+         the broker to Kafka {min_kafka_version} or later"
+    )]
+    UnsupportedBroker {
+        /// The broker, as `host:port`.
+        broker: String,
+        /// The API, e.g. `Produce`.
+        api: &'static str,
+        /// The lowest version courier speaks.
+        min_version: i16,
+        /// The first Kafka release with that version.
+        min_kafka_version: &'static str,
+    },
+
+    /// The producer hit an error it cannot recover from (fenced, or an idempotence state it
+    /// cannot repair without risking duplicates or reordering). Every pending record fails
+    /// with it, and the producer accepts no more.
+    #[error(
+        "the producer stopped after a fatal error{}: {reason}; records not yet acknowledged may \
+         or may not have been written; create a new producer",
+        FatalCode(*code)
+    )]
+    Fatal {
+        /// The Kafka code that caused it, if any.
+        code: Option<ErrorCode>,
+        /// What happened.
+        reason: String,
+    },
+
+    /// The producer was closed before the record could be delivered.
+    #[error("the producer is closed")]
+    Closed,
+}
+
+impl ProducerError {
+    /// The error for a partition error code the producer will not (or no longer) retry,
+    /// choosing the variant with the most helpful message.
+    pub fn from_partition_error(
+        topic: &str,
+        partition: i32,
+        code: ErrorCode,
+        message: Option<&str>,
+    ) -> ProducerError {
+        let topic = topic.to_string();
+        let message = message.filter(|m| !m.is_empty()).map(str::to_string);
+        match code {
+            ErrorCode::TOPIC_AUTHORIZATION_FAILED => {
+                ProducerError::TopicAuthorizationFailed { topic }
+            }
+            ErrorCode::CLUSTER_AUTHORIZATION_FAILED => ProducerError::ClusterAuthorizationFailed,
+            ErrorCode::MESSAGE_TOO_LARGE | ErrorCode::RECORD_LIST_TOO_LARGE => {
+                ProducerError::RecordRejectedAsTooLarge {
+                    topic,
+                    partition,
+                    code,
+                }
+            }
+            ErrorCode::INVALID_RECORD
+            | ErrorCode::CORRUPT_MESSAGE
+            | ErrorCode::INVALID_TIMESTAMP => ProducerError::InvalidRecord {
+                topic,
+                partition,
+                code,
+                message,
+            },
+            _ => ProducerError::Broker {
+                topic,
+                partition,
+                code,
+                message,
+                persistence: classify_produce_error(code).persistence,
+            },
+        }
+    }
+
+    /// The Kafka error code behind this error, if the broker sent one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ProducerError::RecordRejectedAsTooLarge { code, .. }
+            | ProducerError::InvalidRecord { code, .. }
+            | ProducerError::Broker { code, .. } => Some(*code),
+            ProducerError::TopicAuthorizationFailed { .. } => {
+                Some(ErrorCode::TOPIC_AUTHORIZATION_FAILED)
+            }
+            ProducerError::ClusterAuthorizationFailed => {
+                Some(ErrorCode::CLUSTER_AUTHORIZATION_FAILED)
+            }
+            ProducerError::AuthenticationFailed { .. } => {
+                Some(ErrorCode::SASL_AUTHENTICATION_FAILED)
+            }
+            ProducerError::UnknownTopic { .. } => Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+            ProducerError::DeliveryTimeout { last_error, .. } => *last_error,
+            ProducerError::UnsupportedBroker { .. } => Some(ErrorCode::UNSUPPORTED_VERSION),
+            ProducerError::Fatal { code, .. } => *code,
+            ProducerError::Config(_)
+            | ProducerError::UnknownPartition { .. }
+            | ProducerError::RecordTooLarge { .. }
+            | ProducerError::RecordExceedsBufferMemory { .. }
+            | ProducerError::BufferFull { .. }
+            | ProducerError::MetadataTimeout { .. }
+            | ProducerError::Transport { .. }
+            | ProducerError::Closed => None,
+        }
+    }
+
+    /// The Java name of [`code`](Self::code), e.g. `NOT_ENOUGH_REPLICAS`.
+    pub fn code_name(&self) -> Option<&'static str> {
+        self.code().and_then(ErrorCode::name)
+    }
+
+    /// Whether the failed record may be in the partition's log.
+    pub fn persistence(&self) -> Persistence {
+        match self {
+            ProducerError::Broker { persistence, .. }
+            | ProducerError::DeliveryTimeout { persistence, .. }
+            | ProducerError::Transport { persistence, .. } => *persistence,
+            // Fatal errors end every pending record, including ones in flight.
+            ProducerError::Fatal { .. } => Persistence::PossiblyPersisted,
+            _ => Persistence::NotPersisted,
+        }
+    }
+
+    /// Whether sending the same record again later can succeed without changing anything:
+    /// the cause is transient (a broker down, a leader election, a full buffer). Check
+    /// [`persistence`](Self::persistence) before resending, to avoid duplicates.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ProducerError::Broker { code, .. } => code.is_retriable(),
+            ProducerError::DeliveryTimeout { .. }
+            | ProducerError::Transport { .. }
+            | ProducerError::BufferFull { .. }
+            | ProducerError::MetadataTimeout { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+struct BrokerMessage<'a>(Option<&'a str>);
+
+impl fmt::Display for BrokerMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(m) => write!(f, " with message \"{m}\""),
+            None => Ok(()),
+        }
+    }
+}
+
+/// ": <description>" of a known code, or a pointer to the protocol docs for an unknown one.
+struct Description(ErrorCode);
+
+impl fmt::Display for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.info() {
+            Some(info) => {
+                let d = info
+                    .description
+                    .strip_suffix('.')
+                    .unwrap_or(info.description);
+                write!(f, ": {d}")
+            }
+            None => f.write_str(
+                ": the code is newer than this client (see the Kafka protocol's error codes)",
+            ),
+        }
+    }
+}
+
+struct LastError(Option<ErrorCode>);
+
+impl fmt::Display for LastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(code) => write!(f, ", last error {code}"),
+            None => Ok(()),
+        }
+    }
+}
+
+struct FatalCode(Option<ErrorCode>);
+
+impl fmt::Display for FatalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(code) => write!(f, " ({code})"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
