@@ -397,7 +397,7 @@ impl ProducerConfigBuilder {
             ));
         }
 
-        // Idempotence, as the Java client resolves it since KIP-679 / KAFKA-13598: the default
+        // Idempotence, as the Java client resolves it since KIP-679 and KAFKA-13673: the default
         // (true) gives way to an incompatible acks or retries, an explicit true does not. The
         // in-flight limit is checked against the default too, before giving way, exactly like
         // Java: a config that asks for more than 5 in flight must say enable.idempotence=false.

@@ -162,7 +162,8 @@ impl fmt::Display for DurabilityIssue {
 #[non_exhaustive]
 pub enum ConfigNotice {
     /// `enable.idempotence` was not set and another setting is incompatible with it, so
-    /// idempotence was turned off instead of failing (the Java client since KIP-679).
+    /// idempotence was turned off instead of failing (the Java client since KAFKA-13673, the
+    /// follow-up of KIP-679).
     IdempotenceDisabled {
         /// The incompatible setting: `acks` or `retries`.
         because_of: &'static str,

@@ -82,11 +82,13 @@
 //!   below `batch.size`, `max.in.flight.requests.per.connection`, `request.timeout.ms`, ...);
 //! * a backoff cap set below its base; inconsistent SASL settings.
 //!
-//! Like the Java client since KIP-679 (and its follow-up KAFKA-13598), when
+//! Like the Java client since KIP-679 and its follow-ups (KAFKA-13598 made the default
+//! effective, KAFKA-13673 made conflicts disable it instead of failing), when
 //! `enable.idempotence` is *not* set and `acks` is not `all` or `retries` is 0, idempotence
 //! is turned off instead of failing; the config records a [`ConfigNotice`] and
-//! [`durability.check`](DurabilityCheck) reports it. Also like Java, a `max.in.flight` above 5
-//! is an error even then: set `enable.idempotence=false` to use more.
+//! [`durability.check`](DurabilityCheck) reports it. Also like Java (checked against
+//! kafka-clients 4.3.1), a `max.in.flight` above 5 is an error even then: set
+//! `enable.idempotence=false` to use more.
 //!
 //! Defaults that would violate a rule are adjusted instead, as in Java: an unset
 //! `delivery.timeout.ms` is raised to `linger.ms + request.timeout.ms`, an unset backoff cap
@@ -298,8 +300,8 @@ impl ProducerConfig {
         self.retry_backoff
     }
 
-    /// `retry.backoff.max.ms`: the cap of the retry backoff. If it is below
-    /// [`retry_backoff`](Self::retry_backoff) the backoff is constant at this value, as in Java.
+    /// `retry.backoff.max.ms`: the cap of the retry backoff, never below
+    /// [`retry_backoff`](Self::retry_backoff) (equal means a constant backoff).
     pub const fn retry_backoff_max(&self) -> Duration {
         self.retry_backoff_max
     }

@@ -445,7 +445,7 @@ fn bootstrap_server_list_accepts_typed_addresses() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Idempotence (KIP-679 / KAFKA-13598)
+// Idempotence (KIP-679, KAFKA-13598, KAFKA-13673)
 
 #[test]
 fn explicit_idempotence_with_acks_1_is_an_error() {
