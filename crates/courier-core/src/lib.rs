@@ -13,6 +13,7 @@ pub mod batch;
 pub mod compression;
 pub mod decode;
 pub mod partitioner;
+pub mod producer;
 pub mod sequence;
 pub mod varint;
 

@@ -1,0 +1,1366 @@
+//! The producer's brain without I/O: batching, sequencing, the in-flight window,
+//! retries, epoch bumps and delivery outcomes.
+//!
+//! [`ProducerEngine`] is fed records, time and broker answers, and answers with
+//! [`Action`]s: Produce requests to send, metadata or a producer id to fetch, and
+//! deliveries to report. It never blocks, never reads a clock and never touches a
+//! socket, so the async producer is a thin driver around it and the same engine runs
+//! in deterministic simulations (the quinn-proto model, see `shared/notes/style.md`).
+//!
+//! # The rules it keeps
+//!
+//! - A batch is sealed when it is first sent, with the partition's next sequence, and
+//!   a retry resends the same bytes with the same sequence: the broker answers
+//!   DUPLICATE_SEQUENCE_NUMBER (success) if an earlier attempt stuck. Java and
+//!   franz-go do the same; librdkafka's rebuild-on-retry was a source of bugs (#4736).
+//! - One batch per partition per request, at most `max_in_flight` requests per
+//!   broker. After a retriable failure the partition stops sending until its in-flight
+//!   requests have answered, then resends from its oldest unacknowledged batch, so
+//!   batches always reach the broker in sequence order.
+//! - A gap in a partition's sequence (a batch with a sequence that failed or expired,
+//!   or OUT_OF_ORDER_SEQUENCE_NUMBER / UNKNOWN_PRODUCER_ID for its oldest unresolved
+//!   batch) bumps the producer epoch (KIP-360), once every in-flight request has
+//!   answered, and restarts every partition's sequence at 0. The epoch is bumped
+//!   locally, as Java does for idempotent producers; at `i16::MAX` a new producer id is
+//!   fetched instead.
+//! - A batch that may have been written under the old epoch is not resent under the
+//!   new one: the broker could no longer recognise it as a duplicate. It is reported
+//!   as possibly persisted instead (franz-go #1217 shows the silent loss that reusing a
+//!   possibly-written sequence causes; resending under a new epoch would duplicate).
+//! - Batches in flight never expire; queued ones expire after `delivery_timeout`.
+
+pub mod classify;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::batch::{
+    Header, ProducerFields, RecordBatchBuilder, SealedBatch, RECORD_BATCH_OVERHEAD,
+};
+use crate::compression::{Compression, Compressor};
+use crate::partitioner::{partition_for_key, StickyPartitioner, TopicPartitions, XorShiftRng};
+use crate::sequence::increment_sequence;
+use classify::{classify_produce_error, codes, Disposition};
+
+/// How the engine behaves; the async producer fills it from `ProducerConfig`.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// 0, 1 or -1 (all).
+    pub acks: i16,
+    /// Idempotent producer: producer id, sequences, epoch bumps.
+    pub idempotence: bool,
+    /// Target batch size in bytes (`batch.size`).
+    pub batch_size: usize,
+    /// How long a batch waits for more records (`linger.ms`).
+    pub linger: Duration,
+    /// Requests in flight per broker (`max.in.flight.requests.per.connection`).
+    pub max_in_flight: usize,
+    /// Largest Produce request, and largest record (`max.request.size`).
+    pub max_request_size: usize,
+    /// Broker-side timeout sent in each Produce request (`request.timeout.ms`).
+    pub request_timeout: Duration,
+    /// Bound on a record's whole life (`delivery.timeout.ms`).
+    pub delivery_timeout: Duration,
+    /// Retries per batch (`retries`).
+    pub retries: u32,
+    /// First retry backoff (`retry.backoff.ms`).
+    pub retry_backoff: Duration,
+    /// Backoff ceiling (`retry.backoff.max.ms`).
+    pub retry_backoff_max: Duration,
+    /// Periodic metadata refresh (`metadata.max.age.ms`).
+    pub metadata_max_age: Duration,
+    /// How long a record waits for its topic's metadata (`max.block.ms`).
+    pub max_block: Duration,
+    /// Codec for batches.
+    pub compression: Compression,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            acks: -1,
+            idempotence: true,
+            batch_size: 16 * 1024,
+            linger: Duration::from_millis(5),
+            max_in_flight: 5,
+            max_request_size: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(120),
+            retries: i32::MAX as u32,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1000),
+            metadata_max_age: Duration::from_secs(300),
+            max_block: Duration::from_secs(60),
+            compression: Compression::None,
+        }
+    }
+}
+
+/// A record handed to the engine, with a token that comes back in its delivery.
+#[derive(Debug, Clone)]
+pub struct Record<T> {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Explicit partition; `None` lets the partitioner choose (murmur2 of the key, or
+    /// sticky for unkeyed records).
+    pub partition: Option<i32>,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// CreateTime in milliseconds.
+    pub timestamp_ms: i64,
+    /// Comes back in the record's [`Delivery`].
+    pub token: T,
+}
+
+/// Whether a failed record may be in the log. Users need this to decide whether to
+/// resend (librdkafka's PERSISTED / POSSIBLY_PERSISTED / NOT_PERSISTED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Persistence {
+    /// The broker acknowledged it.
+    Persisted,
+    /// It may be in the log: an attempt reached the broker and its outcome is unknown.
+    PossiblyPersisted,
+    /// It is not in the log: no attempt was written, or the broker rejected it.
+    NotPersisted,
+}
+
+/// Why a record failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The broker answered with this error code and it is not retriable, or retries
+    /// ran out on it.
+    Broker {
+        /// Kafka error code.
+        code: i16,
+        /// The broker's error message, if it sent one.
+        message: Option<String>,
+    },
+    /// `delivery.timeout.ms` ran out; `last_error` is the last broker error seen.
+    DeliveryTimeout {
+        /// Last error code seen for the batch, if any.
+        last_error: Option<i16>,
+    },
+    /// The topic does not exist (metadata kept answering UNKNOWN_TOPIC_OR_PARTITION for
+    /// `max.block.ms`).
+    UnknownTopic,
+    /// Metadata for the topic did not arrive within `max.block.ms`.
+    MetadataTimeout,
+    /// An explicit partition beyond the topic's partition count.
+    PartitionOutOfRange {
+        /// The partition asked for.
+        partition: i32,
+        /// How many the topic has.
+        partitions: i32,
+    },
+    /// The record alone is larger than `max.request.size`.
+    RecordTooLarge {
+        /// Its size as encoded in a batch.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Fetching a producer id failed for good.
+    ProducerId {
+        /// Kafka error code.
+        code: i16,
+    },
+    /// The producer was closed before the record was delivered.
+    Closed,
+    /// A batch of this partition that may have been written under the previous epoch
+    /// could not be resent after an epoch bump without risking a duplicate.
+    EpochBumpedWhileUnresolved,
+}
+
+/// A failure and what it means for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What happened.
+    pub reason: FailureReason,
+    /// Whether the record may be in the log.
+    pub persistence: Persistence,
+}
+
+/// Where a batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Offset of the batch's first record; -1 when unknown (acks=0, or
+    /// DUPLICATE_SEQUENCE_NUMBER from an older broker).
+    pub base_offset: i64,
+    /// Broker timestamp when the topic uses LogAppendTime, else -1.
+    pub log_append_time: i64,
+}
+
+/// The outcome of a group of records of one partition (usually one batch).
+#[derive(Debug)]
+pub struct Delivery<T> {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition, or -1 if the record failed before it was partitioned.
+    pub partition: i32,
+    /// Tokens and CreateTime timestamps, in offset order from `base_offset`.
+    pub records: Vec<(T, i64)>,
+    /// Written, or why not.
+    pub result: Result<Written, Failure>,
+}
+
+/// One Produce request for the driver to send.
+#[derive(Debug, Clone)]
+pub struct ProduceRequest {
+    /// Identifies the request in [`ProducerEngine::on_produce_result`].
+    pub id: u64,
+    /// Leader to send it to.
+    pub broker: i32,
+    /// acks.
+    pub acks: i16,
+    /// Broker-side timeout.
+    pub timeout_ms: i32,
+    /// `(topic, partition, sealed batch)` - one batch per partition.
+    pub batches: Vec<(Arc<str>, i32, Bytes)>,
+}
+
+/// What the engine wants done.
+#[derive(Debug)]
+pub enum Action<T> {
+    /// Send a Produce request and report with [`ProducerEngine::on_produce_result`].
+    Produce(ProduceRequest),
+    /// Fetch metadata for these topics and report with
+    /// [`ProducerEngine::on_metadata`] or [`ProducerEngine::on_metadata_failed`].
+    FetchMetadata {
+        /// Topics the producer writes to.
+        topics: Vec<Arc<str>>,
+    },
+    /// Fetch a new producer id and report with [`ProducerEngine::on_producer_id`].
+    InitProducerId,
+    /// Report these records' outcome to the application.
+    Deliver(Delivery<T>),
+    /// The producer epoch was bumped (for logs and metrics).
+    EpochBumped {
+        /// Producer id.
+        producer_id: i64,
+        /// New epoch.
+        epoch: i16,
+    },
+}
+
+/// One partition's answer in a Produce response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionResponse {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Kafka error code.
+    pub error_code: i16,
+    /// Base offset.
+    pub base_offset: i64,
+    /// LogAppendTime or -1.
+    pub log_append_time: i64,
+    /// Error message.
+    pub error_message: Option<String>,
+}
+
+/// How a Produce request ended.
+#[derive(Debug, Clone)]
+pub enum ProduceResult {
+    /// The broker answered.
+    Response(Vec<PartitionResponse>),
+    /// acks=0: written to the socket; no answer will come.
+    WrittenNoAck,
+    /// The request failed in transport. `maybe_written` is false only when the bytes
+    /// certainly never left (connect failed, request never written).
+    Transport {
+        /// Whether the broker may have received it.
+        maybe_written: bool,
+    },
+}
+
+/// One partition in a metadata answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    /// Partition index.
+    pub partition: i32,
+    /// Leader node id, -1 if none.
+    pub leader: i32,
+    /// Per-partition error code.
+    pub error_code: i16,
+}
+
+/// One topic in a metadata answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    /// Topic name.
+    pub name: String,
+    /// Topic error code (3 = unknown topic).
+    pub error_code: i16,
+    /// Partitions.
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchState {
+    /// Waiting to be sent (first time or retry).
+    Ready,
+    /// In request `id`.
+    InFlight(u64),
+}
+
+enum Payload {
+    Open(RecordBatchBuilder),
+    Sealed(SealedBatch),
+}
+
+struct Batch<T> {
+    id: u64,
+    payload: Payload,
+    records: Vec<(T, i64)>,
+    created: Instant,
+    state: BatchState,
+    /// Attempts sent so far.
+    attempts: u32,
+    /// An attempt may have been written.
+    maybe_written: bool,
+    /// No more appends (a later batch was started).
+    closed: bool,
+    /// (epoch, base sequence) it was stamped with, if idempotent and sent.
+    stamp: Option<(i64, i16, i32)>,
+    last_error: Option<i16>,
+    last_message: Option<String>,
+}
+
+impl<T> Batch<T> {
+    fn size(&self) -> usize {
+        match &self.payload {
+            Payload::Open(b) => b.size_in_bytes(),
+            Payload::Sealed(s) => s.len(),
+        }
+    }
+}
+
+struct PartitionQueue<T> {
+    leader: i32,
+    batches: VecDeque<Batch<T>>,
+    next_sequence: i32,
+    /// The sequence the broker expects next: one past the last acknowledged batch in
+    /// the current epoch.
+    acked_next: i32,
+    inflight: usize,
+    /// A retriable failure happened: send nothing until in-flight requests answer.
+    blocked: bool,
+    retry_at: Option<Instant>,
+}
+
+impl<T> PartitionQueue<T> {
+    fn new(leader: i32) -> Self {
+        Self {
+            leader,
+            batches: VecDeque::new(),
+            next_sequence: 0,
+            acked_next: 0,
+            inflight: 0,
+            blocked: false,
+            retry_at: None,
+        }
+    }
+}
+
+struct Parked<T> {
+    record: Record<T>,
+    since: Instant,
+}
+
+struct TopicState<T> {
+    name: Arc<str>,
+    partitions: Vec<PartitionQueue<T>>,
+    /// Metadata said the topic does not exist.
+    unknown: bool,
+    /// Records waiting for metadata.
+    parked: VecDeque<Parked<T>>,
+    sticky: StickyPartitioner,
+}
+
+struct InFlight {
+    broker: i32,
+    batches: Vec<(usize, i32, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PidState {
+    NotNeeded,
+    Needed,
+    Fetching,
+    Known,
+}
+
+/// The sans-I/O producer. `T` is the caller's per-record token.
+pub struct ProducerEngine<T> {
+    cfg: EngineConfig,
+    topics: Vec<TopicState<T>>,
+    topic_index: HashMap<Arc<str>, usize>,
+    inflight: HashMap<u64, InFlight>,
+    broker_inflight: HashMap<i32, usize>,
+    next_request_id: u64,
+    next_batch_id: u64,
+    producer_id: i64,
+    epoch: i16,
+    pid_state: PidState,
+    pid_retry_at: Option<Instant>,
+    bump_required: bool,
+    metadata_needed: bool,
+    metadata_in_flight: bool,
+    metadata_retry_at: Option<Instant>,
+    metadata_refreshed_at: Option<Instant>,
+    flushing: bool,
+    fatal: Option<Failure>,
+    compressor: Compressor,
+    rng: XorShiftRng,
+    deliveries: Vec<Action<T>>,
+}
+
+impl<T> ProducerEngine<T> {
+    /// A new engine. `seed` drives the sticky partitioner and backoff jitter, so a
+    /// simulation replays exactly.
+    pub fn new(cfg: EngineConfig, seed: u64) -> Self {
+        let pid_state = if cfg.idempotence {
+            PidState::Needed
+        } else {
+            PidState::NotNeeded
+        };
+        Self {
+            cfg,
+            topics: Vec::new(),
+            topic_index: HashMap::new(),
+            inflight: HashMap::new(),
+            broker_inflight: HashMap::new(),
+            next_request_id: 1,
+            next_batch_id: 1,
+            producer_id: -1,
+            epoch: -1,
+            pid_state,
+            pid_retry_at: None,
+            bump_required: false,
+            metadata_needed: false,
+            metadata_in_flight: false,
+            metadata_retry_at: None,
+            metadata_refreshed_at: None,
+            flushing: false,
+            fatal: None,
+            compressor: Compressor::new(),
+            rng: XorShiftRng::new(seed),
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Producer id and epoch, once known.
+    pub fn producer_id(&self) -> Option<(i64, i16)> {
+        (self.pid_state == PidState::Known).then_some((self.producer_id, self.epoch))
+    }
+
+    /// While set, batches are sent without waiting for `linger` (flush and close).
+    pub fn set_flushing(&mut self, flushing: bool) {
+        self.flushing = flushing;
+    }
+
+    /// Whether nothing is queued, parked or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.inflight.is_empty()
+            && self
+                .topics
+                .iter()
+                .all(|t| t.parked.is_empty() && t.partitions.iter().all(|p| p.batches.is_empty()))
+    }
+
+    /// Number of Produce requests in flight.
+    pub fn requests_in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn topic_slot(&mut self, topic: &Arc<str>) -> usize {
+        if let Some(&i) = self.topic_index.get(topic) {
+            return i;
+        }
+        let i = self.topics.len();
+        self.topics.push(TopicState {
+            name: topic.clone(),
+            partitions: Vec::new(),
+            unknown: false,
+            parked: VecDeque::new(),
+            sticky: StickyPartitioner::new(self.cfg.batch_size),
+        });
+        self.topic_index.insert(topic.clone(), i);
+        self.metadata_needed = true;
+        i
+    }
+
+    /// Takes a record. Its outcome always comes back as exactly one [`Delivery`], at
+    /// once if it cannot be accepted.
+    pub fn append(&mut self, record: Record<T>, now: Instant) {
+        if let Some(f) = &self.fatal {
+            let f = f.clone();
+            self.fail_record(record, f);
+            return;
+        }
+        let size = crate::batch::encoded_record_size(
+            0,
+            0,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &[],
+        ) + record
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + 10)
+            .sum::<usize>();
+        if size + RECORD_BATCH_OVERHEAD > self.cfg.max_request_size {
+            let max = self.cfg.max_request_size;
+            self.fail_record(
+                record,
+                Failure {
+                    reason: FailureReason::RecordTooLarge {
+                        size: size + RECORD_BATCH_OVERHEAD,
+                        max,
+                    },
+                    persistence: Persistence::NotPersisted,
+                },
+            );
+            return;
+        }
+        let ti = self.topic_slot(&record.topic);
+        let t = &mut self.topics[ti];
+        if t.partitions.is_empty() || !t.parked.is_empty() {
+            // Keep arrival order behind records already waiting for metadata.
+            t.parked.push_back(Parked { record, since: now });
+            return;
+        }
+        self.route(ti, record, now);
+    }
+
+    fn fail_record(&mut self, record: Record<T>, failure: Failure) {
+        self.deliveries.push(Action::Deliver(Delivery {
+            topic: record.topic,
+            partition: record.partition.unwrap_or(-1),
+            records: vec![(record.token, record.timestamp_ms)],
+            result: Err(failure),
+        }));
+    }
+
+    /// Partitions and appends a record of a topic whose metadata is known.
+    fn route(&mut self, ti: usize, record: Record<T>, now: Instant) {
+        let n = self.topics[ti].partitions.len() as i32;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => {
+                if !(0..n).contains(&p) {
+                    self.fail_record(
+                        record,
+                        Failure {
+                            reason: FailureReason::PartitionOutOfRange {
+                                partition: p,
+                                partitions: n,
+                            },
+                            persistence: Persistence::NotPersisted,
+                        },
+                    );
+                    return;
+                }
+                p
+            }
+            // KIP-480: keyed records go where Java's default partitioner sends them.
+            (None, Some(key)) => partition_for_key(key, n),
+            (None, None) => {
+                let t = &mut self.topics[ti];
+                let available: Vec<i32> = t
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.leader >= 0)
+                    .map(|(i, _)| i as i32)
+                    .collect();
+                let view = if available.is_empty() || available.len() == n as usize {
+                    TopicPartitions::all(n)
+                } else {
+                    TopicPartitions::with_available(n, &available)
+                };
+                t.sticky.partition(view, &mut self.rng).unwrap_or(0)
+            }
+        };
+        let batch_size = self.cfg.batch_size;
+        let new_batch_id = self.next_batch_id;
+        let t = &mut self.topics[ti];
+        let p = &mut t.partitions[partition as usize];
+        let headers: Vec<Header<'_>> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        let key = record.key.as_deref();
+        let value = record.value.as_deref();
+        let ts = record.timestamp_ms;
+        let fits = match p.batches.back() {
+            Some(Batch {
+                payload: Payload::Open(b),
+                closed: false,
+                state: BatchState::Ready,
+                ..
+            }) => b.is_empty() || b.would_fit(ts, key, value, &headers, batch_size),
+            _ => false,
+        };
+        let mut started = false;
+        if !fits {
+            if let Some(last) = p.batches.back_mut() {
+                last.closed = true;
+            }
+            started = true;
+            p.batches.push_back(Batch {
+                id: new_batch_id,
+                payload: Payload::Open(RecordBatchBuilder::with_capacity(batch_size)),
+                records: Vec::new(),
+                created: now,
+                state: BatchState::Ready,
+                attempts: 0,
+                maybe_written: false,
+                closed: false,
+                stamp: None,
+                last_error: None,
+                last_message: None,
+            });
+        }
+        let batch = p.batches.back_mut().expect("just ensured");
+        let Payload::Open(builder) = &mut batch.payload else {
+            unreachable!("the last batch is open after the check above")
+        };
+        let before = builder.size_in_bytes();
+        // Only an i32 overflow of the batch fails here; the max.request.size check in
+        // `append` keeps single records far below that.
+        let appended = builder.append(ts, key, value, &headers).is_ok();
+        let added = builder.size_in_bytes() - before;
+        if builder.size_in_bytes() >= batch_size {
+            batch.closed = true;
+        }
+        drop(headers);
+        if started {
+            self.next_batch_id += 1;
+        }
+        if !appended {
+            let max = self.cfg.max_request_size;
+            self.deliveries.push(Action::Deliver(Delivery {
+                topic: record.topic,
+                partition,
+                records: vec![(record.token, ts)],
+                result: Err(Failure {
+                    reason: FailureReason::RecordTooLarge {
+                        size: usize::MAX,
+                        max,
+                    },
+                    persistence: Persistence::NotPersisted,
+                }),
+            }));
+            return;
+        }
+        batch.records.push((record.token, ts));
+        if record.partition.is_none() && record.key.is_none() {
+            self.topics[ti].sticky.record_appended(partition, added);
+        }
+    }
+
+    fn backoff(&mut self, attempts: u32) -> Duration {
+        let base = self.cfg.retry_backoff.as_millis() as u64;
+        let max = self.cfg.retry_backoff_max.as_millis().max(1) as u64;
+        let exp = base
+            .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
+            .min(max);
+        // ±20% jitter, as the Java client (KIP-580) does, so producers that failed
+        // together do not retry in lockstep.
+        let jitter = (self.rng.next_u64() % 41) as i64 - 20;
+        let ms = (exp as i64 + exp as i64 * jitter / 100).max(0) as u64;
+        Duration::from_millis(ms)
+    }
+
+    /// Works out what to do now. Call after every input and when
+    /// [`Self::next_wakeup`] passes; then take the actions from `out`.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
+        self.expire(now);
+        self.poll_metadata(now, out);
+        self.poll_producer_id(now, out);
+        self.drain(now, out);
+        out.append(&mut self.deliveries);
+    }
+
+    fn poll_metadata(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
+        if self.metadata_in_flight || self.topics.is_empty() {
+            return;
+        }
+        if self.metadata_retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        let stale = self
+            .metadata_refreshed_at
+            .is_none_or(|t| now.duration_since(t) >= self.cfg.metadata_max_age);
+        if self.metadata_needed || stale {
+            self.metadata_in_flight = true;
+            self.metadata_needed = false;
+            out.push(Action::FetchMetadata {
+                topics: self.topics.iter().map(|t| t.name.clone()).collect(),
+            });
+        }
+    }
+
+    fn poll_producer_id(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
+        if self.bump_required && self.inflight.is_empty() && self.pid_state == PidState::Known {
+            self.bump_epoch(out);
+        }
+        if self.pid_state == PidState::Needed && self.pid_retry_at.is_none_or(|t| now >= t) {
+            self.pid_state = PidState::Fetching;
+            out.push(Action::InitProducerId);
+        }
+    }
+
+    /// Applies a KIP-360 epoch bump: every in-flight request has answered.
+    fn bump_epoch(&mut self, out: &mut Vec<Action<T>>) {
+        self.bump_required = false;
+        if self.epoch == i16::MAX {
+            // Epoch exhausted: a new producer id starts over at epoch 0.
+            self.pid_state = PidState::Needed;
+            self.producer_id = -1;
+            self.epoch = -1;
+        } else {
+            self.epoch += 1;
+            out.push(Action::EpochBumped {
+                producer_id: self.producer_id,
+                epoch: self.epoch,
+            });
+        }
+        for ti in 0..self.topics.len() {
+            for pi in 0..self.topics[ti].partitions.len() {
+                let p = &mut self.topics[ti].partitions[pi];
+                p.next_sequence = 0;
+                p.acked_next = 0;
+                p.blocked = false;
+                // Batches that may already be in the log cannot be resent under the
+                // new epoch without risking a duplicate: report them.
+                let mut kept = VecDeque::with_capacity(p.batches.len());
+                let mut failed = Vec::new();
+                for b in p.batches.drain(..) {
+                    if b.stamp.is_some() && b.maybe_written {
+                        failed.push(b);
+                    } else {
+                        kept.push_back(b);
+                    }
+                }
+                p.batches = kept;
+                for b in failed {
+                    self.finish_failed(ti, pi as i32, b, FailureReason::EpochBumpedWhileUnresolved);
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let timeout = self.cfg.delivery_timeout;
+        let park_limit = self.cfg.max_block.min(timeout);
+        for ti in 0..self.topics.len() {
+            while let Some(front) = self.topics[ti].parked.front() {
+                if now.duration_since(front.since) < park_limit {
+                    break;
+                }
+                let parked = self.topics[ti].parked.pop_front().expect("front exists");
+                let reason = if self.topics[ti].unknown {
+                    FailureReason::UnknownTopic
+                } else {
+                    FailureReason::MetadataTimeout
+                };
+                self.fail_record(
+                    parked.record,
+                    Failure {
+                        reason,
+                        persistence: Persistence::NotPersisted,
+                    },
+                );
+            }
+            for pi in 0..self.topics[ti].partitions.len() {
+                loop {
+                    let p = &mut self.topics[ti].partitions[pi];
+                    // Expire from the front only, so sequence order is kept: a batch
+                    // behind an in-flight one waits for it.
+                    let Some(front) = p.batches.front() else {
+                        break;
+                    };
+                    if front.state != BatchState::Ready
+                        || now.duration_since(front.created) < timeout
+                    {
+                        break;
+                    }
+                    let b = p.batches.pop_front().expect("front exists");
+                    if b.stamp.is_some() {
+                        // A sequence was used and will never be acknowledged: a gap.
+                        self.bump_required = true;
+                    }
+                    let reason = FailureReason::DeliveryTimeout {
+                        last_error: b.last_error,
+                    };
+                    self.finish_failed(ti, pi as i32, b, reason);
+                }
+            }
+        }
+    }
+
+    fn finish_failed(&mut self, ti: usize, partition: i32, b: Batch<T>, reason: FailureReason) {
+        let persistence = if b.maybe_written {
+            Persistence::PossiblyPersisted
+        } else {
+            Persistence::NotPersisted
+        };
+        self.deliveries.push(Action::Deliver(Delivery {
+            topic: self.topics[ti].name.clone(),
+            partition,
+            records: b.records,
+            result: Err(Failure {
+                reason,
+                persistence,
+            }),
+        }));
+    }
+
+    fn batch_ready(&self, b: &Batch<T>, now: Instant) -> bool {
+        match &b.payload {
+            Payload::Sealed(_) => true,
+            Payload::Open(builder) => {
+                !builder.is_empty()
+                    && (b.closed
+                        || self.flushing
+                        || now.duration_since(b.created) >= self.cfg.linger
+                        || builder.size_in_bytes() >= self.cfg.batch_size)
+            }
+        }
+    }
+
+    fn drain(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
+        if self.cfg.idempotence && (self.pid_state != PidState::Known || self.bump_required) {
+            return;
+        }
+        // Group ready partitions by leader.
+        let mut by_broker: HashMap<i32, Vec<(usize, usize)>> = HashMap::new();
+        for (ti, t) in self.topics.iter_mut().enumerate() {
+            for (pi, p) in t.partitions.iter_mut().enumerate() {
+                if p.blocked && p.inflight == 0 {
+                    p.blocked = false;
+                }
+                if p.leader < 0 || p.blocked || p.retry_at.is_some_and(|r| now < r) {
+                    continue;
+                }
+                if p.batches.iter().any(|b| b.state == BatchState::Ready) {
+                    by_broker.entry(p.leader).or_default().push((ti, pi));
+                }
+            }
+        }
+        let mut brokers: Vec<i32> = by_broker.keys().copied().collect();
+        brokers.sort_unstable();
+        for broker in brokers {
+            let parts = &by_broker[&broker];
+            loop {
+                let used = self.broker_inflight.get(&broker).copied().unwrap_or(0);
+                if used >= self.cfg.max_in_flight {
+                    break;
+                }
+                let request_id = self.next_request_id;
+                let mut batches = Vec::new();
+                let mut members = Vec::new();
+                let mut size = 0usize;
+                for &(ti, pi) in parts {
+                    let Some(idx) = self.topics[ti].partitions[pi]
+                        .batches
+                        .iter()
+                        .position(|b| b.state == BatchState::Ready)
+                    else {
+                        continue;
+                    };
+                    if !self.batch_ready(&self.topics[ti].partitions[pi].batches[idx], now) {
+                        continue;
+                    }
+                    let bsize = self.topics[ti].partitions[pi].batches[idx].size();
+                    if !batches.is_empty() && size + bsize > self.cfg.max_request_size {
+                        continue;
+                    }
+                    let (bytes, batch_id) = self.stamp(ti, pi, idx, request_id);
+                    size += bytes.len();
+                    batches.push((self.topics[ti].name.clone(), pi as i32, bytes));
+                    members.push((ti, pi as i32, batch_id));
+                }
+                if batches.is_empty() {
+                    break;
+                }
+                self.next_request_id += 1;
+                *self.broker_inflight.entry(broker).or_default() += 1;
+                self.inflight.insert(
+                    request_id,
+                    InFlight {
+                        broker,
+                        batches: members,
+                    },
+                );
+                out.push(Action::Produce(ProduceRequest {
+                    id: request_id,
+                    broker,
+                    acks: self.cfg.acks,
+                    timeout_ms: self.cfg.request_timeout.as_millis().min(i32::MAX as u128) as i32,
+                    batches,
+                }));
+            }
+        }
+    }
+
+    /// Seals (first send) or re-stamps (after an epoch bump) a batch and marks it in
+    /// flight. Returns the bytes to send.
+    fn stamp(&mut self, ti: usize, pi: usize, idx: usize, request_id: u64) -> (Bytes, u64) {
+        let idempotent = self.cfg.idempotence;
+        let (pid, epoch) = (self.producer_id, self.epoch);
+        let compression = self.cfg.compression;
+        let p = &mut self.topics[ti].partitions[pi];
+        let batch = &mut p.batches[idx];
+        let current = |stamp: Option<(i64, i16, i32)>| {
+            stamp.is_some_and(|(sp, se, _)| sp == pid && se == epoch)
+        };
+        if idempotent && !current(batch.stamp) {
+            let seq = p.next_sequence;
+            let fields = ProducerFields::idempotent(pid, epoch, seq);
+            let sealed = match std::mem::replace(
+                &mut batch.payload,
+                Payload::Open(RecordBatchBuilder::with_capacity(0)),
+            ) {
+                Payload::Open(mut b) => b
+                    .seal(fields, compression, &mut self.compressor)
+                    .expect("a non-empty builder seals"),
+                Payload::Sealed(s) => s.with_producer_fields(fields),
+            };
+            p.next_sequence = increment_sequence(seq, sealed.record_count());
+            batch.stamp = Some((pid, epoch, seq));
+            batch.payload = Payload::Sealed(sealed);
+        } else if let Payload::Open(b) = &mut batch.payload {
+            let sealed = b
+                .seal(ProducerFields::NONE, compression, &mut self.compressor)
+                .expect("a non-empty builder seals");
+            batch.payload = Payload::Sealed(sealed);
+        }
+        batch.closed = true;
+        batch.state = BatchState::InFlight(request_id);
+        batch.attempts += 1;
+        p.inflight += 1;
+        let Payload::Sealed(s) = &batch.payload else {
+            unreachable!("sealed above")
+        };
+        (s.bytes().clone(), batch.id)
+    }
+
+    /// Reports how a Produce request ended.
+    pub fn on_produce_result(&mut self, request_id: u64, result: ProduceResult, now: Instant) {
+        let Some(req) = self.inflight.remove(&request_id) else {
+            // Not ours, or already settled: a stale answer is ignored.
+            return;
+        };
+        if let Some(n) = self.broker_inflight.get_mut(&req.broker) {
+            *n = n.saturating_sub(1);
+        }
+        for (ti, partition, batch_id) in req.batches {
+            let pi = partition as usize;
+            let Some(idx) = self.topics[ti].partitions[pi]
+                .batches
+                .iter()
+                .position(|b| b.id == batch_id)
+            else {
+                continue;
+            };
+            self.topics[ti].partitions[pi].inflight -= 1;
+            match &result {
+                ProduceResult::WrittenNoAck => self.succeed(ti, pi, idx, -1, -1),
+                ProduceResult::Transport { maybe_written } => {
+                    self.metadata_needed = true;
+                    self.retry(ti, pi, idx, *maybe_written, None, None, now);
+                }
+                ProduceResult::Response(parts) => {
+                    let name = self.topics[ti].name.clone();
+                    let Some(r) = parts
+                        .iter()
+                        .find(|r| r.partition == partition && *r.topic == *name)
+                    else {
+                        // The broker left our partition out of its answer: treat it as
+                        // an unknown outcome and retry with the same sequence.
+                        self.retry(ti, pi, idx, true, None, None, now);
+                        continue;
+                    };
+                    self.on_partition_response(ti, pi, idx, r, now);
+                }
+            }
+        }
+    }
+
+    fn on_partition_response(
+        &mut self,
+        ti: usize,
+        pi: usize,
+        idx: usize,
+        r: &PartitionResponse,
+        now: Instant,
+    ) {
+        match classify_produce_error(r.error_code) {
+            Disposition::Success => {
+                let offset =
+                    if r.error_code == codes::DUPLICATE_SEQUENCE_NUMBER && r.base_offset < 0 {
+                        -1
+                    } else {
+                        r.base_offset
+                    };
+                self.succeed(ti, pi, idx, offset, r.log_append_time)
+            }
+            Disposition::Retry {
+                possibly_written,
+                refresh_metadata,
+            } => {
+                if refresh_metadata {
+                    self.metadata_needed = true;
+                }
+                self.retry(
+                    ti,
+                    pi,
+                    idx,
+                    possibly_written,
+                    Some(r.error_code),
+                    r.error_message.clone(),
+                    now,
+                );
+            }
+            Disposition::SequenceDesync if self.cfg.idempotence => {
+                let p = &self.topics[ti].partitions[pi];
+                let b = &p.batches[idx];
+                let head = b.stamp.is_some_and(|(_, _, seq)| seq == p.acked_next);
+                if head {
+                    // The broker lost our state or a batch before this one failed:
+                    // a real gap. KIP-360: bump the epoch and restart sequences.
+                    self.bump_required = true;
+                }
+                // Rejected, so not written by this attempt; resend once the batches
+                // ahead (or the bump) are settled.
+                self.retry(
+                    ti,
+                    pi,
+                    idx,
+                    false,
+                    Some(r.error_code),
+                    r.error_message.clone(),
+                    now,
+                );
+            }
+            Disposition::SequenceDesync | Disposition::Fatal => {
+                let b = self.topics[ti].partitions[pi]
+                    .batches
+                    .remove(idx)
+                    .expect("index valid");
+                if b.stamp.is_some() {
+                    self.bump_required = true;
+                }
+                self.finish_failed(
+                    ti,
+                    pi as i32,
+                    b,
+                    FailureReason::Broker {
+                        code: r.error_code,
+                        message: r.error_message.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn succeed(
+        &mut self,
+        ti: usize,
+        pi: usize,
+        idx: usize,
+        base_offset: i64,
+        log_append_time: i64,
+    ) {
+        let p = &mut self.topics[ti].partitions[pi];
+        let b = p.batches.remove(idx).expect("index valid");
+        if let Some((_, _, seq)) = b.stamp {
+            if let Payload::Sealed(s) = &b.payload {
+                p.acked_next = increment_sequence(seq, s.record_count());
+            }
+        }
+        let partition = pi as i32;
+        if self.topics[ti].sticky.current() == Some(partition) {
+            self.topics[ti].sticky.batch_completed(partition);
+        }
+        self.deliveries.push(Action::Deliver(Delivery {
+            topic: self.topics[ti].name.clone(),
+            partition,
+            records: b.records,
+            result: Ok(Written {
+                base_offset,
+                log_append_time,
+            }),
+        }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn retry(
+        &mut self,
+        ti: usize,
+        pi: usize,
+        idx: usize,
+        maybe_written: bool,
+        code: Option<i16>,
+        message: Option<String>,
+        now: Instant,
+    ) {
+        let retries = self.cfg.retries;
+        let timeout = self.cfg.delivery_timeout;
+        let attempts = self.topics[ti].partitions[pi].batches[idx].attempts;
+        let backoff = self.backoff(attempts);
+        let p = &mut self.topics[ti].partitions[pi];
+        let b = &mut p.batches[idx];
+        b.maybe_written |= maybe_written;
+        b.state = BatchState::Ready;
+        if code.is_some() {
+            b.last_error = code;
+            b.last_message = message;
+        }
+        p.blocked = true;
+        p.retry_at = Some(now + backoff);
+        let out_of_retries = b.attempts > retries;
+        let expired = now.duration_since(b.created) >= timeout;
+        if (out_of_retries || expired) && idx == 0 {
+            let b = p.batches.remove(idx).expect("index valid");
+            if b.stamp.is_some() {
+                self.bump_required = true;
+            }
+            let reason = if expired {
+                FailureReason::DeliveryTimeout {
+                    last_error: b.last_error,
+                }
+            } else {
+                FailureReason::Broker {
+                    code: b.last_error.unwrap_or(codes::NETWORK_EXCEPTION),
+                    message: b.last_message.clone(),
+                }
+            };
+            self.finish_failed(ti, pi as i32, b, reason);
+        }
+    }
+
+    /// Reports a metadata answer.
+    pub fn on_metadata(&mut self, topics: &[TopicMetadata], now: Instant) {
+        self.metadata_in_flight = false;
+        self.metadata_refreshed_at = Some(now);
+        self.metadata_retry_at = None;
+        let mut incomplete = false;
+        for tm in topics {
+            let Some(&ti) = self.topic_index.get(tm.name.as_str()) else {
+                continue;
+            };
+            let t = &mut self.topics[ti];
+            if tm.error_code == codes::UNKNOWN_TOPIC_OR_PARTITION {
+                t.unknown = true;
+                incomplete = true;
+                continue;
+            }
+            if tm.error_code != 0 {
+                // Authorization and other topic errors: fail what waits for it.
+                let code = tm.error_code;
+                let parked: Vec<Parked<T>> = t.parked.drain(..).collect();
+                for pk in parked {
+                    self.fail_record(
+                        pk.record,
+                        Failure {
+                            reason: FailureReason::Broker {
+                                code,
+                                message: None,
+                            },
+                            persistence: Persistence::NotPersisted,
+                        },
+                    );
+                }
+                continue;
+            }
+            t.unknown = false;
+            let count = tm
+                .partitions
+                .iter()
+                .map(|p| p.partition + 1)
+                .max()
+                .unwrap_or(0) as usize;
+            // Partitions are only ever added to a topic, never removed.
+            while t.partitions.len() < count {
+                t.partitions.push(PartitionQueue::new(-1));
+            }
+            for pm in &tm.partitions {
+                let p = &mut t.partitions[pm.partition as usize];
+                p.leader = if pm.error_code == 0 || pm.leader >= 0 {
+                    pm.leader
+                } else {
+                    -1
+                };
+                if p.leader < 0 {
+                    incomplete = true;
+                }
+            }
+            if !t.partitions.is_empty() {
+                let parked: Vec<Parked<T>> = t.parked.drain(..).collect();
+                for pk in parked {
+                    // Linger and delivery timeout count from when the record arrived.
+                    self.route(ti, pk.record, pk.since);
+                }
+            }
+        }
+        if incomplete {
+            // A topic or leader is still missing: ask again soon.
+            self.metadata_needed = true;
+            self.metadata_retry_at = Some(now + self.cfg.retry_backoff);
+        }
+    }
+
+    /// Reports that fetching metadata failed.
+    pub fn on_metadata_failed(&mut self, now: Instant) {
+        self.metadata_in_flight = false;
+        self.metadata_needed = true;
+        self.metadata_retry_at = Some(now + self.cfg.retry_backoff);
+    }
+
+    /// Reports an InitProducerId answer: `Ok((id, epoch))` or the error code.
+    pub fn on_producer_id(&mut self, result: Result<(i64, i16), i16>, now: Instant) {
+        match result {
+            Ok((id, epoch)) => {
+                self.producer_id = id;
+                self.epoch = epoch;
+                self.pid_state = PidState::Known;
+                self.pid_retry_at = None;
+                for t in &mut self.topics {
+                    for p in &mut t.partitions {
+                        p.next_sequence = 0;
+                        p.acked_next = 0;
+                    }
+                }
+            }
+            Err(code) if classify::init_producer_id_retriable(code) => {
+                self.pid_state = PidState::Needed;
+                self.pid_retry_at = Some(now + self.cfg.retry_backoff);
+            }
+            Err(code) => {
+                // Without a producer id nothing can be sent idempotently: fail what is
+                // queued and every later record, with the reason.
+                let failure = Failure {
+                    reason: FailureReason::ProducerId { code },
+                    persistence: Persistence::NotPersisted,
+                };
+                self.fatal = Some(failure.clone());
+                self.fail_all(failure.reason);
+            }
+        }
+    }
+
+    /// Fails everything that is not in flight (close after its timeout). In-flight
+    /// batches are reported when their requests end, or by [`Self::abandon_in_flight`].
+    pub fn fail_all(&mut self, reason: FailureReason) {
+        for ti in 0..self.topics.len() {
+            let parked: Vec<Parked<T>> = self.topics[ti].parked.drain(..).collect();
+            for pk in parked {
+                self.fail_record(
+                    pk.record,
+                    Failure {
+                        reason: reason.clone(),
+                        persistence: Persistence::NotPersisted,
+                    },
+                );
+            }
+            for pi in 0..self.topics[ti].partitions.len() {
+                let p = &mut self.topics[ti].partitions[pi];
+                let mut keep = VecDeque::new();
+                let mut gone = Vec::new();
+                for b in p.batches.drain(..) {
+                    if matches!(b.state, BatchState::InFlight(_)) {
+                        keep.push_back(b);
+                    } else {
+                        gone.push(b);
+                    }
+                }
+                p.batches = keep;
+                for b in gone {
+                    self.finish_failed(ti, pi as i32, b, reason.clone());
+                }
+            }
+        }
+    }
+
+    /// Fails in-flight batches as possibly persisted (the driver gave up on their
+    /// requests, e.g. close timed out).
+    pub fn abandon_in_flight(&mut self, reason: FailureReason) {
+        let ids: Vec<u64> = self.inflight.keys().copied().collect();
+        for id in ids {
+            let req = self.inflight.remove(&id).expect("listed");
+            for (ti, partition, batch_id) in req.batches {
+                let pi = partition as usize;
+                if let Some(idx) = self.topics[ti].partitions[pi]
+                    .batches
+                    .iter()
+                    .position(|b| b.id == batch_id)
+                {
+                    let p = &mut self.topics[ti].partitions[pi];
+                    p.inflight -= 1;
+                    let mut b = p.batches.remove(idx).expect("index valid");
+                    b.maybe_written = true;
+                    self.finish_failed(ti, partition, b, reason.clone());
+                }
+            }
+        }
+        self.broker_inflight.clear();
+    }
+
+    /// When [`Self::poll`] should run next if nothing else happens.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| {
+            next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        };
+        if let Some(t) = self.metadata_retry_at {
+            consider(t);
+        } else if let Some(t) = self.metadata_refreshed_at {
+            consider(t + self.cfg.metadata_max_age);
+        }
+        if self.pid_state == PidState::Needed {
+            if let Some(t) = self.pid_retry_at {
+                consider(t);
+            }
+        }
+        let park_limit = self.cfg.max_block.min(self.cfg.delivery_timeout);
+        for t in &self.topics {
+            if let Some(pk) = t.parked.front() {
+                consider(pk.since + park_limit);
+            }
+            for p in &t.partitions {
+                if let Some(r) = p.retry_at {
+                    consider(r);
+                }
+                if let Some(front) = p.batches.front() {
+                    consider(front.created + self.cfg.delivery_timeout);
+                }
+                if let Some(b) = p.batches.iter().find(|b| b.state == BatchState::Ready) {
+                    if let Payload::Open(_) = b.payload {
+                        consider(b.created + self.cfg.linger);
+                    }
+                }
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,726 @@
+//! The engine against a simulated broker that applies Kafka's sequence rules.
+//!
+//! The broker model follows what a Kafka partition leader does with an idempotent
+//! batch (`ProducerStateManager` / `ProducerAppendInfo` in the broker): a higher
+//! epoch must start at sequence 0, a lower one is fenced, the next sequence appends,
+//! one of the last five batches is a duplicate, anything else is out of order.
+
+use super::*;
+use crate::decode::decode_batch;
+use std::collections::BTreeMap;
+
+type Token = u64;
+
+#[derive(Default, Clone)]
+struct PartitionLog {
+    /// Stored record tokens, in offset order.
+    records: Vec<Token>,
+    /// (pid, epoch, base seq, last seq, base offset) of the last five batches.
+    recent: VecDeque<(i64, i16, i32, i32, i64)>,
+}
+
+#[derive(Default)]
+struct SimBroker {
+    logs: BTreeMap<(String, i32), PartitionLog>,
+    /// Producer state the broker forgot (retention): answer UNKNOWN_PRODUCER_ID.
+    forget: bool,
+}
+
+impl SimBroker {
+    fn handle(&mut self, req: &ProduceRequest) -> Vec<PartitionResponse> {
+        req.batches
+            .iter()
+            .map(|(topic, partition, bytes)| {
+                let (code, base_offset) = self.append(topic, *partition, bytes);
+                PartitionResponse {
+                    topic: topic.to_string(),
+                    partition: *partition,
+                    error_code: code,
+                    base_offset,
+                    log_append_time: -1,
+                    error_message: None,
+                }
+            })
+            .collect()
+    }
+
+    fn append(&mut self, topic: &str, partition: i32, bytes: &Bytes) -> (i16, i64) {
+        let (batch, _) = decode_batch(bytes).expect("engine sends valid batches");
+        let h = &batch.header;
+        if self.forget {
+            for log in self.logs.values_mut() {
+                log.recent.clear();
+            }
+            self.forget = false;
+        }
+        let log = self.logs.entry((topic.to_string(), partition)).or_default();
+        let count = batch.records.len() as i32;
+        let last_seq = increment_sequence(h.base_sequence, count - 1);
+        if h.producer_id >= 0 {
+            if let Some(&(pid, epoch, _, last, _)) = log.recent.back() {
+                if pid == h.producer_id {
+                    if h.producer_epoch < epoch {
+                        return (codes::INVALID_PRODUCER_EPOCH, -1);
+                    }
+                    if h.producer_epoch == epoch {
+                        if let Some(dup) = log
+                            .recent
+                            .iter()
+                            .find(|r| r.1 == epoch && r.2 == h.base_sequence && r.3 == last_seq)
+                        {
+                            return (codes::NONE, dup.4);
+                        }
+                        if h.base_sequence != increment_sequence(last, 1) {
+                            return (codes::OUT_OF_ORDER_SEQUENCE_NUMBER, -1);
+                        }
+                    } else if h.base_sequence != 0 {
+                        return (codes::OUT_OF_ORDER_SEQUENCE_NUMBER, -1);
+                    }
+                }
+            } else if h.base_sequence != 0 {
+                return (codes::UNKNOWN_PRODUCER_ID, -1);
+            }
+        }
+        let base = log.records.len() as i64;
+        for r in &batch.records {
+            let v = r.value.as_ref().expect("tests send values");
+            log.records
+                .push(u64::from_be_bytes(v[..8].try_into().unwrap()));
+        }
+        if h.producer_id >= 0 {
+            log.recent.push_back((
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                last_seq,
+                base,
+            ));
+            if log.recent.len() > 5 {
+                log.recent.pop_front();
+            }
+        }
+        (codes::NONE, base)
+    }
+}
+
+fn record(topic: &Arc<str>, key: Option<&str>, token: Token, ts: i64) -> Record<Token> {
+    let mut value = token.to_be_bytes().to_vec();
+    value.extend_from_slice(b"-payload");
+    Record {
+        topic: topic.clone(),
+        partition: None,
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        value: Some(Bytes::from(value)),
+        headers: Vec::new(),
+        timestamp_ms: ts,
+        token,
+    }
+}
+
+fn metadata(topic: &str, leaders: &[i32]) -> Vec<TopicMetadata> {
+    vec![TopicMetadata {
+        name: topic.to_string(),
+        error_code: 0,
+        partitions: leaders
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| PartitionMetadata {
+                partition: i as i32,
+                leader: l,
+                error_code: 0,
+            })
+            .collect(),
+    }]
+}
+
+/// Drives an engine step by step, answering control requests at once.
+struct Harness {
+    engine: ProducerEngine<Token>,
+    now: Instant,
+    topic: Arc<str>,
+    leaders: Vec<i32>,
+    produce: VecDeque<ProduceRequest>,
+    delivered: BTreeMap<Token, Result<(i32, i64), Failure>>,
+    bumps: Vec<i16>,
+    next_pid: i64,
+}
+
+impl Harness {
+    fn new(cfg: EngineConfig, partitions: usize) -> Self {
+        Self {
+            engine: ProducerEngine::new(cfg, 7),
+            now: Instant::now(),
+            topic: Arc::from("orders"),
+            leaders: (0..partitions).map(|p| (p % 3) as i32 + 1).collect(),
+            produce: VecDeque::new(),
+            delivered: BTreeMap::new(),
+            bumps: Vec::new(),
+            next_pid: 1000,
+        }
+    }
+
+    fn poll(&mut self) {
+        loop {
+            let mut out = Vec::new();
+            self.engine.poll(self.now, &mut out);
+            if out.is_empty() {
+                return;
+            }
+            for a in out {
+                match a {
+                    Action::Produce(r) => self.produce.push_back(r),
+                    Action::FetchMetadata { .. } => {
+                        let md = metadata(&self.topic, &self.leaders);
+                        self.engine.on_metadata(&md, self.now);
+                    }
+                    Action::InitProducerId => {
+                        self.next_pid += 1;
+                        self.engine.on_producer_id(Ok((self.next_pid, 0)), self.now);
+                    }
+                    Action::Deliver(d) => {
+                        for (i, (token, _)) in d.records.into_iter().enumerate() {
+                            let r = d.result.clone().map(|w| {
+                                (
+                                    d.partition,
+                                    if w.base_offset >= 0 {
+                                        w.base_offset + i as i64
+                                    } else {
+                                        -1
+                                    },
+                                )
+                            });
+                            assert!(
+                                self.delivered.insert(token, r).is_none(),
+                                "record {token} delivered twice"
+                            );
+                        }
+                    }
+                    Action::EpochBumped { epoch, .. } => self.bumps.push(epoch),
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.poll();
+    }
+
+    fn append(&mut self, key: Option<&str>, token: Token) {
+        let r = record(&self.topic, key, token, 1_700_000_000_000 + token as i64);
+        self.engine.append(r, self.now);
+    }
+}
+
+fn cfg() -> EngineConfig {
+    EngineConfig {
+        linger: Duration::from_millis(10),
+        batch_size: 1024,
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn nothing_is_sent_before_linger_then_one_request_carries_the_batch() {
+    let mut h = Harness::new(cfg(), 1);
+    for t in 0..5 {
+        h.append(Some("k"), t);
+    }
+    h.poll();
+    assert!(h.produce.is_empty(), "sent before linger.ms");
+    assert_eq!(h.engine.producer_id(), Some((1001, 0)));
+    h.advance(Duration::from_millis(10));
+    assert_eq!(h.produce.len(), 1);
+    let req = h.produce.pop_front().unwrap();
+    assert_eq!(req.batches.len(), 1);
+    let (batch, _) = decode_batch(&req.batches[0].2).unwrap();
+    assert_eq!(batch.records.len(), 5);
+    assert_eq!(batch.header.producer_id, 1001);
+    assert_eq!(batch.header.base_sequence, 0);
+    let mut broker = SimBroker::default();
+    let resp = broker.handle(&req);
+    h.engine
+        .on_produce_result(req.id, ProduceResult::Response(resp), h.now);
+    h.poll();
+    let offsets: Vec<i64> = (0..5).map(|t| h.delivered[&t].clone().unwrap().1).collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    assert!(h.engine.is_idle());
+}
+
+#[test]
+fn full_batch_goes_without_waiting_for_linger() {
+    let mut c = cfg();
+    c.linger = Duration::from_secs(60);
+    c.batch_size = 200;
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    for t in 0..20 {
+        h.append(Some("k"), t);
+    }
+    h.poll();
+    assert!(
+        !h.produce.is_empty(),
+        "a full batch must not wait for linger"
+    );
+    for r in &h.produce {
+        for (_, _, b) in &r.batches {
+            assert!(b.len() <= 200 + 40, "batch of {} bytes", b.len());
+        }
+    }
+}
+
+#[test]
+fn flush_sends_without_waiting_for_linger() {
+    let mut c = cfg();
+    c.linger = Duration::from_secs(60);
+    let mut h = Harness::new(c, 1);
+    h.append(None, 1);
+    h.poll();
+    assert!(h.produce.is_empty());
+    h.engine.set_flushing(true);
+    h.poll();
+    assert_eq!(h.produce.len(), 1);
+}
+
+#[test]
+fn retry_resends_identical_bytes_with_the_same_sequence() {
+    let mut h = Harness::new(cfg(), 1);
+    for t in 0..3 {
+        h.append(Some("k"), t);
+    }
+    h.advance(Duration::from_millis(10));
+    let first = h.produce.pop_front().unwrap();
+    h.engine.on_produce_result(
+        first.id,
+        ProduceResult::Transport {
+            maybe_written: true,
+        },
+        h.now,
+    );
+    h.poll();
+    assert!(h.produce.is_empty(), "retried before the backoff");
+    h.advance(Duration::from_secs(2));
+    let second = h.produce.pop_front().unwrap();
+    assert_eq!(
+        first.batches[0].2, second.batches[0].2,
+        "a retry must resend the same bytes"
+    );
+    // The first attempt did land: the broker recognises the retry as a duplicate.
+    let mut broker = SimBroker::default();
+    broker.handle(&first);
+    let resp = broker.handle(&second);
+    h.engine
+        .on_produce_result(second.id, ProduceResult::Response(resp), h.now);
+    h.poll();
+    assert_eq!(
+        broker.logs[&("orders".into(), 0)].records,
+        vec![0, 1, 2],
+        "no duplicate"
+    );
+    assert!(h.delivered.values().all(|r| r.is_ok()));
+}
+
+#[test]
+fn at_most_max_in_flight_requests_per_broker() {
+    let mut c = cfg();
+    c.batch_size = 100;
+    c.max_in_flight = 2;
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    for t in 0..50 {
+        h.append(Some("k"), t);
+    }
+    h.advance(Duration::from_millis(10));
+    assert_eq!(h.produce.len(), 2);
+    assert_eq!(h.engine.requests_in_flight(), 2);
+    let r = h.produce.pop_front().unwrap();
+    let mut broker = SimBroker::default();
+    let resp = broker.handle(&r);
+    h.engine
+        .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
+    h.poll();
+    assert_eq!(h.produce.len(), 2, "a slot freed, one more request");
+}
+
+#[test]
+fn out_of_order_sequence_at_head_bumps_epoch_and_restarts_at_zero() {
+    let mut h = Harness::new(cfg(), 1);
+    h.append(Some("k"), 1);
+    h.advance(Duration::from_millis(10));
+    let r = h.produce.pop_front().unwrap();
+    let resp = vec![PartitionResponse {
+        topic: "orders".into(),
+        partition: 0,
+        error_code: codes::UNKNOWN_PRODUCER_ID,
+        base_offset: -1,
+        log_append_time: -1,
+        error_message: None,
+    }];
+    h.engine
+        .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.bumps, vec![1]);
+    let again = h.produce.pop_front().unwrap();
+    let (b, _) = decode_batch(&again.batches[0].2).unwrap();
+    assert_eq!((b.header.producer_epoch, b.header.base_sequence), (1, 0));
+    assert_eq!(b.records.len(), 1);
+}
+
+#[test]
+fn possibly_written_batch_is_not_resent_under_a_new_epoch() {
+    let mut c = cfg();
+    c.batch_size = 100;
+    let mut h = Harness::new(c, 2);
+    h.leaders = vec![1, 1];
+    h.poll();
+    // Partition 0: an attempt times out (possibly written).
+    h.engine.append(
+        Record {
+            partition: Some(0),
+            ..record(&h.topic, None, 1, 0)
+        },
+        h.now,
+    );
+    // Partition 1: a batch the broker rejects for good, leaving a sequence gap.
+    h.engine.append(
+        Record {
+            partition: Some(1),
+            ..record(&h.topic, None, 2, 0)
+        },
+        h.now,
+    );
+    h.advance(Duration::from_millis(10));
+    let r = h.produce.pop_front().unwrap();
+    assert_eq!(r.batches.len(), 2);
+    let resp = vec![
+        PartitionResponse {
+            topic: "orders".into(),
+            partition: 0,
+            error_code: codes::REQUEST_TIMED_OUT,
+            base_offset: -1,
+            log_append_time: -1,
+            error_message: None,
+        },
+        PartitionResponse {
+            topic: "orders".into(),
+            partition: 1,
+            error_code: codes::INVALID_RECORD,
+            base_offset: -1,
+            log_append_time: -1,
+            error_message: Some("bad".into()),
+        },
+    ];
+    h.engine
+        .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
+    h.poll();
+    assert_eq!(h.bumps, vec![1], "the rejected batch left a gap");
+    let d1 = h.delivered[&1].clone().unwrap_err();
+    assert_eq!(d1.persistence, Persistence::PossiblyPersisted);
+    assert_eq!(d1.reason, FailureReason::EpochBumpedWhileUnresolved);
+    let d2 = h.delivered[&2].clone().unwrap_err();
+    assert_eq!(d2.persistence, Persistence::NotPersisted);
+    assert!(matches!(
+        d2.reason,
+        FailureReason::Broker {
+            code: codes::INVALID_RECORD,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn queued_batch_expires_not_persisted_and_unsent_one_leaves_no_gap() {
+    let mut c = cfg();
+    c.delivery_timeout = Duration::from_secs(5);
+    let mut h = Harness::new(c, 1);
+    h.leaders = vec![-1];
+    h.append(Some("k"), 1);
+    h.poll();
+    h.advance(Duration::from_secs(6));
+    let f = h.delivered[&1].clone().unwrap_err();
+    assert_eq!(f.persistence, Persistence::NotPersisted);
+    assert!(matches!(f.reason, FailureReason::DeliveryTimeout { .. }));
+    assert!(h.bumps.is_empty(), "an unsent batch used no sequence");
+}
+
+#[test]
+fn retries_that_run_out_report_possibly_persisted_after_a_timeout() {
+    let mut c = cfg();
+    c.retries = 1;
+    let mut h = Harness::new(c, 1);
+    h.append(Some("k"), 1);
+    h.advance(Duration::from_millis(10));
+    for _ in 0..2 {
+        let r = h.produce.pop_front().unwrap();
+        h.engine.on_produce_result(
+            r.id,
+            ProduceResult::Transport {
+                maybe_written: true,
+            },
+            h.now,
+        );
+        h.advance(Duration::from_secs(2));
+    }
+    let f = h.delivered[&1].clone().unwrap_err();
+    assert_eq!(f.persistence, Persistence::PossiblyPersisted);
+}
+
+#[test]
+fn unknown_topic_fails_after_max_block() {
+    let mut c = cfg();
+    c.max_block = Duration::from_secs(1);
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    h.append(None, 1);
+    let mut out = Vec::new();
+    h.engine.poll(h.now, &mut out);
+    let missing = vec![TopicMetadata {
+        name: "orders".into(),
+        error_code: codes::UNKNOWN_TOPIC_OR_PARTITION,
+        partitions: vec![],
+    }];
+    h.engine.on_metadata(&missing, h.now);
+    h.now += Duration::from_secs(2);
+    let mut out = Vec::new();
+    h.engine.poll(h.now, &mut out);
+    let delivered: Vec<_> = out
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Deliver(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0].result.as_ref().unwrap_err().reason,
+        FailureReason::UnknownTopic
+    );
+}
+
+#[test]
+fn record_over_max_request_size_fails_alone() {
+    let mut c = cfg();
+    c.max_request_size = 1000;
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    let mut big = record(&h.topic, None, 1, 0);
+    big.value = Some(Bytes::from(vec![0u8; 2000]));
+    h.engine.append(big, h.now);
+    h.append(Some("k"), 2);
+    h.advance(Duration::from_millis(10));
+    assert!(matches!(
+        h.delivered[&1].clone().unwrap_err().reason,
+        FailureReason::RecordTooLarge { max: 1000, .. }
+    ));
+    assert_eq!(h.produce.len(), 1, "the other record still goes");
+}
+
+#[test]
+fn keyed_records_follow_java_partitioning() {
+    let mut h = Harness::new(cfg(), 6);
+    h.poll();
+    h.append(Some("order-42"), 1);
+    h.advance(Duration::from_millis(10));
+    let sent: Vec<i32> = h
+        .produce
+        .iter()
+        .flat_map(|r| r.batches.iter().map(|b| b.1))
+        .collect();
+    assert_eq!(sent, vec![partition_for_key(b"order-42", 6)]);
+}
+
+#[test]
+fn acks_zero_delivers_without_offsets() {
+    let mut c = cfg();
+    c.acks = 0;
+    c.idempotence = false;
+    let mut h = Harness::new(c, 1);
+    h.append(None, 1);
+    h.advance(Duration::from_millis(10));
+    let r = h.produce.pop_front().unwrap();
+    assert_eq!(r.acks, 0);
+    let (b, _) = decode_batch(&r.batches[0].2).unwrap();
+    assert_eq!(b.header.producer_id, -1);
+    h.engine
+        .on_produce_result(r.id, ProduceResult::WrittenNoAck, h.now);
+    h.poll();
+    assert_eq!(h.delivered[&1].clone().unwrap(), (0, -1));
+}
+
+/// Seeded simulation: random faults, then the invariants the fault suite checks on
+/// real clusters. A failing seed replays exactly (`SIM_SEED=n`).
+#[test]
+fn simulated_faults_never_lose_duplicate_or_reorder_acknowledged_records() {
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(s) => vec![s.parse().unwrap()],
+        Err(_) => (0..300).collect(),
+    };
+    let (mut bumps, mut failed) = (0, 0);
+    for seed in seeds.iter().copied() {
+        let (b, f) = simulate(seed);
+        bumps += b;
+        failed += f;
+    }
+    if seeds.len() > 1 {
+        // The faults must have bitten: epoch bumps happened and some records failed.
+        assert!(bumps > 0, "no simulated run bumped the epoch");
+        assert!(failed > 0, "no simulated record failed");
+    }
+}
+
+/// Runs one seeded simulation; returns (epoch bumps, failed records).
+fn simulate(seed: u64) -> (usize, usize) {
+    let mut rng = XorShiftRng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut c = cfg();
+    c.batch_size = 120 + (rng.next_u64() % 400) as usize;
+    c.max_in_flight = 1 + (rng.next_u64() % 5) as usize;
+    c.delivery_timeout = Duration::from_secs(30);
+    c.retries = u32::MAX;
+    let mut h = Harness::new(c, 3);
+    h.engine = ProducerEngine::new(h.engine.config().clone(), seed);
+    let mut broker = SimBroker::default();
+    let total = 200u64;
+    let mut sent = 0u64;
+    let mut pending: Vec<ProduceRequest> = Vec::new();
+    let mut steps = 0;
+    while (sent < total || !h.engine.is_idle()) && steps < 20_000 {
+        steps += 1;
+        if sent < total && !rng.next_u64().is_multiple_of(3) {
+            let key = format!("key-{}", rng.next_u64() % 7);
+            h.append(Some(&key), sent);
+            sent += 1;
+        }
+        h.poll();
+        pending.extend(h.produce.drain(..));
+        // Answer some requests, in a random order across brokers but in order per
+        // broker (one connection per broker answers in order).
+        if !pending.is_empty() && rng.next_u64().is_multiple_of(2) {
+            let pick = (rng.next_u64() % pending.len() as u64) as usize;
+            let broker_id = pending[pick].broker;
+            let idx = pending.iter().position(|r| r.broker == broker_id).unwrap();
+            let req = pending.remove(idx);
+            let fault = rng.next_u64() % 100;
+            let result = match fault {
+                // Lost response after the write: possibly written, and it was.
+                0..=7 => {
+                    broker.handle(&req);
+                    ProduceResult::Transport {
+                        maybe_written: true,
+                    }
+                }
+                // Lost before the write.
+                8..=12 => ProduceResult::Transport {
+                    maybe_written: false,
+                },
+                // Not enough replicas: rejected before the append.
+                13..=17 => ProduceResult::Response(
+                    req.batches
+                        .iter()
+                        .map(|(t, p, _)| PartitionResponse {
+                            topic: t.to_string(),
+                            partition: *p,
+                            error_code: codes::NOT_ENOUGH_REPLICAS,
+                            base_offset: -1,
+                            log_append_time: -1,
+                            error_message: None,
+                        })
+                        .collect(),
+                ),
+                // Appended but replication unconfirmed.
+                18..=21 => {
+                    broker.handle(&req);
+                    ProduceResult::Response(
+                        req.batches
+                            .iter()
+                            .map(|(t, p, _)| PartitionResponse {
+                                topic: t.to_string(),
+                                partition: *p,
+                                error_code: codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                                base_offset: -1,
+                                log_append_time: -1,
+                                error_message: None,
+                            })
+                            .collect(),
+                    )
+                }
+                // Leader moved: not written; the next metadata names a new leader.
+                22..=25 => {
+                    let p = (rng.next_u64() % 3) as usize;
+                    h.leaders[p] = (h.leaders[p] % 3) + 1;
+                    ProduceResult::Response(
+                        req.batches
+                            .iter()
+                            .map(|(t, p, _)| PartitionResponse {
+                                topic: t.to_string(),
+                                partition: *p,
+                                error_code: codes::NOT_LEADER_OR_FOLLOWER,
+                                base_offset: -1,
+                                log_append_time: -1,
+                                error_message: None,
+                            })
+                            .collect(),
+                    )
+                }
+                _ => ProduceResult::Response(broker.handle(&req)),
+            };
+            h.engine.on_produce_result(req.id, result, h.now);
+        }
+        // The broker forgets the producer (its state expired or retention removed
+        // its batches). Only while nothing is unresolved: a broker cannot forget a
+        // producer whose retry is still within delivery.timeout.ms.
+        if pending.is_empty() && h.delivered.len() as u64 == sent && rng.next_u64().is_multiple_of(20) {
+            broker.forget = true;
+        }
+        h.advance(Duration::from_millis(rng.next_u64() % 300));
+    }
+    assert!(
+        h.engine.is_idle(),
+        "seed {seed}: engine not idle after {steps} steps"
+    );
+    assert_eq!(
+        h.delivered.len() as u64,
+        total,
+        "seed {seed}: every record gets exactly one outcome"
+    );
+
+    let mut positions: BTreeMap<Token, (i32, usize)> = BTreeMap::new();
+    for ((_, p), log) in &broker.logs {
+        for (i, &t) in log.records.iter().enumerate() {
+            assert!(
+                positions.insert(t, (*p, i)).is_none(),
+                "seed {seed}: record {t} is in the log twice"
+            );
+        }
+    }
+    let mut last_pos: BTreeMap<i32, usize> = BTreeMap::new();
+    for (token, outcome) in &h.delivered {
+        match outcome {
+            Ok((partition, _)) => {
+                let &(p, pos) = positions.get(token).unwrap_or_else(|| {
+                    panic!("seed {seed}: acknowledged record {token} is not in the log")
+                });
+                assert_eq!(p, *partition, "seed {seed}");
+                // Tokens were sent in increasing order; acknowledged ones keep it per partition.
+                if let Some(&prev) = last_pos.get(&p) {
+                    assert!(
+                        pos > prev,
+                        "seed {seed}: record {token} reordered in partition {p}"
+                    );
+                }
+                last_pos.insert(p, pos);
+            }
+            Err(f) => {
+                if f.persistence == Persistence::NotPersisted {
+                    assert!(
+                        !positions.contains_key(token),
+                        "seed {seed}: record {token} reported not persisted is in the log ({f:?})"
+                    );
+                }
+            }
+        }
+    }
+    (
+        h.bumps.len(),
+        h.delivered.values().filter(|r| r.is_err()).count(),
+    )
+}
