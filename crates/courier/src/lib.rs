@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod error;
+pub mod net;
 
 pub use config::{ConfigError, ProducerConfig};
 pub use error::{ErrorCode, Persistence, ProducerError};

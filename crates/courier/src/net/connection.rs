@@ -1,0 +1,816 @@
+//! [`BrokerConnection`]: one pipelined TCP connection to one broker.
+//!
+//! # Design
+//!
+//! Callers encode their request (with a fresh correlation id) and hand it to the
+//! connection's single **writer task** through a channel, so requests reach the socket in
+//! the order they were submitted. The writer registers each request that expects a response
+//! in the in-flight queue *before* writing it (a fast broker may answer before the write
+//! call returns), then writes every queued request with one vectored write: record batches
+//! are chained into the write, never copied.
+//!
+//! The single **reader task** reads response frames. Kafka answers the requests of one
+//! connection in order, so each response must carry the correlation id of the oldest
+//! request in flight; anything else means the stream can no longer be trusted and the
+//! connection is closed (Java's `NetworkClient.correlate` does the same).
+//!
+//! Every request is in one of three places, and a closing connection fails each with the
+//! error its place implies:
+//!
+//! | where | on close | [`NetError::maybe_written`] |
+//! |---|---|---|
+//! | queued for the writer | [`NetError::NotSent`] | `false` |
+//! | being written, or written and awaiting its response | [`NetError::ConnectionLost`] | `true` |
+//! | the one whose timeout closed the connection | [`NetError::Timeout`] | whether its write had started |
+//!
+//! `request.timeout.ms` is enforced by the caller's future: when it elapses the connection
+//! is closed (a late response could not be matched safely), as the Java client does.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceResponse, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
+
+use super::codec::{self, ProduceRequestParts, Segments};
+use super::versions::{api_name, ApiVersionTable, API_VERSIONS_FIRST};
+use super::{CloseReason, NetError};
+
+/// Kafka's `UNSUPPORTED_VERSION` error code.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// Largest response frame accepted: the broker's own default request limit
+/// (`socket.request.max.bytes`, 100 MiB). A bigger size prefix means a corrupt stream.
+const MAX_RESPONSE_SIZE: usize = 100 * 1024 * 1024;
+
+/// At most this many queued requests are coalesced into one vectored write.
+const MAX_REQUESTS_PER_WRITE: usize = 32;
+
+/// How a [`BrokerConnection`] connects and behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// `client.id`: sent in every request header; brokers use it in logs and quotas.
+    pub client_id: String,
+    /// `socket.connection.setup.timeout.ms`: bounds name resolution, the TCP connect and
+    /// the ApiVersions handshake together.
+    pub connect_timeout: Duration,
+    /// `request.timeout.ms`: how long one request may wait for its response (including
+    /// waiting for its turn to be written) before the connection is closed.
+    pub request_timeout: Duration,
+    /// `max.in.flight.requests.per.connection`: requests submitted and not yet answered.
+    /// Counts every request, as in the Java client (Metadata too).
+    pub max_in_flight: usize,
+}
+
+impl Default for ConnectOptions {
+    /// The Java client's defaults: 10 s setup, 30 s request timeout, 5 in flight.
+    fn default() -> Self {
+        ConnectOptions {
+            client_id: "courier".into(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 5,
+        }
+    }
+}
+
+/// One slot of a connection's in-flight window, reserved ahead of a send with
+/// [`BrokerConnection::reserve`] or [`BrokerConnection::try_reserve`]. Dropping it frees the
+/// slot.
+#[derive(Debug)]
+pub struct InFlightPermit {
+    permit: OwnedSemaphorePermit,
+    connection_id: u64,
+}
+
+/// What the writer hands back: the response frame after its size prefix (response header
+/// included), or `None` for a request that expects no response (`acks=0`).
+type Reply = Result<Option<Bytes>, NetError>;
+
+/// A request written (or being written) and waiting for its response.
+struct Pending {
+    correlation_id: i32,
+    api: &'static str,
+    reply: oneshot::Sender<Reply>,
+    /// Held until the response arrives: the in-flight window counts this request.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A request queued for the writer. If it is dropped before being answered (the writer
+/// task was aborted when the connection closed), `Drop` fails it with the error that fits
+/// how far it got.
+struct Outgoing {
+    correlation_id: i32,
+    api: &'static str,
+    frame: Segments,
+    expects_response: bool,
+    reply: Option<oneshot::Sender<Reply>>,
+    permit: Option<OwnedSemaphorePermit>,
+    write_started: bool,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let reason = self.shared.close_reason().unwrap_or(CloseReason::Shutdown);
+            let err =
+                self.shared
+                    .error_for(self.correlation_id, self.api, self.write_started, &reason);
+            let _ = reply.send(Err(err));
+        }
+    }
+}
+
+struct State {
+    closed: Option<(CloseReason, Instant)>,
+    /// Requests written (or being written) and awaiting a response, oldest first.
+    in_flight: VecDeque<Pending>,
+    tasks: Vec<AbortHandle>,
+}
+
+/// What the connection's tasks and its handle share.
+struct Shared {
+    addr: String,
+    request_timeout: Duration,
+    state: Mutex<State>,
+    window: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the queue half-updated in a way that
+        // matters more than failing the connection, which every path does anyway.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close_reason(&self) -> Option<CloseReason> {
+        self.lock().closed.as_ref().map(|(r, _)| r.clone())
+    }
+
+    fn error_for(
+        &self,
+        correlation_id: i32,
+        api: &'static str,
+        written: bool,
+        reason: &CloseReason,
+    ) -> NetError {
+        let addr = self.addr.clone();
+        match reason {
+            CloseReason::RequestTimeout {
+                correlation_id: timed_out,
+                timeout,
+                ..
+            } if *timed_out == correlation_id => NetError::Timeout {
+                addr,
+                api,
+                timeout: *timeout,
+                written,
+            },
+            _ if written => NetError::ConnectionLost {
+                addr,
+                api,
+                reason: reason.clone(),
+            },
+            _ => NetError::NotSent {
+                addr,
+                api,
+                reason: reason.clone(),
+            },
+        }
+    }
+
+    /// Closes the connection once: fails every request in flight, stops both tasks (which
+    /// closes the socket and fails every queued request through `Outgoing::drop`).
+    fn close(&self, reason: CloseReason) {
+        let (pending, tasks) = {
+            let mut st = self.lock();
+            if st.closed.is_some() {
+                return;
+            }
+            st.closed = Some((reason.clone(), Instant::now()));
+            (
+                std::mem::take(&mut st.in_flight),
+                std::mem::take(&mut st.tasks),
+            )
+        };
+        self.window.close();
+        match &reason {
+            CloseReason::Shutdown => {
+                tracing::debug!(broker = %self.addr, in_flight = pending.len(), "connection closed")
+            }
+            CloseReason::PeerClosed | CloseReason::Io(_) => tracing::info!(
+                broker = %self.addr, in_flight = pending.len(), reason = %reason,
+                "connection closed"
+            ),
+            _ => tracing::warn!(
+                broker = %self.addr, in_flight = pending.len(), reason = %reason,
+                "connection closed"
+            ),
+        }
+        for p in pending {
+            let err = self.error_for(p.correlation_id, p.api, true, &reason);
+            let _ = p.reply.send(Err(err));
+        }
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One TCP connection to one broker, with ApiVersions negotiated and requests pipelined.
+///
+/// Cheap to share behind an `Arc` (the [`ConnectionPool`](super::ConnectionPool) hands out
+/// `Arc<BrokerConnection>`); every method takes `&self`. Dropping the last handle closes
+/// the socket and fails whatever is still in flight.
+pub struct BrokerConnection {
+    id: u64,
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    next_correlation_id: AtomicI32,
+    client_id: String,
+    max_in_flight: usize,
+    peer: SocketAddr,
+    /// Set once the ApiVersions handshake completes; only ApiVersions is sent before.
+    versions: OnceLock<ApiVersionTable>,
+}
+
+impl std::fmt::Debug for BrokerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConnection")
+            .field("addr", &self.shared.addr)
+            .field("peer", &self.peer)
+            .field("in_flight", &self.in_flight())
+            .field("closed", &self.close_reason())
+            .finish()
+    }
+}
+
+impl BrokerConnection {
+    /// Connects to `addr` (`host:port`), sets TCP_NODELAY and negotiates API versions
+    /// (KIP-35), all within `opts.connect_timeout`.
+    ///
+    /// ApiVersions is sent as v3 (flexible, KIP-482) carrying the client software name
+    /// `courier` and its version (KIP-511). A broker that does not know v3 answers with a
+    /// v0 response holding UNSUPPORTED_VERSION and the ApiVersions versions it does know;
+    /// we retry with its highest, as the Java client does.
+    pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<BrokerConnection, NetError> {
+        let deadline = tokio::time::Instant::now() + opts.connect_timeout;
+        let timed_out = || NetError::ConnectTimeout {
+            addr: addr.to_owned(),
+            timeout: opts.connect_timeout,
+        };
+        let stream = tokio::time::timeout_at(deadline, open_socket(addr))
+            .await
+            .map_err(|_| timed_out())??;
+        let peer = stream.peer_addr().map_err(|e| NetError::Connect {
+            addr: addr.to_owned(),
+            source: Arc::new(e),
+        })?;
+        tracing::debug!(broker = %addr, %peer, "TCP connected");
+        let conn = Self::start(addr, stream, peer, opts);
+        match tokio::time::timeout_at(deadline, conn.negotiate_versions()).await {
+            Ok(Ok(versions)) => {
+                tracing::debug!(
+                    broker = %addr,
+                    produce = ?versions.range(ApiKey::Produce).ok(),
+                    metadata = ?versions.range(ApiKey::Metadata).ok(),
+                    init_producer_id = ?versions.range(ApiKey::InitProducerId).ok(),
+                    api_versions = ?versions.range(ApiKey::ApiVersions).ok(),
+                    "negotiated API versions (ApiVersions)"
+                );
+                let _ = conn.versions.set(versions);
+                Ok(conn)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    /// Wraps a connected socket and spawns its writer and reader tasks.
+    fn start(addr: &str, stream: TcpStream, peer: SocketAddr, opts: &ConnectOptions) -> Self {
+        let max_in_flight = opts.max_in_flight.max(1);
+        let shared = Arc::new(Shared {
+            addr: addr.to_owned(),
+            request_timeout: opts.request_timeout,
+            state: Mutex::new(State {
+                closed: None,
+                in_flight: VecDeque::new(),
+                tasks: Vec::new(),
+            }),
+            window: Arc::new(Semaphore::new(max_in_flight)),
+        });
+        let (read_half, write_half) = stream.into_split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_loop(shared.clone(), write_half, rx));
+        let reader = tokio::spawn(read_loop(shared.clone(), read_half));
+        {
+            let mut st = shared.lock();
+            // The reader may already have closed the connection (the broker hung up).
+            if st.closed.is_some() {
+                writer.abort();
+                reader.abort();
+            } else {
+                st.tasks.push(writer.abort_handle());
+                st.tasks.push(reader.abort_handle());
+            }
+        }
+        BrokerConnection {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            shared,
+            tx,
+            next_correlation_id: AtomicI32::new(0),
+            client_id: opts.client_id.clone(),
+            max_in_flight,
+            peer,
+            versions: OnceLock::new(),
+        }
+    }
+
+    async fn negotiate_versions(&self) -> Result<ApiVersionTable, NetError> {
+        let mut version = API_VERSIONS_FIRST;
+        loop {
+            let req = ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("courier"))
+                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+            let permit = self.own_permit(self.reserve().await?);
+            let body = self
+                .roundtrip(permit, "ApiVersions", true, |cid| {
+                    codec::encode_request(&req, version, cid, &self.client_id, "ApiVersions")
+                        .map(single_segment)
+                })
+                .await?
+                .expect("ApiVersions expects a response");
+            // ApiVersions responses always use header v0 (KIP-511), so the error code
+            // follows the correlation id in every version; read it before choosing the
+            // version to decode with: an UNSUPPORTED_VERSION answer is a v0 body.
+            let error_code = body
+                .get(4..6)
+                .map(|b| i16::from_be_bytes([b[0], b[1]]))
+                .ok_or_else(|| self.decode_error("ApiVersions", version, "response too short"))?;
+            if error_code == UNSUPPORTED_VERSION && version > 0 {
+                let resp: ApiVersionsResponse =
+                    self.decode_body(body, ApiKey::ApiVersions, 0, "ApiVersions")?;
+                let broker_max = resp
+                    .api_keys
+                    .iter()
+                    .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+                    .map_or(0, |k| k.max_version);
+                // Never retry with the same or a newer version: that would loop.
+                let next = broker_max.clamp(0, version - 1);
+                tracing::debug!(
+                    broker = %self.shared.addr, tried = version, next,
+                    "broker does not support this ApiVersions version; retrying"
+                );
+                version = next;
+                continue;
+            }
+            let resp: ApiVersionsResponse =
+                self.decode_body(body, ApiKey::ApiVersions, version, "ApiVersions")?;
+            if resp.error_code != 0 {
+                return Err(NetError::Handshake {
+                    addr: self.shared.addr.clone(),
+                    error_code: resp.error_code,
+                });
+            }
+            return ApiVersionTable::from_response(&resp);
+        }
+    }
+
+    /// The address this connection was opened with (`host:port`).
+    pub fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+
+    /// The socket address of the broker.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The versions negotiated with this broker.
+    pub fn versions(&self) -> &ApiVersionTable {
+        static NONE_YET: ApiVersionTable = ApiVersionTable::EMPTY;
+        self.versions.get().unwrap_or(&NONE_YET)
+    }
+
+    /// The highest version of `key` both sides support.
+    pub fn version(&self, key: ApiKey) -> Result<i16, NetError> {
+        self.versions().version(key)
+    }
+
+    /// Requests submitted and not yet answered (or written, for `acks=0`), plus reserved
+    /// permits.
+    pub fn in_flight(&self) -> usize {
+        self.max_in_flight
+            .saturating_sub(self.shared.window.available_permits())
+    }
+
+    /// `max.in.flight.requests.per.connection` for this connection.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+
+    /// Whether another request may be sent now without waiting for a slot.
+    pub fn has_capacity(&self) -> bool {
+        !self.is_closed() && self.shared.window.available_permits() > 0
+    }
+
+    /// Whether the connection is closed; a closed connection never reopens.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed.is_some()
+    }
+
+    /// Why the connection closed, if it did.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.close_reason()
+    }
+
+    /// When the connection closed, if it did (the pool's reconnect backoff counts from
+    /// here).
+    pub fn closed_at(&self) -> Option<Instant> {
+        self.shared.lock().closed.as_ref().map(|(_, at)| *at)
+    }
+
+    /// Closes the connection: requests in flight fail with [`NetError::ConnectionLost`],
+    /// queued ones with [`NetError::NotSent`].
+    pub fn close(&self) {
+        self.shared.close(CloseReason::Shutdown);
+    }
+
+    /// Waits for a slot in the in-flight window. Fails with [`NetError::NotSent`] if the
+    /// connection closes first.
+    pub async fn reserve(&self) -> Result<InFlightPermit, NetError> {
+        match self.shared.window.clone().acquire_owned().await {
+            Ok(permit) => Ok(InFlightPermit {
+                permit,
+                connection_id: self.id,
+            }),
+            Err(_) => Err(self.not_sent("request")),
+        }
+    }
+
+    /// Takes a slot in the in-flight window if one is free now.
+    pub fn try_reserve(&self) -> Option<InFlightPermit> {
+        self.shared
+            .window
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| InFlightPermit {
+                permit,
+                connection_id: self.id,
+            })
+    }
+
+    /// Sends a control-plane request (Metadata, InitProducerId, ...) at `version` and
+    /// decodes its response. Waits for a slot in the in-flight window first.
+    ///
+    /// Produce requests go through [`send_produce`](Self::send_produce), which does not
+    /// copy record batches and knows that `acks=0` has no response.
+    pub async fn send<R: Request>(&self, req: R, version: i16) -> Result<R::Response, NetError> {
+        let permit = self.reserve().await?;
+        self.send_reserved(permit, req, version).await
+    }
+
+    /// [`send`](Self::send) with a slot reserved earlier.
+    pub async fn send_reserved<R: Request>(
+        &self,
+        permit: InFlightPermit,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response, NetError> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| NetError::Encode {
+            api: "request",
+            version,
+            message: format!("unknown API key {}", R::KEY),
+        })?;
+        let api = api_name(key);
+        if key == ApiKey::Produce {
+            return Err(NetError::Encode {
+                api,
+                version,
+                message: "Produce goes through send_produce (zero-copy, acks=0 aware)".into(),
+            });
+        }
+        self.check_version(key, version)?;
+        let permit = self.own_permit(permit);
+        let body = self
+            .roundtrip(permit, api, true, |cid| {
+                codec::encode_request(&req, version, cid, &self.client_id, api).map(single_segment)
+            })
+            .await?
+            .expect("control requests expect a response");
+        self.decode_body(body, key, version, api)
+    }
+
+    /// Sends a Produce request at the highest negotiated version. Returns `None` for
+    /// `acks=0` (Kafka sends no response: the request is done once written).
+    pub async fn send_produce(
+        &self,
+        parts: &ProduceRequestParts,
+    ) -> Result<Option<ProduceResponse>, NetError> {
+        let permit = self.reserve().await?;
+        self.send_produce_reserved(permit, parts).await
+    }
+
+    /// [`send_produce`](Self::send_produce) with a slot reserved earlier, e.g. with
+    /// [`try_reserve`](Self::try_reserve) while deciding what to send.
+    pub async fn send_produce_reserved(
+        &self,
+        permit: InFlightPermit,
+        parts: &ProduceRequestParts,
+    ) -> Result<Option<ProduceResponse>, NetError> {
+        let version = self.versions().version(ApiKey::Produce)?;
+        let permit = self.own_permit(permit);
+        let expects_response = parts.acks != 0;
+        let body = self
+            .roundtrip(permit, "Produce", expects_response, |cid| {
+                codec::encode_produce(parts, version, cid, &self.client_id)
+            })
+            .await?;
+        match body {
+            None => Ok(None),
+            Some(body) => self
+                .decode_body(body, ApiKey::Produce, version, "Produce")
+                .map(Some),
+        }
+    }
+
+    fn own_permit(&self, permit: InFlightPermit) -> OwnedSemaphorePermit {
+        assert_eq!(
+            permit.connection_id, self.id,
+            "InFlightPermit used on a connection other than the one that issued it"
+        );
+        permit.permit
+    }
+
+    fn check_version(&self, key: ApiKey, version: i16) -> Result<(), NetError> {
+        let (min, max) = self.versions().range(key)?;
+        if (min..=max).contains(&version) {
+            Ok(())
+        } else {
+            Err(NetError::UnsupportedVersion {
+                api: api_name(key),
+                broker: self.versions().broker_range(key),
+                ours: (version, version),
+            })
+        }
+    }
+
+    fn not_sent(&self, api: &'static str) -> NetError {
+        NetError::NotSent {
+            addr: self.shared.addr.clone(),
+            api,
+            reason: self.close_reason().unwrap_or(CloseReason::Shutdown),
+        }
+    }
+
+    fn decode_error(
+        &self,
+        api: &'static str,
+        version: i16,
+        message: impl Into<String>,
+    ) -> NetError {
+        NetError::Decode {
+            addr: self.shared.addr.clone(),
+            api,
+            version,
+            message: message.into(),
+        }
+    }
+
+    fn decode_body<T: Decodable>(
+        &self,
+        mut body: Bytes,
+        key: ApiKey,
+        version: i16,
+        api: &'static str,
+    ) -> Result<T, NetError> {
+        // The header is parsed with kafka-protocol so tagged fields of flexible headers
+        // (KIP-482) are skipped correctly.
+        ResponseHeader::decode(&mut body, codec::response_header_version(key, version))
+            .map_err(|e| self.decode_error(api, version, format!("header: {e:#}")))?;
+        T::decode(&mut body, version).map_err(|e| self.decode_error(api, version, format!("{e:#}")))
+    }
+
+    /// Queues one request for the writer and waits for its reply within
+    /// `request.timeout.ms`.
+    async fn roundtrip(
+        &self,
+        permit: OwnedSemaphorePermit,
+        api: &'static str,
+        expects_response: bool,
+        encode: impl FnOnce(i32) -> Result<Segments, NetError>,
+    ) -> Result<Option<Bytes>, NetError> {
+        // Correlation ids only need to be unique among the requests in flight; wrapping is
+        // fine (the window is tiny compared with 2^32).
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode(correlation_id)?;
+        let (reply_tx, mut reply_rx) = oneshot::channel();
+        let out = Outgoing {
+            correlation_id,
+            api,
+            frame,
+            expects_response,
+            reply: Some(reply_tx),
+            permit: Some(permit),
+            write_started: false,
+            shared: self.shared.clone(),
+        };
+        // If the writer is gone the request comes back inside the error and its `Drop`
+        // answers `reply_rx` with NotSent.
+        drop(self.tx.send(out));
+        let timeout = self.shared.request_timeout;
+        match tokio::time::timeout(timeout, &mut reply_rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(self.not_sent(api)),
+            Err(_) => {
+                self.shared.close(CloseReason::RequestTimeout {
+                    correlation_id,
+                    api,
+                    timeout,
+                });
+                // Closing answered this request too (in flight: Timeout{written: true};
+                // still queued: the writer's abort drops it, Timeout{written: false}).
+                // Wait briefly for that answer; assume the worst if it does not come.
+                match tokio::time::timeout(Duration::from_secs(1), reply_rx).await {
+                    Ok(Ok(Err(e))) => Err(e),
+                    Ok(Ok(Ok(reply))) => Ok(reply),
+                    _ => Err(NetError::Timeout {
+                        addr: self.shared.addr.clone(),
+                        api,
+                        timeout,
+                        written: true,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for BrokerConnection {
+    fn drop(&mut self) {
+        self.shared.close(CloseReason::Shutdown);
+    }
+}
+
+fn single_segment(b: Bytes) -> Segments {
+    let mut s = Segments::default();
+    s.push(b);
+    s
+}
+
+/// Resolves `addr` and connects to the first address that accepts (Java's
+/// `client.dns.lookup=use_all_dns_ips`).
+async fn open_socket(addr: &str) -> Result<TcpStream, NetError> {
+    let valid = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !valid {
+        return Err(NetError::InvalidAddress {
+            addr: addr.to_owned(),
+        });
+    }
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| NetError::Resolve {
+            addr: addr.to_owned(),
+            source: Arc::new(e),
+        })?
+        .collect();
+    let mut last_err = None;
+    for sa in resolved {
+        match TcpStream::connect(sa).await {
+            Ok(stream) => {
+                // Requests are written whole; Nagle would only delay the last segment.
+                stream.set_nodelay(true).map_err(|e| NetError::Connect {
+                    addr: addr.to_owned(),
+                    source: Arc::new(e),
+                })?;
+                return Ok(stream);
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(NetError::Connect {
+        addr: addr.to_owned(),
+        source: Arc::new(last_err.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses resolved")
+        })),
+    })
+}
+
+/// The writer task: takes queued requests in order, registers those that expect a
+/// response, and writes them with vectored writes.
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut socket: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_REQUESTS_PER_WRITE);
+    loop {
+        if rx.recv_many(&mut batch, MAX_REQUESTS_PER_WRITE).await == 0 {
+            // Every handle is gone; `BrokerConnection::drop` closes the connection.
+            return;
+        }
+        let mut frame = Segments::default();
+        // Requests that expect no response stay here until written.
+        let mut fire_and_forget: Vec<Outgoing> = Vec::new();
+        {
+            let mut st = shared.lock();
+            if st.closed.is_some() {
+                // Dropping them answers NotSent.
+                batch.clear();
+                return;
+            }
+            for mut out in batch.drain(..) {
+                out.write_started = true;
+                frame.append(std::mem::take(&mut out.frame));
+                if out.expects_response {
+                    st.in_flight.push_back(Pending {
+                        correlation_id: out.correlation_id,
+                        api: out.api,
+                        reply: out.reply.take().expect("unanswered request"),
+                        _permit: out.permit.take().expect("permit"),
+                    });
+                } else {
+                    fire_and_forget.push(out);
+                }
+            }
+        }
+        if let Err(e) = socket.write_all_buf(&mut frame).await {
+            shared.close(CloseReason::Io(Arc::new(e)));
+            return; // dropping `fire_and_forget` answers ConnectionLost
+        }
+        for mut out in fire_and_forget {
+            if let Some(reply) = out.reply.take() {
+                let _ = reply.send(Ok(None));
+            }
+        }
+    }
+}
+
+/// The reader task: reads response frames and hands each to the oldest request in flight,
+/// after checking it is the one the response answers.
+async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
+    let mut socket = BufReader::with_capacity(64 * 1024, socket);
+    let reason = loop {
+        let size = match socket.read_i32().await {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break CloseReason::PeerClosed
+            }
+            Err(e) => break CloseReason::Io(Arc::new(e)),
+        };
+        let size = match usize::try_from(size) {
+            Ok(n) if (4..=MAX_RESPONSE_SIZE).contains(&n) => n,
+            _ => break CloseReason::Protocol(format!("impossible response size {size}")),
+        };
+        let mut body = BytesMut::zeroed(size);
+        if let Err(e) = socket.read_exact(&mut body).await {
+            break if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                CloseReason::PeerClosed
+            } else {
+                CloseReason::Io(Arc::new(e))
+            };
+        }
+        let body = body.freeze();
+        let correlation_id = (&body[..4]).get_i32();
+        let mut st = shared.lock();
+        match st.in_flight.front() {
+            Some(p) if p.correlation_id == correlation_id => {
+                let p = st.in_flight.pop_front().expect("front exists");
+                drop(st);
+                let _ = p.reply.send(Ok(Some(body)));
+            }
+            Some(p) => {
+                let expected = p.correlation_id;
+                drop(st);
+                break CloseReason::Protocol(format!(
+                    "response correlation id {correlation_id} does not match the oldest \
+                     request in flight ({expected})"
+                ));
+            }
+            None => {
+                drop(st);
+                break CloseReason::Protocol(format!(
+                    "response with correlation id {correlation_id} but no request in flight"
+                ));
+            }
+        }
+    };
+    shared.close(reason);
+}

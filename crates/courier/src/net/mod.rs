@@ -1,0 +1,33 @@
+//! The producer's connection layer: TCP connections to brokers, API version negotiation,
+//! pipelined requests and the typed control-plane calls.
+//!
+//! * [`BrokerConnection`]: one connection to one broker. Connects with a setup timeout,
+//!   negotiates versions with ApiVersions (KIP-35; v3 with the client's name and version,
+//!   KIP-511), pipelines up to `max_in_flight` requests matched by correlation id, and
+//!   writes Produce requests with the sealed record batches chained into a vectored
+//!   write (no copy).
+//! * [`ConnectionPool`]: connections by node id (and bootstrap address), opened lazily and
+//!   reopened with exponential backoff.
+//! * [`fetch_metadata`] and [`init_producer_id`]: typed Metadata and InitProducerId.
+//! * [`NetError`]: every failure, with [`NetError::maybe_written`] telling whether the
+//!   request may have reached the broker, which decides whether a failed Produce may have
+//!   been persisted.
+//!
+//! The layer holds no retry or routing policy: that is the producer core's.
+
+mod codec;
+mod connection;
+mod error;
+mod metadata;
+mod pool;
+mod versions;
+
+pub use codec::{PartitionRecords, ProduceRequestParts, TopicRecords};
+pub use connection::{BrokerConnection, ConnectOptions, InFlightPermit};
+pub use error::{CloseReason, NetError};
+pub use metadata::{
+    fetch_metadata, fetch_metadata_with, init_producer_id, BrokerMetadata, ClusterMetadata,
+    PartitionMetadata, ProducerIdGrant, TopicMetadata,
+};
+pub use pool::{BrokerKey, ConnectionPool, ReconnectBackoff};
+pub use versions::{api_name, ApiVersionTable, SupportedApi, SUPPORTED_APIS};

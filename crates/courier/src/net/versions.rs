@@ -1,0 +1,232 @@
+//! API version negotiation (KIP-35): the versions courier speaks, and per connection the
+//! highest version both sides support.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::ApiVersionsResponse;
+
+use super::NetError;
+
+/// One API courier uses and the versions it can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    /// The API.
+    pub key: ApiKey,
+    /// Oldest version courier can speak.
+    pub min: i16,
+    /// Newest version courier can speak.
+    pub max: i16,
+    /// Whether a broker without a common version is refused at connect time (a producer
+    /// can do nothing without Produce and Metadata). Others fail only when used.
+    pub required: bool,
+}
+
+/// The APIs courier speaks.
+///
+/// * Produce v3..=12: v3 is the first with RecordBatch v2 (KIP-98, Kafka 0.11; Kafka 4
+///   rejects v0-v2). v13 addresses topics by id only (KIP-516); we address them by name.
+/// * Metadata v4..=13: v4 is Kafka 0.11's (auto-creation flag); v7 adds leader epochs.
+/// * InitProducerId v0..=5 (v3 adds KIP-360 epoch bumps, v4/v5 carry no new fields for an
+///   idempotent producer).
+/// * ApiVersions v0..=3: v3 is flexible and carries the client's software name and
+///   version (KIP-511, KIP-482).
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    SupportedApi {
+        key: ApiKey::Produce,
+        min: 3,
+        max: 12,
+        required: true,
+    },
+    SupportedApi {
+        key: ApiKey::Metadata,
+        min: 4,
+        max: 13,
+        required: true,
+    },
+    SupportedApi {
+        key: ApiKey::InitProducerId,
+        min: 0,
+        max: 5,
+        required: false,
+    },
+    SupportedApi {
+        key: ApiKey::ApiVersions,
+        min: 0,
+        max: 3,
+        required: true,
+    },
+];
+
+/// The ApiVersions version courier sends first.
+pub(crate) const API_VERSIONS_FIRST: i16 = 3;
+
+/// The name of an API as Kafka's docs and logs spell it.
+pub fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        _ => "(other API)",
+    }
+}
+
+/// Versions one broker connection may use, from the broker's ApiVersions response
+/// intersected with [`SUPPORTED_APIS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiVersionTable {
+    /// What the broker offered, per API key: (min, max).
+    broker: BTreeMap<i16, (i16, i16)>,
+    /// Per API courier uses: the usable range, or `None` when there is no common version.
+    usable: BTreeMap<i16, Option<(i16, i16)>>,
+}
+
+impl ApiVersionTable {
+    /// A table with no usable API (before the handshake).
+    pub const EMPTY: ApiVersionTable = ApiVersionTable {
+        broker: BTreeMap::new(),
+        usable: BTreeMap::new(),
+    };
+
+    /// Intersects what the broker offered with `ours`. Fails if a required API has no
+    /// common version.
+    pub fn negotiate(
+        broker: impl IntoIterator<Item = (i16, i16, i16)>,
+        ours: &[SupportedApi],
+    ) -> Result<Self, NetError> {
+        let broker: BTreeMap<i16, (i16, i16)> = broker
+            .into_iter()
+            .map(|(key, min, max)| (key, (min, max)))
+            .collect();
+        let mut usable = BTreeMap::new();
+        for api in ours {
+            let common = broker.get(&(api.key as i16)).and_then(|&(bmin, bmax)| {
+                let (min, max) = (bmin.max(api.min), bmax.min(api.max));
+                (min <= max).then_some((min, max))
+            });
+            if common.is_none() && api.required {
+                return Err(NetError::UnsupportedVersion {
+                    api: api_name(api.key),
+                    broker: broker.get(&(api.key as i16)).copied(),
+                    ours: (api.min, api.max),
+                });
+            }
+            usable.insert(api.key as i16, common);
+        }
+        Ok(ApiVersionTable { broker, usable })
+    }
+
+    /// Builds the table from an ApiVersions response.
+    pub fn from_response(resp: &ApiVersionsResponse) -> Result<Self, NetError> {
+        Self::negotiate(
+            resp.api_keys
+                .iter()
+                .map(|k| (k.api_key, k.min_version, k.max_version)),
+            SUPPORTED_APIS,
+        )
+    }
+
+    /// The highest version of `key` both sides support.
+    pub fn version(&self, key: ApiKey) -> Result<i16, NetError> {
+        self.range(key).map(|(_, max)| max)
+    }
+
+    /// The versions of `key` both sides support, or why there are none.
+    pub fn range(&self, key: ApiKey) -> Result<(i16, i16), NetError> {
+        match self.usable.get(&(key as i16)) {
+            Some(Some(range)) => Ok(*range),
+            _ => {
+                let ours = SUPPORTED_APIS
+                    .iter()
+                    .find(|a| a.key == key)
+                    .map_or((0, -1), |a| (a.min, a.max));
+                Err(NetError::UnsupportedVersion {
+                    api: api_name(key),
+                    broker: self.broker.get(&(key as i16)).copied(),
+                    ours,
+                })
+            }
+        }
+    }
+
+    /// What the broker offered for `key` (min, max), whether courier uses that API or not.
+    pub fn broker_range(&self, key: ApiKey) -> Option<(i16, i16)> {
+        self.broker.get(&(key as i16)).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka_4_like() -> Vec<(i16, i16, i16)> {
+        vec![
+            (ApiKey::Produce as i16, 3, 13),
+            (ApiKey::Metadata as i16, 0, 13),
+            (ApiKey::InitProducerId as i16, 0, 6),
+            (ApiKey::ApiVersions as i16, 0, 4),
+            (ApiKey::Fetch as i16, 4, 17),
+        ]
+    }
+
+    #[test]
+    fn negotiation_takes_the_highest_common_version_per_api() {
+        let t = ApiVersionTable::negotiate(kafka_4_like(), SUPPORTED_APIS).unwrap();
+        assert_eq!(t.range(ApiKey::Produce).unwrap(), (3, 12));
+        assert_eq!(t.version(ApiKey::Metadata).unwrap(), 13);
+        assert_eq!(t.version(ApiKey::InitProducerId).unwrap(), 5);
+        assert_eq!(t.version(ApiKey::ApiVersions).unwrap(), 3);
+        assert_eq!(t.broker_range(ApiKey::Fetch), Some((4, 17)));
+        // An API we do not speak is not usable even though the broker offers it.
+        assert!(t.version(ApiKey::Fetch).is_err());
+    }
+
+    #[test]
+    fn negotiation_caps_at_the_brokers_max_when_it_is_older() {
+        let broker = vec![
+            (ApiKey::Produce as i16, 0, 7),
+            (ApiKey::Metadata as i16, 0, 9),
+            (ApiKey::ApiVersions as i16, 0, 2),
+        ];
+        let t = ApiVersionTable::negotiate(broker, SUPPORTED_APIS).unwrap();
+        assert_eq!(t.range(ApiKey::Produce).unwrap(), (3, 7));
+        assert_eq!(t.version(ApiKey::Metadata).unwrap(), 9);
+        assert_eq!(t.version(ApiKey::ApiVersions).unwrap(), 2);
+        // Optional API missing: the connection works, using it fails with a clear error.
+        let e = t.version(ApiKey::InitProducerId).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "broker does not support the InitProducerId API; courier needs v0..5"
+        );
+    }
+
+    #[test]
+    fn broker_without_produce_v3_is_refused_with_the_kafka_version_needed() {
+        let broker = vec![
+            (ApiKey::Produce as i16, 0, 2),
+            (ApiKey::Metadata as i16, 0, 4),
+            (ApiKey::ApiVersions as i16, 0, 1),
+        ];
+        let e = ApiVersionTable::negotiate(broker, SUPPORTED_APIS).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "broker supports Produce v0..2 only; courier needs v3+ (Kafka 0.11+)"
+        );
+    }
+
+    #[test]
+    fn supported_ranges_are_within_what_kafka_protocol_can_encode() {
+        for api in SUPPORTED_APIS {
+            let theirs = api.key.valid_versions();
+            assert!(
+                theirs.min <= api.min && api.max <= theirs.max,
+                "{:?}: ours {}..={} vs kafka-protocol {theirs}",
+                api.key,
+                api.min,
+                api.max
+            );
+        }
+    }
+}
