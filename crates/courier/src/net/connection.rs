@@ -104,7 +104,19 @@ struct Pending {
     api: &'static str,
     reply: oneshot::Sender<Reply>,
     /// Held until the response arrives: the in-flight window counts this request.
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Pending {
+    /// Frees the window slot, then answers: a caller woken by the answer must already see
+    /// the slot free (it may reserve again at once).
+    fn complete(self, reply: Reply) {
+        let Pending {
+            reply: tx, permit, ..
+        } = self;
+        drop(permit);
+        let _ = tx.send(reply);
+    }
 }
 
 /// A request queued for the writer. If it is dropped before being answered (the writer
@@ -221,7 +233,7 @@ impl Shared {
         }
         for p in pending {
             let err = self.error_for(p.correlation_id, p.api, true, &reason);
-            let _ = p.reply.send(Err(err));
+            p.complete(Err(err));
         }
         for t in tasks {
             t.abort();
@@ -346,7 +358,7 @@ impl BrokerConnection {
             let req = ApiVersionsRequest::default()
                 .with_client_software_name(StrBytes::from_static_str("courier"))
                 .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-            let permit = self.own_permit(self.reserve().await?);
+            let permit = self.own_permit(self.reserve_for("ApiVersions").await?);
             let body = self
                 .roundtrip(permit, "ApiVersions", true, |cid| {
                     codec::encode_request(&req, version, cid, &self.client_id, "ApiVersions")
@@ -453,12 +465,16 @@ impl BrokerConnection {
     /// Waits for a slot in the in-flight window. Fails with [`NetError::NotSent`] if the
     /// connection closes first.
     pub async fn reserve(&self) -> Result<InFlightPermit, NetError> {
+        self.reserve_for("request").await
+    }
+
+    async fn reserve_for(&self, api: &'static str) -> Result<InFlightPermit, NetError> {
         match self.shared.window.clone().acquire_owned().await {
             Ok(permit) => Ok(InFlightPermit {
                 permit,
                 connection_id: self.id,
             }),
-            Err(_) => Err(self.not_sent("request")),
+            Err(_) => Err(self.not_sent(api)),
         }
     }
 
@@ -481,7 +497,8 @@ impl BrokerConnection {
     /// Produce requests go through [`send_produce`](Self::send_produce), which does not
     /// copy record batches and knows that `acks=0` has no response.
     pub async fn send<R: Request>(&self, req: R, version: i16) -> Result<R::Response, NetError> {
-        let permit = self.reserve().await?;
+        let api = ApiKey::try_from(R::KEY).map_or("request", api_name);
+        let permit = self.reserve_for(api).await?;
         self.send_reserved(permit, req, version).await
     }
 
@@ -522,7 +539,7 @@ impl BrokerConnection {
         &self,
         parts: &ProduceRequestParts,
     ) -> Result<Option<ProduceResponse>, NetError> {
-        let permit = self.reserve().await?;
+        let permit = self.reserve_for("Produce").await?;
         self.send_produce_reserved(permit, parts).await
     }
 
@@ -732,7 +749,9 @@ async fn write_loop(
         {
             let mut st = shared.lock();
             if st.closed.is_some() {
-                // Dropping them answers NotSent.
+                // Dropping them answers NotSent; `Outgoing::drop` takes the lock, so release
+                // it first.
+                drop(st);
                 batch.clear();
                 return;
             }
@@ -744,7 +763,7 @@ async fn write_loop(
                         correlation_id: out.correlation_id,
                         api: out.api,
                         reply: out.reply.take().expect("unanswered request"),
-                        _permit: out.permit.take().expect("permit"),
+                        permit: out.permit.take().expect("permit"),
                     });
                 } else {
                     fire_and_forget.push(out);
@@ -756,6 +775,7 @@ async fn write_loop(
             return; // dropping `fire_and_forget` answers ConnectionLost
         }
         for mut out in fire_and_forget {
+            out.permit.take(); // free the slot before answering, as `Pending::complete`
             if let Some(reply) = out.reply.take() {
                 let _ = reply.send(Ok(None));
             }
@@ -794,7 +814,7 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
             Some(p) if p.correlation_id == correlation_id => {
                 let p = st.in_flight.pop_front().expect("front exists");
                 drop(st);
-                let _ = p.reply.send(Ok(Some(body)));
+                p.complete(Ok(Some(body)));
             }
             Some(p) => {
                 let expected = p.correlation_id;
