@@ -198,13 +198,13 @@ fn produce_acks_all_returns_base_offsets_and_the_console_consumer_reads_the_reco
     runtime().block_on(async {
         let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
         let first = conn
-            .send_produce(&produce_to(&topic, 0, &["alpha", "beta"], -1))
+            .send_produce(produce_to(&topic, 0, &["alpha", "beta"], -1))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(only_partition(&first), (0, 0));
         let second = conn
-            .send_produce(&produce_to(&topic, 0, &["gamma"], -1))
+            .send_produce(produce_to(&topic, 0, &["gamma"], -1))
             .await
             .unwrap()
             .unwrap();
@@ -225,7 +225,7 @@ fn produce_to_a_missing_partition_surfaces_the_brokers_error_code() {
     runtime().block_on(async {
         let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
         let resp = conn
-            .send_produce(&produce_to(&topic, 5, &["x"], -1))
+            .send_produce(produce_to(&topic, 5, &["x"], -1))
             .await
             .unwrap()
             .unwrap();
@@ -251,15 +251,17 @@ fn five_pipelined_produces_on_one_connection_all_succeed_in_order() {
         let permits: Vec<_> = (0..5).map(|_| conn.try_reserve().unwrap()).collect();
         assert_eq!(conn.in_flight(), 5);
         assert!(!conn.has_capacity(), "max_in_flight is 5");
-        let mut permits = permits.into_iter();
-        let mut send = |i: usize| conn.send_produce_reserved(permits.next().unwrap(), &parts[i]);
-        // join! polls in order the first time: requests are queued in order 0..5.
-        let (f0, f1, f2, f3, f4) = (send(0), send(1), send(2), send(3), send(4));
-        let results = tokio::join!(f0, f1, f2, f3, f4);
-        let offsets: Vec<(i16, i64)> = [results.0, results.1, results.2, results.3, results.4]
+        // Queued in this order at once; the futures are spawned and awaited last to first.
+        let handles: Vec<_> = permits
             .into_iter()
-            .map(|r| only_partition(&r.unwrap().unwrap()))
+            .zip(parts)
+            .map(|(permit, p)| tokio::spawn(conn.start_produce(permit, p)))
             .collect();
+        let mut offsets = Vec::new();
+        for h in handles.into_iter().rev() {
+            offsets.push(only_partition(&h.await.unwrap().unwrap().unwrap()));
+        }
+        offsets.reverse();
         assert_eq!(offsets, vec![(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)]);
         assert_eq!(conn.in_flight(), 0);
     });
@@ -275,13 +277,13 @@ fn acks_zero_produce_is_persisted_without_a_response() {
     runtime().block_on(async {
         let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
         let r = conn
-            .send_produce(&produce_to(&topic, 0, &["no-ack"], 0))
+            .send_produce(produce_to(&topic, 0, &["no-ack"], 0))
             .await
             .unwrap();
         assert!(r.is_none());
         // A request after it still gets its own response (no waiter was registered).
         let acked = conn
-            .send_produce(&produce_to(&topic, 0, &["acked"], -1))
+            .send_produce(produce_to(&topic, 0, &["acked"], -1))
             .await
             .unwrap()
             .unwrap();
@@ -319,9 +321,9 @@ fn paused_broker_times_out_requests_as_possibly_written_and_a_fresh_connection_w
             .map(|i| produce_to(&topic, 0, &[&format!("paused-{i}")], -1))
             .collect();
         let (a, b, c) = tokio::join!(
-            conn.send_produce(&parts[0]),
-            conn.send_produce(&parts[1]),
-            conn.send_produce(&parts[2])
+            conn.send_produce(parts[0].clone()),
+            conn.send_produce(parts[1].clone()),
+            conn.send_produce(parts[2].clone())
         );
         assert!(
             start.elapsed() < Duration::from_secs(5),
@@ -359,7 +361,7 @@ fn paused_broker_times_out_requests_as_possibly_written_and_a_fresh_connection_w
     rt.block_on(async {
         let fresh = BrokerConnection::connect(&addr, &opts()).await.unwrap();
         let resp = fresh
-            .send_produce(&produce_to(&topic, 0, &["after-resume"], -1))
+            .send_produce(produce_to(&topic, 0, &["after-resume"], -1))
             .await
             .unwrap()
             .unwrap();
@@ -409,7 +411,7 @@ fn killed_broker_fails_requests_and_the_pool_reconnects_after_restart() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let e = conn
-            .send_produce(&produce_to(&topic, 0, &["lost"], -1))
+            .send_produce(produce_to(&topic, 0, &["lost"], -1))
             .await
             .unwrap_err();
         assert!(matches!(e, NetError::NotSent { .. }), "{e}");
@@ -433,7 +435,7 @@ fn killed_broker_fails_requests_and_the_pool_reconnects_after_restart() {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let resp = fresh
-                .send_produce(&produce_to(&topic, 0, &["after-restart"], -1))
+                .send_produce(produce_to(&topic, 0, &["after-restart"], -1))
                 .await
                 .unwrap()
                 .unwrap();

@@ -238,7 +238,7 @@ async fn produce_on_the_wire_decodes_as_kafka_protocol_and_gets_its_response() {
     .await;
     let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
     let resp = conn
-        .send_produce(&produce(-1, b"batch-bytes"))
+        .send_produce(produce(-1, b"batch-bytes"))
         .await
         .unwrap()
         .expect("acks=-1 has a response");
@@ -276,7 +276,7 @@ async fn mismatched_correlation_id_closes_the_connection_and_fails_in_flight_as_
     .await;
     let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
     let (pa, pb) = (produce(-1, b"a"), produce(-1, b"b"));
-    let (ra, rb) = tokio::join!(conn.send_produce(&pa), conn.send_produce(&pb));
+    let (ra, rb) = tokio::join!(conn.send_produce(pa), conn.send_produce(pb));
     for r in [ra, rb] {
         let e = r.unwrap_err();
         assert!(
@@ -292,7 +292,7 @@ async fn mismatched_correlation_id_closes_the_connection_and_fails_in_flight_as_
     }
     assert!(conn.is_closed());
     // Later requests are refused without being written.
-    let e = conn.send_produce(&produce(-1, b"c")).await.unwrap_err();
+    let e = conn.send_produce(produce(-1, b"c")).await.unwrap_err();
     assert!(matches!(e, NetError::NotSent { .. }), "{e}");
     assert!(!e.maybe_written());
 }
@@ -306,7 +306,7 @@ async fn broker_closing_mid_request_fails_it_as_maybe_written_and_later_ones_as_
     })
     .await;
     let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
-    let e = conn.send_produce(&produce(-1, b"x")).await.unwrap_err();
+    let e = conn.send_produce(produce(-1, b"x")).await.unwrap_err();
     assert!(
         matches!(
             e,
@@ -319,7 +319,7 @@ async fn broker_closing_mid_request_fails_it_as_maybe_written_and_later_ones_as_
     );
     assert!(e.maybe_written());
     assert!(e.to_string().contains("outcome unknown"), "{e}");
-    let e = conn.send_produce(&produce(-1, b"y")).await.unwrap_err();
+    let e = conn.send_produce(produce(-1, b"y")).await.unwrap_err();
     assert!(matches!(e, NetError::NotSent { .. }), "{e}");
     assert!(!e.maybe_written());
 }
@@ -344,9 +344,9 @@ async fn missing_response_times_out_and_fails_every_in_flight_request_as_possibl
     let start = Instant::now();
     let parts: Vec<ProduceRequestParts> = (0..3).map(|_| produce(-1, b"z")).collect();
     let (a, b, c) = tokio::join!(
-        conn.send_produce(&parts[0]),
-        conn.send_produce(&parts[1]),
-        conn.send_produce(&parts[2])
+        conn.send_produce(parts[0].clone()),
+        conn.send_produce(parts[1].clone()),
+        conn.send_produce(parts[2].clone())
     );
     let errors = [a.unwrap_err(), b.unwrap_err(), c.unwrap_err()];
     assert!(
@@ -395,11 +395,11 @@ async fn request_waiting_for_a_window_slot_fails_as_not_sent_when_the_connection
     .await
     .unwrap();
     let (first, second) = (produce(-1, b"1"), produce(-1, b"2"));
-    let (a, b) = tokio::join!(conn.send_produce(&first), async {
+    let (a, b) = tokio::join!(conn.send_produce(first), async {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!conn.has_capacity(), "the only slot is taken");
         assert_eq!(conn.in_flight(), 1);
-        conn.send_produce(&second).await
+        conn.send_produce(second).await
     });
     assert!(a.unwrap_err().maybe_written());
     let b = b.unwrap_err();
@@ -431,7 +431,7 @@ async fn acks_zero_completes_once_written_and_does_not_disturb_response_matching
     let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
     let r = tokio::time::timeout(
         Duration::from_secs(2),
-        conn.send_produce(&produce(0, b"fire")),
+        conn.send_produce(produce(0, b"fire")),
     )
     .await
     .expect("acks=0 must not wait for a response")
@@ -476,16 +476,20 @@ async fn pipelined_requests_are_written_in_submission_order_and_matched_in_order
     let permits: Vec<_> = (0..5).map(|_| conn.try_reserve().unwrap()).collect();
     assert!(conn.try_reserve().is_none());
     assert!(!conn.has_capacity());
-    let mut permits = permits.into_iter();
-    let mut send = |i: usize| conn.send_produce_reserved(permits.next().unwrap(), &parts[i]);
-    // join! polls its futures in order the first time, and each queues its request on
-    // that first poll: submission order is 0..5.
-    let (f0, f1, f2, f3, f4) = (send(0), send(1), send(2), send(3), send(4));
-    let (r0, r1, r2, r3, r4) = tokio::join!(f0, f1, f2, f3, f4);
-    let offsets: Vec<i64> = [r0, r1, r2, r3, r4]
+    // start_produce queues at once: the order of these calls is the write order, whatever
+    // order the futures are later polled in. Spawned (they are 'static) and awaited last
+    // to first.
+    let handles: Vec<_> = permits
         .into_iter()
-        .map(|r| r.unwrap().unwrap().responses[0].partition_responses[0].base_offset)
+        .zip(parts)
+        .map(|(permit, p)| tokio::spawn(conn.start_produce(permit, p)))
         .collect();
+    let mut offsets = Vec::new();
+    for h in handles.into_iter().rev() {
+        let r = h.await.unwrap().unwrap().unwrap();
+        offsets.push(r.responses[0].partition_responses[0].base_offset);
+    }
+    offsets.reverse();
     assert_eq!(offsets, vec![100, 101, 102, 103, 104]);
     assert_eq!(conn.in_flight(), 0);
 }
@@ -647,7 +651,7 @@ async fn close_fails_in_flight_requests_as_maybe_written_and_closes_the_socket()
     .await;
     let conn = std::sync::Arc::new(BrokerConnection::connect(&addr, &opts()).await.unwrap());
     let c2 = conn.clone();
-    let pending = tokio::spawn(async move { c2.send_produce(&produce(-1, b"p")).await });
+    let pending = tokio::spawn(async move { c2.send_produce(produce(-1, b"p")).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     conn.close();
     let e = pending.await.unwrap().unwrap_err();
@@ -683,4 +687,63 @@ async fn dropping_the_last_handle_closes_the_socket() {
         .await
         .expect("socket closed on drop")
         .unwrap();
+}
+
+#[tokio::test]
+async fn tagged_fields_in_a_flexible_response_header_are_skipped() {
+    let addr = fake_broker(|mut s| async move {
+        handshake(&mut s, modern_apis()).await;
+        let r = read_request(&mut s).await.unwrap();
+        assert!(r.version >= 9, "flexible Produce expected");
+        // Response header v1 with one unknown tagged field (tag 7, 3 bytes), KIP-482:
+        // a newer broker may add such fields and older clients must skip them.
+        let mut frame = BytesMut::new();
+        frame.put_i32(0);
+        frame.put_i32(r.correlation_id);
+        frame.put_slice(&[1, 7, 3, 0xAA, 0xBB, 0xCC]);
+        frame.put_slice(&produce_response_body(r.version, 77));
+        let len = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+        s.write_all(&frame).await.unwrap();
+        let _ = read_request(&mut s).await;
+    })
+    .await;
+    let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
+    let resp = conn.send_produce(produce(-1, b"t")).await.unwrap().unwrap();
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 77);
+}
+
+#[tokio::test]
+async fn undecodable_response_is_maybe_written_and_keeps_the_connection() {
+    let addr = fake_broker(|mut s| async move {
+        handshake(&mut s, modern_apis()).await;
+        let r = read_request(&mut s).await.unwrap();
+        // A well-framed response whose body is garbage.
+        write_response(
+            &mut s,
+            ApiKey::Produce,
+            r.version,
+            r.correlation_id,
+            &[0xFF; 3],
+        )
+        .await;
+        let r = read_request(&mut s).await.unwrap();
+        write_response(
+            &mut s,
+            ApiKey::Produce,
+            r.version,
+            r.correlation_id,
+            &produce_response_body(r.version, 5),
+        )
+        .await;
+        let _ = read_request(&mut s).await;
+    })
+    .await;
+    let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
+    let e = conn.send_produce(produce(-1, b"a")).await.unwrap_err();
+    assert!(matches!(e, NetError::Decode { api: "Produce", .. }), "{e}");
+    assert!(e.maybe_written(), "the broker answered: it got the request");
+    // The frame boundary was intact, so the connection goes on.
+    let ok = conn.send_produce(produce(-1, b"b")).await.unwrap().unwrap();
+    assert_eq!(ok.responses[0].partition_responses[0].base_offset, 5);
 }

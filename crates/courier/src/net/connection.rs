@@ -23,10 +23,18 @@
 //! | being written, or written and awaiting its response | [`NetError::ConnectionLost`] | `true` |
 //! | the one whose timeout closed the connection | [`NetError::Timeout`] | whether its write had started |
 //!
-//! `request.timeout.ms` is enforced by the caller's future: when it elapses the connection
-//! is closed (a late response could not be matched safely), as the Java client does.
+//! `request.timeout.ms` counts from submission and is enforced by the caller's future: when
+//! it elapses the connection is closed (a late response could not be matched safely), as
+//! the Java client does.
+//!
+//! The in-flight window (`max.in.flight.requests.per.connection`) is a semaphore: a slot
+//! is taken before a request is queued and freed when its outcome is known. The producer
+//! core can reserve slots without waiting ([`BrokerConnection::try_reserve`]) and queue a
+//! Produce at once with [`BrokerConnection::start_produce`], which returns a spawnable
+//! future: the order of `start_produce` calls is the write order.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -372,7 +380,14 @@ impl BrokerConnection {
             let error_code = body
                 .get(4..6)
                 .map(|b| i16::from_be_bytes([b[0], b[1]]))
-                .ok_or_else(|| self.decode_error("ApiVersions", version, "response too short"))?;
+                .ok_or_else(|| {
+                    decode_error(
+                        &self.shared.addr,
+                        "ApiVersions",
+                        version,
+                        "response too short".into(),
+                    )
+                })?;
             if error_code == UNSUPPORTED_VERSION && version > 0 {
                 let resp: ApiVersionsResponse =
                     self.decode_body(body, ApiKey::ApiVersions, 0, "ApiVersions")?;
@@ -533,36 +548,50 @@ impl BrokerConnection {
         self.decode_body(body, key, version, api)
     }
 
-    /// Sends a Produce request at the highest negotiated version. Returns `None` for
-    /// `acks=0` (Kafka sends no response: the request is done once written).
+    /// Sends a Produce request at the highest negotiated version, waiting for a slot in
+    /// the in-flight window first. Returns `None` for `acks=0` (Kafka sends no response:
+    /// the request is done once written).
     pub async fn send_produce(
         &self,
-        parts: &ProduceRequestParts,
+        parts: ProduceRequestParts,
     ) -> Result<Option<ProduceResponse>, NetError> {
         let permit = self.reserve_for("Produce").await?;
-        self.send_produce_reserved(permit, parts).await
+        self.start_produce(permit, parts).await
     }
 
-    /// [`send_produce`](Self::send_produce) with a slot reserved earlier, e.g. with
-    /// [`try_reserve`](Self::try_reserve) while deciding what to send.
-    pub async fn send_produce_reserved(
+    /// Queues a Produce request now, in a slot reserved earlier (e.g. with
+    /// [`try_reserve`](Self::try_reserve)), and returns a future for its outcome.
+    ///
+    /// The request is encoded and queued before this returns, so requests started one
+    /// after the other are written in that order whenever their futures are polled; the
+    /// future owns everything it needs (`Send + 'static`), so it can be spawned. The
+    /// `request.timeout.ms` clock starts now.
+    pub fn start_produce(
         &self,
         permit: InFlightPermit,
-        parts: &ProduceRequestParts,
-    ) -> Result<Option<ProduceResponse>, NetError> {
-        let version = self.versions().version(ApiKey::Produce)?;
-        let permit = self.own_permit(permit);
-        let expects_response = parts.acks != 0;
-        let body = self
-            .roundtrip(permit, "Produce", expects_response, |cid| {
-                codec::encode_produce(parts, version, cid, &self.client_id)
-            })
-            .await?;
-        match body {
-            None => Ok(None),
-            Some(body) => self
-                .decode_body(body, ApiKey::Produce, version, "Produce")
-                .map(Some),
+        parts: ProduceRequestParts,
+    ) -> impl Future<Output = Result<Option<ProduceResponse>, NetError>> + Send + 'static {
+        let submitted = self
+            .versions()
+            .version(ApiKey::Produce)
+            .and_then(|version| {
+                let permit = self.own_permit(permit);
+                self.submit(permit, "Produce", parts.acks != 0, |cid| {
+                    codec::encode_produce(&parts, version, cid, &self.client_id)
+                })
+                .map(|s| (s, version))
+            });
+        // The batches live on in the encoded frame; `parts` itself is not needed anymore.
+        drop(parts);
+        async move {
+            let (submitted, version) = submitted?;
+            let shared = submitted.shared.clone();
+            match submitted.wait().await? {
+                None => Ok(None),
+                Some(body) => {
+                    decode_body(&shared.addr, body, ApiKey::Produce, version, "Produce").map(Some)
+                }
+            }
         }
     }
 
@@ -595,48 +624,19 @@ impl BrokerConnection {
         }
     }
 
-    fn decode_error(
-        &self,
-        api: &'static str,
-        version: i16,
-        message: impl Into<String>,
-    ) -> NetError {
-        NetError::Decode {
-            addr: self.shared.addr.clone(),
-            api,
-            version,
-            message: message.into(),
-        }
-    }
-
-    fn decode_body<T: Decodable>(
-        &self,
-        mut body: Bytes,
-        key: ApiKey,
-        version: i16,
-        api: &'static str,
-    ) -> Result<T, NetError> {
-        // The header is parsed with kafka-protocol so tagged fields of flexible headers
-        // (KIP-482) are skipped correctly.
-        ResponseHeader::decode(&mut body, codec::response_header_version(key, version))
-            .map_err(|e| self.decode_error(api, version, format!("header: {e:#}")))?;
-        T::decode(&mut body, version).map_err(|e| self.decode_error(api, version, format!("{e:#}")))
-    }
-
-    /// Queues one request for the writer and waits for its reply within
-    /// `request.timeout.ms`.
-    async fn roundtrip(
+    /// Encodes a request with a fresh correlation id and queues it for the writer.
+    fn submit(
         &self,
         permit: OwnedSemaphorePermit,
         api: &'static str,
         expects_response: bool,
         encode: impl FnOnce(i32) -> Result<Segments, NetError>,
-    ) -> Result<Option<Bytes>, NetError> {
+    ) -> Result<Submitted, NetError> {
         // Correlation ids only need to be unique among the requests in flight; wrapping is
         // fine (the window is tiny compared with 2^32).
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode(correlation_id)?;
-        let (reply_tx, mut reply_rx) = oneshot::channel();
+        let (reply_tx, reply_rx) = oneshot::channel();
         let out = Outgoing {
             correlation_id,
             api,
@@ -650,25 +650,75 @@ impl BrokerConnection {
         // If the writer is gone the request comes back inside the error and its `Drop`
         // answers `reply_rx` with NotSent.
         drop(self.tx.send(out));
-        let timeout = self.shared.request_timeout;
-        match tokio::time::timeout(timeout, &mut reply_rx).await {
+        Ok(Submitted {
+            correlation_id,
+            api,
+            reply: reply_rx,
+            shared: self.shared.clone(),
+            deadline: tokio::time::Instant::now() + self.shared.request_timeout,
+        })
+    }
+
+    /// Queues one request and waits for its reply.
+    async fn roundtrip(
+        &self,
+        permit: OwnedSemaphorePermit,
+        api: &'static str,
+        expects_response: bool,
+        encode: impl FnOnce(i32) -> Result<Segments, NetError>,
+    ) -> Result<Option<Bytes>, NetError> {
+        self.submit(permit, api, expects_response, encode)?
+            .wait()
+            .await
+    }
+
+    fn decode_body<T: Decodable>(
+        &self,
+        body: Bytes,
+        key: ApiKey,
+        version: i16,
+        api: &'static str,
+    ) -> Result<T, NetError> {
+        decode_body(&self.shared.addr, body, key, version, api)
+    }
+}
+
+/// A request queued on a connection, waiting for its reply.
+struct Submitted {
+    correlation_id: i32,
+    api: &'static str,
+    reply: oneshot::Receiver<Reply>,
+    shared: Arc<Shared>,
+    deadline: tokio::time::Instant,
+}
+
+impl Submitted {
+    /// Waits for the reply until `request.timeout.ms` after submission; on timeout closes
+    /// the connection (a late response could not be matched safely on a pipelined
+    /// connection, Java's `NetworkClient` does the same).
+    async fn wait(mut self) -> Result<Option<Bytes>, NetError> {
+        match tokio::time::timeout_at(self.deadline, &mut self.reply).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(self.not_sent(api)),
+            Ok(Err(_)) => Err(NetError::NotSent {
+                addr: self.shared.addr.clone(),
+                api: self.api,
+                reason: self.shared.close_reason().unwrap_or(CloseReason::Shutdown),
+            }),
             Err(_) => {
+                let timeout = self.shared.request_timeout;
                 self.shared.close(CloseReason::RequestTimeout {
-                    correlation_id,
-                    api,
+                    correlation_id: self.correlation_id,
+                    api: self.api,
                     timeout,
                 });
                 // Closing answered this request too (in flight: Timeout{written: true};
                 // still queued: the writer's abort drops it, Timeout{written: false}).
                 // Wait briefly for that answer; assume the worst if it does not come.
-                match tokio::time::timeout(Duration::from_secs(1), reply_rx).await {
-                    Ok(Ok(Err(e))) => Err(e),
-                    Ok(Ok(Ok(reply))) => Ok(reply),
+                match tokio::time::timeout(Duration::from_secs(1), self.reply).await {
+                    Ok(Ok(reply)) => reply,
                     _ => Err(NetError::Timeout {
                         addr: self.shared.addr.clone(),
-                        api,
+                        api: self.api,
                         timeout,
                         written: true,
                     }),
@@ -676,6 +726,30 @@ impl BrokerConnection {
             }
         }
     }
+}
+
+fn decode_error(addr: &str, api: &'static str, version: i16, message: String) -> NetError {
+    NetError::Decode {
+        addr: addr.to_owned(),
+        api,
+        version,
+        message,
+    }
+}
+
+/// Decodes a response frame (after its size prefix): header, then body.
+fn decode_body<T: Decodable>(
+    addr: &str,
+    mut body: Bytes,
+    key: ApiKey,
+    version: i16,
+    api: &'static str,
+) -> Result<T, NetError> {
+    // The header is parsed with kafka-protocol so tagged fields of flexible headers
+    // (KIP-482) are skipped correctly.
+    ResponseHeader::decode(&mut body, codec::response_header_version(key, version))
+        .map_err(|e| decode_error(addr, api, version, format!("header: {e:#}")))?;
+    T::decode(&mut body, version).map_err(|e| decode_error(addr, api, version, format!("{e:#}")))
 }
 
 impl Drop for BrokerConnection {
