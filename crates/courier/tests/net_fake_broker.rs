@@ -140,6 +140,7 @@ fn opts() -> ConnectOptions {
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
         max_in_flight: 5,
+        ..ConnectOptions::default()
     }
 }
 

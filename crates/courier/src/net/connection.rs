@@ -54,6 +54,7 @@ use tokio::task::AbortHandle;
 use super::codec::{self, ProduceRequestParts, Segments};
 use super::versions::{api_name, ApiVersionTable, API_VERSIONS_FIRST};
 use super::{CloseReason, NetError};
+use crate::config::ProducerConfig;
 
 /// Kafka's `UNSUPPORTED_VERSION` error code.
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -73,6 +74,9 @@ pub struct ConnectOptions {
     /// `socket.connection.setup.timeout.ms`: bounds name resolution, the TCP connect and
     /// the ApiVersions handshake together.
     pub connect_timeout: Duration,
+    /// `socket.connection.setup.timeout.max.ms`: the [`ConnectionPool`](super::ConnectionPool)
+    /// doubles the setup timeout per consecutive failure up to this (KIP-601).
+    pub connect_timeout_max: Duration,
     /// `request.timeout.ms`: how long one request may wait for its response (including
     /// waiting for its turn to be written) before the connection is closed.
     pub request_timeout: Duration,
@@ -82,13 +86,28 @@ pub struct ConnectOptions {
 }
 
 impl Default for ConnectOptions {
-    /// The Java client's defaults: 10 s setup, 30 s request timeout, 5 in flight.
+    /// The Java client's defaults: 10 s setup (growing to 30 s), 30 s request timeout,
+    /// 5 in flight.
     fn default() -> Self {
         ConnectOptions {
             client_id: "courier".into(),
             connect_timeout: Duration::from_secs(10),
+            connect_timeout_max: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             max_in_flight: 5,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// The options a producer configuration asks for.
+    pub fn from_config(config: &ProducerConfig) -> Self {
+        ConnectOptions {
+            client_id: config.client_id().to_owned(),
+            connect_timeout: config.socket_connection_setup_timeout(),
+            connect_timeout_max: config.socket_connection_setup_timeout_max(),
+            request_timeout: config.request_timeout(),
+            max_in_flight: config.max_in_flight_requests_per_connection() as usize,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::metadata::ClusterMetadata;
 use super::{BrokerConnection, ConnectOptions, NetError};
+use crate::config::ProducerConfig;
 
 /// `reconnect.backoff.ms` / `reconnect.backoff.max.ms`: how long to wait before connecting
 /// again to a broker after a failed attempt or a broken connection.
@@ -35,6 +36,16 @@ impl Default for ReconnectBackoff {
 }
 
 impl ReconnectBackoff {
+    /// `reconnect.backoff.ms` and `reconnect.backoff.max.ms` of a producer configuration,
+    /// with the Java client's ±20% jitter.
+    pub fn from_config(config: &ProducerConfig) -> Self {
+        ReconnectBackoff {
+            initial: config.reconnect_backoff(),
+            max: config.reconnect_backoff_max(),
+            jitter: 0.2,
+        }
+    }
+
     /// The wait after `failures` consecutive failures (1 = the first), given a uniform
     /// random number `unit` in `[0, 1)`.
     pub fn delay(&self, failures: u32, unit: f64) -> Duration {
@@ -136,6 +147,28 @@ impl ConnectionPool {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
+        Self::with_bootstrap(bootstrap, opts, backoff)
+    }
+
+    /// A pool with the bootstrap servers, connection options and reconnect backoff of a
+    /// producer configuration.
+    pub fn from_config(config: &ProducerConfig) -> Self {
+        Self::with_bootstrap(
+            config
+                .bootstrap_servers()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            ConnectOptions::from_config(config),
+            ReconnectBackoff::from_config(config),
+        )
+    }
+
+    fn with_bootstrap(
+        bootstrap: Vec<String>,
+        opts: ConnectOptions,
+        backoff: ReconnectBackoff,
+    ) -> Self {
         ConnectionPool {
             opts,
             backoff,
@@ -261,7 +294,13 @@ impl ConnectionPool {
         if let Some(t) = st.not_before {
             tokio::time::sleep_until(t.into()).await;
         }
-        match BrokerConnection::connect(&st.addr, &self.opts).await {
+        // KIP-601: the setup timeout grows per consecutive failure, so a broker that is
+        // slow to accept is given longer instead of being abandoned at the same point.
+        let opts = ConnectOptions {
+            connect_timeout: self.connect_timeout(st.failures),
+            ..self.opts.clone()
+        };
+        match BrokerConnection::connect(&st.addr, &opts).await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 st.failures = 0;
@@ -280,6 +319,16 @@ impl ConnectionPool {
                 Err(e)
             }
         }
+    }
+
+    fn connect_timeout(&self, failures: u32) -> Duration {
+        let growth = ReconnectBackoff {
+            initial: self.opts.connect_timeout,
+            max: self.opts.connect_timeout_max.max(self.opts.connect_timeout),
+            jitter: 0.2,
+        };
+        let unit = lock(&self.jitter).next_unit();
+        growth.delay(failures + 1, unit)
     }
 
     fn next_delay(&self, failures: u32) -> Duration {
@@ -329,6 +378,41 @@ mod tests {
         let min = samples.iter().min().unwrap();
         let max = samples.iter().max().unwrap();
         assert!(*max - *min > Duration::from_millis(60), "{min:?}..{max:?}");
+    }
+
+    #[test]
+    fn pool_takes_timeouts_backoff_and_bootstrap_from_the_config() {
+        let config = ProducerConfig::from_properties([
+            ("bootstrap.servers", "k1:9092,[::1]:9093"),
+            ("client.id", "orders-svc"),
+            ("reconnect.backoff.ms", "20"),
+            ("reconnect.backoff.max.ms", "400"),
+            ("socket.connection.setup.timeout.ms", "2000"),
+            ("socket.connection.setup.timeout.max.ms", "8000"),
+            ("request.timeout.ms", "7000"),
+            ("max.in.flight.requests.per.connection", "3"),
+        ])
+        .unwrap();
+        let p = ConnectionPool::from_config(&config);
+        assert_eq!(p.bootstrap, vec!["k1:9092", "[::1]:9093"]);
+        assert_eq!(
+            p.opts,
+            ConnectOptions {
+                client_id: "orders-svc".into(),
+                connect_timeout: Duration::from_secs(2),
+                connect_timeout_max: Duration::from_secs(8),
+                request_timeout: Duration::from_secs(7),
+                max_in_flight: 3,
+            }
+        );
+        assert_eq!(p.backoff.initial, Duration::from_millis(20));
+        assert_eq!(p.backoff.max, Duration::from_millis(400));
+        // KIP-601: 2 s on the first attempt, doubling per failure up to 8 s (±20%).
+        let first = p.connect_timeout(0);
+        assert!(first >= Duration::from_millis(1600) && first <= Duration::from_millis(2400));
+        let third = p.connect_timeout(2);
+        assert!(third >= Duration::from_millis(6400) && third <= Duration::from_secs(8));
+        assert!(p.connect_timeout(10) <= Duration::from_secs(8));
     }
 
     #[test]
