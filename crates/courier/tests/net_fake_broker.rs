@@ -748,3 +748,61 @@ async fn undecodable_response_is_maybe_written_and_keeps_the_connection() {
     let ok = conn.send_produce(produce(-1, b"b")).await.unwrap().unwrap();
     assert_eq!(ok.responses[0].partition_responses[0].base_offset, 5);
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_responses_and_refuses_new_requests() {
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let addr = fake_broker(|mut s| async move {
+        handshake(&mut s, modern_apis()).await;
+        let r = read_request(&mut s).await.unwrap();
+        release_rx.await.unwrap(); // answer only when the test says so
+        write_response(
+            &mut s,
+            ApiKey::Produce,
+            r.version,
+            r.correlation_id,
+            &produce_response_body(r.version, 9),
+        )
+        .await;
+        while read_request(&mut s).await.is_some() {}
+    })
+    .await;
+    let conn = std::sync::Arc::new(BrokerConnection::connect(&addr, &opts()).await.unwrap());
+    let c = conn.clone();
+    let in_flight = tokio::spawn(async move { c.send_produce(produce(-1, b"s")).await });
+    while conn.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let c = conn.clone();
+    let shutdown = tokio::spawn(async move { c.shutdown(Duration::from_secs(5)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Draining: new requests are refused without being written, the old one is waited for.
+    let e = conn.send_produce(produce(-1, b"late")).await.unwrap_err();
+    assert!(matches!(e, NetError::NotSent { .. }), "{e}");
+    assert!(!conn.has_capacity());
+    assert!(!shutdown.is_finished());
+    release_tx.send(()).unwrap();
+    let r = in_flight.await.unwrap().unwrap().unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 9);
+    assert!(shutdown.await.unwrap(), "drained in time");
+    assert!(conn.is_closed());
+}
+
+#[tokio::test]
+async fn shutdown_gives_up_after_its_timeout_and_fails_what_is_left_as_maybe_written() {
+    let addr = fake_broker(|mut s| async move {
+        handshake(&mut s, modern_apis()).await;
+        while read_request(&mut s).await.is_some() {}
+    })
+    .await;
+    let conn = std::sync::Arc::new(BrokerConnection::connect(&addr, &opts()).await.unwrap());
+    let c = conn.clone();
+    let in_flight = tokio::spawn(async move { c.send_produce(produce(-1, b"s")).await });
+    while conn.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!conn.shutdown(Duration::from_millis(100)).await);
+    let e = in_flight.await.unwrap().unwrap_err();
+    assert!(matches!(e, NetError::ConnectionLost { .. }), "{e}");
+    assert!(e.maybe_written());
+}

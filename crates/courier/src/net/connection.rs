@@ -36,7 +36,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -283,6 +283,8 @@ pub struct BrokerConnection {
     client_id: String,
     max_in_flight: usize,
     peer: SocketAddr,
+    /// Set by [`shutdown`](Self::shutdown): no new reservations.
+    draining: AtomicBool,
     /// Set once the ApiVersions handshake completes; only ApiVersions is sent before.
     versions: OnceLock<ApiVersionTable>,
 }
@@ -375,6 +377,7 @@ impl BrokerConnection {
             client_id: opts.client_id.clone(),
             max_in_flight,
             peer,
+            draining: AtomicBool::new(false),
             versions: OnceLock::new(),
         }
     }
@@ -471,7 +474,9 @@ impl BrokerConnection {
 
     /// Whether another request may be sent now without waiting for a slot.
     pub fn has_capacity(&self) -> bool {
-        !self.is_closed() && self.shared.window.available_permits() > 0
+        !self.is_closed()
+            && !self.draining.load(Ordering::Acquire)
+            && self.shared.window.available_permits() > 0
     }
 
     /// Whether the connection is closed; a closed connection never reopens.
@@ -496,6 +501,22 @@ impl BrokerConnection {
         self.shared.close(CloseReason::Shutdown);
     }
 
+    /// Closes the connection cleanly: refuses new reservations at once
+    /// ([`NetError::NotSent`]), waits up to `timeout` for every request already in the
+    /// window to complete, then closes. Returns whether everything completed in time;
+    /// whatever is still in flight then fails as [`close`](Self::close) describes.
+    pub async fn shutdown(&self, timeout: Duration) -> bool {
+        self.draining.store(true, Ordering::Release);
+        // The semaphore is fair: this waits behind reservations made before the drain
+        // began, and gets every slot once all requests are answered.
+        let all = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(timeout, self.shared.window.acquire_many(all))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        self.shared.close(CloseReason::Shutdown);
+        drained
+    }
+
     /// Waits for a slot in the in-flight window. Fails with [`NetError::NotSent`] if the
     /// connection closes first.
     pub async fn reserve(&self) -> Result<InFlightPermit, NetError> {
@@ -503,6 +524,9 @@ impl BrokerConnection {
     }
 
     async fn reserve_for(&self, api: &'static str) -> Result<InFlightPermit, NetError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(self.not_sent(api));
+        }
         match self.shared.window.clone().acquire_owned().await {
             Ok(permit) => Ok(InFlightPermit {
                 permit,
@@ -514,6 +538,9 @@ impl BrokerConnection {
 
     /// Takes a slot in the in-flight window if one is free now.
     pub fn try_reserve(&self) -> Option<InFlightPermit> {
+        if self.draining.load(Ordering::Acquire) {
+            return None;
+        }
         self.shared
             .window
             .clone()
