@@ -22,7 +22,9 @@ use crate::KitError;
 const FIELD_SEP: u8 = 0x1f;
 const RECORD_SEP: u8 = 0x1e;
 const HEADER_SEP: u8 = 0x1d;
-const HEADER_KV_SEP: u8 = 0x1c;
+/// Kafka 4.3's formatter joins a header's name and value with a fixed ':' (there is no
+/// property for it), so header names must not contain ':'.
+const HEADER_KV_SEP: u8 = b':';
 const NULL_LITERAL: &str = "\u{1b}NULL\u{1b}";
 
 /// A record as Kafka's console consumer printed it.
@@ -129,7 +131,6 @@ pub fn console_consume(
         format!("key.separator={}", FIELD_SEP as char),
         format!("line.separator={}", RECORD_SEP as char),
         format!("headers.separator={}", HEADER_SEP as char),
-        format!("headers.key.separator={}", HEADER_KV_SEP as char),
         format!("null.literal={NULL_LITERAL}"),
     ] {
         cmd.args(["--formatter-property", &prop]);
@@ -398,7 +399,7 @@ mod tests {
     fn console_output_with_nulls_headers_and_tabs_parses() {
         let out = [
             "CreateTime:5\x1fPartition:2\x1fOffset:7\x1fNO_HEADERS\x1f\x1bNULL\x1b\x1fa\tb\nc\x1e",
-            "CreateTime:6\x1fPartition:0\x1fOffset:0\x1fh1\x1cv1\x1dh2\x1c\x1bNULL\x1b\x1fk\x1f\x1bNULL\x1b\x1e",
+            "CreateTime:6\x1fPartition:0\x1fOffset:0\x1fh1:v1\x1dh2:\x1bNULL\x1b\x1fk\x1f\x1bNULL\x1b\x1e",
         ]
         .concat();
         let recs = parse_console_output(out.as_bytes()).unwrap();

@@ -16,6 +16,8 @@
 pub mod config;
 pub mod error;
 pub mod net;
+pub mod producer;
 
 pub use config::{ConfigError, ProducerConfig};
 pub use error::{ErrorCode, Persistence, ProducerError};
+pub use producer::{DeliveryFuture, DeliveryResult, Producer, ProducerRecord, RecordMetadata};

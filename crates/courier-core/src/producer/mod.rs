@@ -119,16 +119,37 @@ pub struct Record<T> {
     pub token: T,
 }
 
-/// Whether a failed record may be in the log. Users need this to decide whether to
-/// resend (librdkafka's PERSISTED / POSSIBLY_PERSISTED / NOT_PERSISTED).
+/// Whether a record is in the partition's log (librdkafka's PERSISTED /
+/// POSSIBLY_PERSISTED / NOT_PERSISTED).
+///
+/// A retriable/fatal flag alone does not tell an application whether resending a
+/// failed record can create a duplicate; this does: resend without risk, resend and
+/// accept a possible duplicate, or do not resend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Persistence {
-    /// The broker acknowledged it.
+    /// The record is in the log.
     Persisted,
-    /// It may be in the log: an attempt reached the broker and its outcome is unknown.
+    /// The record may or may not be in the log: the request timed out, the connection
+    /// broke after sending, or the broker wrote it but could not replicate it in time.
+    /// Resending it may write it twice.
     PossiblyPersisted,
-    /// It is not in the log: no attempt was written, or the broker rejected it.
+    /// The record is not in the log: no attempt was written, or the broker rejected
+    /// it. Resending it cannot create a duplicate.
     NotPersisted,
+}
+
+impl std::fmt::Display for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Persistence::Persisted => "the record was written",
+            Persistence::PossiblyPersisted => {
+                "the record may have been written, so sending it again may duplicate it"
+            }
+            Persistence::NotPersisted => {
+                "the record was not written, so it can be sent again without duplicating it"
+            }
+        })
+    }
 }
 
 /// Why a record failed.

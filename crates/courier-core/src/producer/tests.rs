@@ -668,7 +668,10 @@ fn simulate(seed: u64) -> (usize, usize) {
         // The broker forgets the producer (its state expired or retention removed
         // its batches). Only while nothing is unresolved: a broker cannot forget a
         // producer whose retry is still within delivery.timeout.ms.
-        if pending.is_empty() && h.delivered.len() as u64 == sent && rng.next_u64().is_multiple_of(20) {
+        if pending.is_empty()
+            && h.delivered.len() as u64 == sent
+            && rng.next_u64().is_multiple_of(20)
+        {
             broker.forget = true;
         }
         h.advance(Duration::from_millis(rng.next_u64() % 300));

@@ -22,35 +22,8 @@ pub use codes::{known_error_codes, ErrorCode, ErrorCodeInfo};
 use crate::config::ConfigError;
 
 /// Whether a record that failed is in the partition's log (librdkafka's message status).
-///
-/// The answer decides what the application may do next: resend without risk, resend and
-/// accept a possible duplicate, or not resend at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Persistence {
-    /// The record is in the log (e.g. the broker reported the batch as a duplicate of one it
-    /// already has).
-    Persisted,
-    /// The record may or may not be in the log: the request timed out, the connection broke
-    /// after sending, or the broker wrote it but could not replicate it in time. Resending it
-    /// may write it twice.
-    PossiblyPersisted,
-    /// The record is not in the log; resending it cannot create a duplicate.
-    NotPersisted,
-}
-
-impl fmt::Display for Persistence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Persistence::Persisted => "the record was written",
-            Persistence::PossiblyPersisted => {
-                "the record may have been written, so sending it again may duplicate it"
-            }
-            Persistence::NotPersisted => {
-                "the record was not written, so it can be sent again without duplicating it"
-            }
-        })
-    }
-}
+/// Defined in `courier-core`, where the producer engine decides it.
+pub use courier_core::producer::Persistence;
 
 /// An error from the producer.
 ///
@@ -290,6 +263,27 @@ pub enum ProducerError {
     /// The producer was closed before the record could be delivered.
     #[error("the producer is closed")]
     Closed,
+
+    /// `close` ran out of time while the record's request was in flight.
+    #[error("the producer was closed before the broker confirmed the record; {persistence}")]
+    ClosedInFlight {
+        /// Whether the record is in the log.
+        persistence: Persistence,
+    },
+
+    /// The producer had to bump its epoch (KIP-360) while this record's outcome was
+    /// unknown. Resending it under the new epoch could duplicate it, since the broker
+    /// can only spot duplicates within one epoch, so courier reports it instead.
+    #[error(
+        "{topic}-{partition}: the record's outcome was unknown when the producer bumped its          epoch after a sequence gap, so it was not resent; {}; check the topic before          sending it again",
+        Persistence::PossiblyPersisted
+    )]
+    UnresolvedAfterEpochBump {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
 }
 
 impl ProducerError {
@@ -359,7 +353,9 @@ impl ProducerError {
             | ProducerError::BufferFull { .. }
             | ProducerError::MetadataTimeout { .. }
             | ProducerError::Transport { .. }
-            | ProducerError::Closed => None,
+            | ProducerError::Closed
+            | ProducerError::ClosedInFlight { .. }
+            | ProducerError::UnresolvedAfterEpochBump { .. } => None,
         }
     }
 
@@ -373,7 +369,9 @@ impl ProducerError {
         match self {
             ProducerError::Broker { persistence, .. }
             | ProducerError::DeliveryTimeout { persistence, .. }
-            | ProducerError::Transport { persistence, .. } => *persistence,
+            | ProducerError::Transport { persistence, .. }
+            | ProducerError::ClosedInFlight { persistence } => *persistence,
+            ProducerError::UnresolvedAfterEpochBump { .. } => Persistence::PossiblyPersisted,
             // Fatal errors end every pending record, including ones in flight.
             ProducerError::Fatal { .. } => Persistence::PossiblyPersisted,
             _ => Persistence::NotPersisted,

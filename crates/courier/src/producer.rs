@@ -1,0 +1,910 @@
+//! The async producer: a thin driver around `courier_core::producer::ProducerEngine`.
+//!
+//! One driver task owns the engine. Application calls put records on a channel
+//! (after taking their share of `buffer.memory`), the driver feeds them to the engine,
+//! carries out the engine's actions (Produce requests, metadata, producer id) over the
+//! connection pool, and completes each record's delivery future or callback.
+//!
+//! Produce requests for one broker go through one sink task that writes them to the
+//! connection in the order the engine issued them: the engine pipelines several
+//! batches of a partition, and the broker must see them in sequence order.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use courier_core::producer::{
+    Action, Delivery, EngineConfig, FailureReason, ProduceRequest, ProduceResult, ProducerEngine,
+    Record, TopicMetadata,
+};
+use courier_core::Compression;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::{Acks, CompressionType, ProducerConfig};
+use crate::error::{ErrorCode, Persistence, ProducerError};
+use crate::net::{self, ConnectionPool, NetError, ProduceRequestParts};
+
+/// A record to send.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Explicit partition; `None` lets the partitioner choose (Java's murmur2 of the key,
+    /// or a sticky partition for unkeyed records).
+    pub partition: Option<i32>,
+    /// Key; `None` is a null key.
+    pub key: Option<Bytes>,
+    /// Value; `None` is a null value (a tombstone on compacted topics).
+    pub value: Option<Bytes>,
+    /// Headers, in order; names may repeat.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// CreateTime in milliseconds since the epoch; `None` takes the current time.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with no key and no value yet.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((name.into(), Some(value.into())));
+        self
+    }
+
+    /// Sends to this partition instead of letting the partitioner choose.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the CreateTime timestamp in milliseconds.
+    pub fn timestamp_ms(mut self, ts: i64) -> Self {
+        self.timestamp_ms = Some(ts);
+        self
+    }
+
+    /// Bytes the record holds in `buffer.memory` until it is delivered: what it adds
+    /// to a batch, a bound the encoder never exceeds.
+    fn buffered_size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 10)
+            .sum();
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + headers
+            + 32
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition; -1 when the broker did not say (acks=0).
+    pub offset: i64,
+    /// The record's timestamp: its CreateTime, or the broker's LogAppendTime when the
+    /// topic uses that.
+    pub timestamp_ms: i64,
+}
+
+/// The outcome of one record.
+pub type DeliveryResult = Result<RecordMetadata, ProducerError>;
+
+type Callback = Box<dyn FnOnce(DeliveryResult) + Send + 'static>;
+
+enum Completion {
+    Future(oneshot::Sender<DeliveryResult>),
+    Callback(Callback),
+}
+
+/// The engine's per-record token: how to report, and what to give back to
+/// `buffer.memory`.
+struct Token {
+    completion: Completion,
+    bytes: u32,
+}
+
+/// Resolves to a record's delivery report.
+#[must_use = "a delivery future does nothing unless awaited; drop it only if you do not need the report"]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<DeliveryResult>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = DeliveryResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DeliveryResult> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ProducerError::Closed)))
+    }
+}
+
+enum Command {
+    Send(Record<Token>),
+    Flush(oneshot::Sender<()>),
+    Close(Duration, oneshot::Sender<()>),
+}
+
+enum Event {
+    Produced(u64, ProduceResult),
+    Metadata(Result<Vec<TopicMetadata>, NetError>),
+    ProducerId(Result<(i64, i16), i16>),
+}
+
+struct Shared {
+    config: ProducerConfig,
+    commands: mpsc::UnboundedSender<Command>,
+    memory: Arc<Semaphore>,
+    closed: AtomicBool,
+}
+
+/// A Kafka producer. Cheap to clone: clones share one driver and one buffer.
+///
+/// ```no_run
+/// use courier::{Producer, ProducerConfig, ProducerRecord};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ProducerConfig::builder()
+///     .set("bootstrap.servers", "127.0.0.1:9092")?
+///     .set("compression.type", "lz4")?
+///     .build()?;
+/// let producer = Producer::new(config)?;
+/// let md = producer
+///     .send(ProducerRecord::new("orders").key("order-1").value("{\"amount\":10}"))
+///     .await?;
+/// println!("{} [{}] @ {}", md.topic, md.partition, md.offset);
+/// producer.close(std::time::Duration::from_secs(30)).await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("client_id", &self.shared.config.client_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn engine_config(config: &ProducerConfig) -> Result<EngineConfig, ProducerError> {
+    let compression = match config.compression() {
+        CompressionType::None => Compression::None,
+        CompressionType::Gzip => Compression::gzip(),
+        CompressionType::Snappy => Compression::Snappy,
+        CompressionType::Lz4 => Compression::Lz4,
+        CompressionType::Zstd => {
+            return Err(ProducerError::Fatal {
+                code: None,
+                reason: "compression.type=zstd is not supported for sending yet (no pure-Rust \
+                         zstd encoder is good enough): use lz4, snappy or gzip"
+                    .into(),
+            })
+        }
+    };
+    Ok(EngineConfig {
+        acks: match config.acks() {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        },
+        idempotence: config.enable_idempotence(),
+        batch_size: config.batch_size(),
+        linger: config.linger(),
+        max_in_flight: config.max_in_flight_requests_per_connection() as usize,
+        max_request_size: config.max_request_size(),
+        request_timeout: config.request_timeout(),
+        delivery_timeout: config.delivery_timeout(),
+        retries: config.retries(),
+        retry_backoff: config.retry_backoff(),
+        retry_backoff_max: config.retry_backoff_max(),
+        metadata_max_age: config.metadata_max_age(),
+        max_block: config.max_block(),
+        compression,
+    })
+}
+
+impl Producer {
+    /// Starts a producer on the current tokio runtime. Connections open lazily: an
+    /// unreachable cluster shows up in the first records' delivery reports.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn new(config: ProducerConfig) -> Result<Producer, ProducerError> {
+        let engine_cfg = engine_config(&config)?;
+        for notice in config.notices() {
+            tracing::info!(%notice, "producer configuration adjusted");
+        }
+        let bootstrap = config
+            .bootstrap_servers()
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let pool = Arc::new(ConnectionPool::from_config(&config));
+        let memory = Arc::new(Semaphore::new(
+            config.buffer_memory().min(Semaphore::MAX_PERMITS),
+        ));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        tracing::info!(
+            client_id = config.client_id(),
+            bootstrap = %bootstrap,
+            acks = engine_cfg.acks,
+            idempotence = engine_cfg.idempotence,
+            "producer starting"
+        );
+        let driver = Driver {
+            engine: ProducerEngine::new(engine_cfg, seed),
+            pool,
+            memory: memory.clone(),
+            sinks: HashMap::new(),
+            flush_waiters: Vec::new(),
+            close: None,
+            events_tx: None,
+        };
+        tokio::spawn(driver.run(rx));
+        Ok(Producer {
+            shared: Arc::new(Shared {
+                config,
+                commands: tx,
+                memory,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration the producer runs with.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// Sends a record and waits for its delivery report.
+    ///
+    /// To have many records in flight, call [`produce`](Self::produce) for each and
+    /// await the returned futures later, or run several `send`s concurrently.
+    pub async fn send(&self, record: ProducerRecord) -> DeliveryResult {
+        self.produce(record).await?.await
+    }
+
+    /// Queues a record, waiting up to `max.block.ms` for room in `buffer.memory`, and
+    /// returns the future of its delivery report.
+    pub async fn produce(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProducerError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(record, Completion::Future(tx), true).await?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Queues a record and calls `callback` with its delivery report (on the
+    /// producer's driver task: keep it short). Waits up to `max.block.ms` for room in
+    /// `buffer.memory`.
+    pub async fn produce_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: impl FnOnce(DeliveryResult) + Send + 'static,
+    ) -> Result<(), ProducerError> {
+        self.enqueue(record, Completion::Callback(Box::new(callback)), true)
+            .await
+    }
+
+    /// Queues a record without waiting: fails with [`ProducerError::BufferFull`] at once
+    /// when `buffer.memory` is full.
+    pub fn try_produce(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProducerError> {
+        let (tx, rx) = oneshot::channel();
+        let bytes = self.check(&record)?;
+        let permit =
+            self.shared
+                .memory
+                .try_acquire_many(bytes)
+                .map_err(|_| ProducerError::BufferFull {
+                    buffer_memory: self.shared.config.buffer_memory(),
+                    max_block: Duration::ZERO,
+                })?;
+        permit.forget();
+        self.submit(record, Completion::Future(tx), bytes)?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    fn check(&self, record: &ProducerRecord) -> Result<u32, ProducerError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(ProducerError::Closed);
+        }
+        let size = record.buffered_size();
+        let limit = self
+            .shared
+            .config
+            .buffer_memory()
+            .min(Semaphore::MAX_PERMITS);
+        if size > limit {
+            return Err(ProducerError::RecordExceedsBufferMemory {
+                size,
+                buffer_memory: self.shared.config.buffer_memory(),
+            });
+        }
+        Ok(size as u32)
+    }
+
+    async fn enqueue(
+        &self,
+        record: ProducerRecord,
+        completion: Completion,
+        block: bool,
+    ) -> Result<(), ProducerError> {
+        let bytes = self.check(&record)?;
+        let max_block = self.shared.config.max_block();
+        let acquire = self.shared.memory.clone().acquire_many_owned(bytes);
+        let permit = if block {
+            match tokio::time::timeout(max_block, acquire).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(ProducerError::Closed),
+                Err(_) => {
+                    return Err(ProducerError::BufferFull {
+                        buffer_memory: self.shared.config.buffer_memory(),
+                        max_block,
+                    })
+                }
+            }
+        } else {
+            unreachable!("non-blocking sends go through try_produce")
+        };
+        // The driver gives the bytes back when the record is delivered.
+        permit.forget();
+        self.submit(record, completion, bytes)
+    }
+
+    fn submit(
+        &self,
+        record: ProducerRecord,
+        completion: Completion,
+        bytes: u32,
+    ) -> Result<(), ProducerError> {
+        let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
+        let rec = Record {
+            topic: Arc::from(record.topic),
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp_ms,
+            token: Token { completion, bytes },
+        };
+        self.shared.commands.send(Command::Send(rec)).map_err(|_| {
+            self.shared.memory.add_permits(bytes as usize);
+            ProducerError::Closed
+        })
+    }
+
+    /// Sends every queued record without waiting for `linger.ms` and waits until each
+    /// has its delivery report.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.commands.send(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Stops accepting records, delivers what is queued and in flight, and shuts the
+    /// connections. Records still undelivered after `timeout` fail with
+    /// [`ProducerError::Closed`] (in flight: possibly persisted).
+    pub async fn close(&self, timeout: Duration) {
+        self.shared.closed.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        if self
+            .shared
+            .commands
+            .send(Command::Close(timeout, tx))
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Driver {
+    engine: ProducerEngine<Token>,
+    pool: Arc<ConnectionPool>,
+    memory: Arc<Semaphore>,
+    sinks: HashMap<i32, mpsc::UnboundedSender<ProduceRequest>>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    close: Option<(Instant, oneshot::Sender<()>)>,
+    events_tx: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        self.events_tx = Some(events_tx);
+        let mut actions = Vec::new();
+        let mut commands_open = true;
+        loop {
+            let wake = self.engine.next_wakeup().map(Instant::from_std);
+            let close_at = self.close.as_ref().map(|(t, _)| *t);
+            let deadline = [wake, close_at].into_iter().flatten().min();
+            tokio::select! {
+                biased;
+                ev = events.recv() => {
+                    if let Some(ev) = ev {
+                        self.on_event(ev);
+                        while let Ok(ev) = events.try_recv() {
+                            self.on_event(ev);
+                        }
+                    }
+                }
+                cmd = commands.recv(), if commands_open => {
+                    match cmd {
+                        Some(cmd) => {
+                            self.on_command(cmd);
+                            // Take everything already queued before working out what to
+                            // send: fuller batches, fewer polls.
+                            let mut n = 0;
+                            while n < 4096 {
+                                match commands.try_recv() {
+                                    Ok(cmd) => self.on_command(cmd),
+                                    Err(_) => break,
+                                }
+                                n += 1;
+                            }
+                        }
+                        None => {
+                            // Every handle is gone: deliver what is left, then stop.
+                            commands_open = false;
+                            if self.close.is_none() {
+                                self.engine.set_flushing(true);
+                            }
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => {}
+            }
+            let now = Instant::now();
+            if let Some((at, _)) = &self.close {
+                if now >= *at {
+                    // Close timed out: everything left fails.
+                    self.engine.fail_all(FailureReason::Closed);
+                    self.engine.abandon_in_flight(FailureReason::Closed);
+                }
+            }
+            self.engine.poll(now.into_std(), &mut actions);
+            for action in actions.drain(..) {
+                self.on_action(action);
+            }
+            if self.engine.is_idle() {
+                for w in self.flush_waiters.drain(..) {
+                    let _ = w.send(());
+                }
+                if self.close.is_none() && commands_open {
+                    self.engine.set_flushing(false);
+                }
+                if let Some((at, done)) = self.close.take() {
+                    self.shutdown(at).await;
+                    let _ = done.send(());
+                    return;
+                }
+                if !commands_open {
+                    self.shutdown(Instant::now() + Duration::from_secs(5)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, deadline: Instant) {
+        if self.engine.config().acks == 0 {
+            // acks=0 requests count as delivered once written, but a broker handles one
+            // request per connection at a time and drops what is still unread when the
+            // client hangs up. A request that does get an answer, sent behind them on
+            // the same connection, is answered only after they were handled.
+            for &broker in self.sinks.keys() {
+                if let Ok(conn) = self.pool.get(broker).await {
+                    let barrier = net::fetch_metadata(&conn, &[]);
+                    let _ = tokio::time::timeout_at(deadline, barrier).await;
+                }
+            }
+        }
+        self.sinks.clear();
+        self.pool.close_all();
+        tracing::info!("producer closed");
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Send(rec) => {
+                if self.close.is_some() {
+                    self.complete(Delivery {
+                        topic: rec.topic.clone(),
+                        partition: rec.partition.unwrap_or(-1),
+                        records: vec![(rec.token, rec.timestamp_ms)],
+                        result: Err(courier_core::producer::Failure {
+                            reason: FailureReason::Closed,
+                            persistence: Persistence::NotPersisted,
+                        }),
+                    });
+                } else {
+                    self.engine.append(rec, Instant::now().into_std());
+                }
+            }
+            Command::Flush(done) => {
+                self.engine.set_flushing(true);
+                self.flush_waiters.push(done);
+            }
+            Command::Close(timeout, done) => {
+                self.engine.set_flushing(true);
+                self.close = Some((Instant::now() + timeout, done));
+            }
+        }
+    }
+
+    fn events(&self) -> mpsc::UnboundedSender<Event> {
+        self.events_tx.clone().expect("set in run")
+    }
+
+    fn on_action(&mut self, action: Action<Token>) {
+        match action {
+            Action::Deliver(d) => self.complete(d),
+            Action::Produce(req) => {
+                let broker = req.broker;
+                let sink = self.sinks.entry(broker).or_insert_with(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(sink(
+                        broker,
+                        self.pool.clone(),
+                        rx,
+                        self.events_tx.clone().expect("set in run"),
+                    ));
+                    tx
+                });
+                if let Err(mpsc::error::SendError(req)) = sink.send(req) {
+                    let _ = self.events().send(Event::Produced(
+                        req.id,
+                        ProduceResult::Transport {
+                            maybe_written: false,
+                        },
+                    ));
+                }
+            }
+            Action::FetchMetadata { topics } => {
+                let pool = self.pool.clone();
+                let events = self.events();
+                tokio::spawn(async move {
+                    let names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+                    let result = fetch_metadata(&pool, &names).await;
+                    let _ = events.send(Event::Metadata(result));
+                });
+            }
+            Action::InitProducerId => {
+                let pool = self.pool.clone();
+                let events = self.events();
+                let timeout = self.engine.config().request_timeout;
+                tokio::spawn(async move {
+                    let result = init_producer_id(&pool, timeout).await;
+                    let _ = events.send(Event::ProducerId(result));
+                });
+            }
+            Action::EpochBumped { producer_id, epoch } => {
+                tracing::warn!(
+                    producer_id,
+                    epoch,
+                    "bumped the producer epoch after a sequence gap (KIP-360)"
+                );
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let now = Instant::now().into_std();
+        match ev {
+            Event::Produced(id, result) => self.engine.on_produce_result(id, result, now),
+            Event::Metadata(Ok(topics)) => self.engine.on_metadata(&topics, now),
+            Event::Metadata(Err(e)) => {
+                tracing::warn!(error = %e, "metadata request failed");
+                self.engine.on_metadata_failed(now);
+            }
+            Event::ProducerId(r) => {
+                match r {
+                    Ok((id, epoch)) => tracing::info!(producer_id = id, epoch, "got a producer id"),
+                    Err(code) => tracing::warn!(code, "InitProducerId failed"),
+                }
+                self.engine.on_producer_id(r, now);
+            }
+        }
+    }
+
+    fn complete(&mut self, d: Delivery<Token>) {
+        let mut released = 0usize;
+        match &d.result {
+            Ok(w) => {
+                for (i, (token, ts)) in d.records.into_iter().enumerate() {
+                    released += token.bytes as usize;
+                    let offset = if w.base_offset >= 0 {
+                        w.base_offset + i as i64
+                    } else {
+                        -1
+                    };
+                    let md = RecordMetadata {
+                        topic: d.topic.clone(),
+                        partition: d.partition,
+                        offset,
+                        timestamp_ms: if w.log_append_time >= 0 {
+                            w.log_append_time
+                        } else {
+                            ts
+                        },
+                    };
+                    deliver(token.completion, Ok(md));
+                }
+            }
+            Err(f) => {
+                let err = to_producer_error(&d.topic, d.partition, f, self.engine.config());
+                if !matches!(f.reason, FailureReason::Closed) {
+                    tracing::debug!(topic = %d.topic, partition = d.partition, error = %err, "delivery failed");
+                }
+                for (token, _) in d.records {
+                    released += token.bytes as usize;
+                    deliver(token.completion, Err(err.clone()));
+                }
+            }
+        }
+        self.memory.add_permits(released);
+    }
+}
+
+fn deliver(c: Completion, r: DeliveryResult) {
+    match c {
+        Completion::Future(tx) => {
+            let _ = tx.send(r);
+        }
+        Completion::Callback(cb) => cb(r),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes one broker's Produce requests in the order the engine issued them.
+async fn sink(
+    broker: i32,
+    pool: Arc<ConnectionPool>,
+    mut requests: mpsc::UnboundedReceiver<ProduceRequest>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    while let Some(req) = requests.recv().await {
+        let id = req.id;
+        let conn = match pool.get(broker).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(broker, error = %e, "no connection for a Produce request");
+                let _ = events.send(Event::Produced(
+                    id,
+                    ProduceResult::Transport {
+                        maybe_written: false,
+                    },
+                ));
+                continue;
+            }
+        };
+        let permit = match conn.reserve().await {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = events.send(Event::Produced(
+                    id,
+                    ProduceResult::Transport {
+                        maybe_written: false,
+                    },
+                ));
+                continue;
+            }
+        };
+        let mut topics: Vec<net::TopicRecords> = Vec::new();
+        for (topic, partition, batch) in req.batches {
+            match topics.iter_mut().find(|(t, _)| **t == *topic) {
+                Some((_, parts)) => parts.push((partition, Some(batch))),
+                None => topics.push((topic.to_string(), vec![(partition, Some(batch))])),
+            }
+        }
+        let parts = ProduceRequestParts {
+            transactional_id: None,
+            acks: req.acks,
+            timeout_ms: req.timeout_ms,
+            topics,
+        };
+        // Queued on the connection before the next request is looked at: the write
+        // order is the engine's order.
+        let pending = conn.start_produce(permit, parts);
+        let events = events.clone();
+        tokio::spawn(async move {
+            let result = match pending.await {
+                Ok(None) => ProduceResult::WrittenNoAck,
+                Ok(Some(resp)) => ProduceResult::Response(
+                    resp.responses
+                        .iter()
+                        .flat_map(|t| {
+                            let name = t.name.0.to_string();
+                            t.partition_responses.iter().map(move |p| {
+                                courier_core::producer::PartitionResponse {
+                                    topic: name.clone(),
+                                    partition: p.index,
+                                    error_code: p.error_code,
+                                    base_offset: p.base_offset,
+                                    log_append_time: p.log_append_time_ms,
+                                    error_message: p.error_message.as_ref().map(|m| m.to_string()),
+                                }
+                            })
+                        })
+                        .collect(),
+                ),
+                Err(e) => {
+                    tracing::debug!(broker, error = %e, "Produce request failed");
+                    ProduceResult::Transport {
+                        maybe_written: e.maybe_written(),
+                    }
+                }
+            };
+            let _ = events.send(Event::Produced(id, result));
+        });
+    }
+}
+
+async fn any_connection(pool: &ConnectionPool) -> Result<Arc<net::BrokerConnection>, NetError> {
+    match pool.least_loaded() {
+        Some(c) => Ok(c),
+        None => pool.get_bootstrap().await,
+    }
+}
+
+async fn fetch_metadata(
+    pool: &ConnectionPool,
+    topics: &[String],
+) -> Result<Vec<TopicMetadata>, NetError> {
+    let conn = any_connection(pool).await?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let md = net::fetch_metadata(&conn, &names).await?;
+    pool.update_brokers(&md);
+    Ok(md
+        .topics
+        .iter()
+        .map(|t| TopicMetadata {
+            name: t.name.clone(),
+            error_code: t.error_code,
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| courier_core::producer::PartitionMetadata {
+                    partition: p.partition,
+                    leader: p.leader_id,
+                    error_code: p.error_code,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+async fn init_producer_id(pool: &ConnectionPool, timeout: Duration) -> Result<(i64, i16), i16> {
+    let conn = any_connection(pool)
+        .await
+        .map_err(|_| ErrorCode::NETWORK_EXCEPTION.code())?;
+    match net::init_producer_id(&conn, None, timeout).await {
+        Ok(g) if g.error_code == 0 => Ok((g.producer_id, g.producer_epoch)),
+        Ok(g) => Err(g.error_code),
+        Err(_) => Err(ErrorCode::NETWORK_EXCEPTION.code()),
+    }
+}
+
+fn to_producer_error(
+    topic: &str,
+    partition: i32,
+    f: &courier_core::producer::Failure,
+    cfg: &EngineConfig,
+) -> ProducerError {
+    match &f.reason {
+        FailureReason::Broker { code, message } => {
+            match ProducerError::from_partition_error(
+                topic,
+                partition,
+                ErrorCode::from_i16(*code),
+                message.as_deref(),
+            ) {
+                ProducerError::Broker {
+                    topic,
+                    partition,
+                    code,
+                    message,
+                    ..
+                } => ProducerError::Broker {
+                    topic,
+                    partition,
+                    code,
+                    message,
+                    persistence: f.persistence,
+                },
+                other => other,
+            }
+        }
+        FailureReason::DeliveryTimeout { last_error } => ProducerError::DeliveryTimeout {
+            topic: topic.to_string(),
+            partition,
+            timeout: cfg.delivery_timeout,
+            last_error: last_error.map(ErrorCode::from_i16),
+            persistence: f.persistence,
+        },
+        FailureReason::UnknownTopic => ProducerError::UnknownTopic {
+            topic: topic.to_string(),
+        },
+        FailureReason::MetadataTimeout => ProducerError::MetadataTimeout {
+            topic: topic.to_string(),
+            max_block: cfg.max_block,
+        },
+        FailureReason::PartitionOutOfRange {
+            partition,
+            partitions,
+        } => ProducerError::UnknownPartition {
+            topic: topic.to_string(),
+            partition: *partition,
+            partition_count: *partitions,
+        },
+        FailureReason::RecordTooLarge { size, max } => ProducerError::RecordTooLarge {
+            size: *size,
+            max_request_size: *max,
+        },
+        FailureReason::ProducerId { code } => ProducerError::Fatal {
+            code: Some(ErrorCode::from_i16(*code)),
+            reason: "the broker refused a producer id (InitProducerId)".into(),
+        },
+        FailureReason::Closed if f.persistence == Persistence::NotPersisted => {
+            ProducerError::Closed
+        }
+        FailureReason::Closed => ProducerError::ClosedInFlight {
+            persistence: f.persistence,
+        },
+        FailureReason::EpochBumpedWhileUnresolved => ProducerError::UnresolvedAfterEpochBump {
+            topic: topic.to_string(),
+            partition,
+        },
+    }
+}

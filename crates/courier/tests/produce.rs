@@ -1,0 +1,318 @@
+//! courier's producer against real Kafka brokers started by the test kit, judged by
+//! Kafka's own console consumer and `kafka-dump-log`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use courier::{Persistence, Producer, ProducerConfig, ProducerError, ProducerRecord};
+use courier_testkit::{KafkaCluster, TopicSpec};
+
+fn config(cluster: &KafkaCluster, extra: &[(&str, &str)]) -> ProducerConfig {
+    let mut b = ProducerConfig::builder()
+        .set("bootstrap.servers", &cluster.bootstrap())
+        .unwrap();
+    for (k, v) in extra {
+        b = b.set(k, v).unwrap();
+    }
+    b.build().unwrap()
+}
+
+fn create(cluster: &KafkaCluster, prefix: &str, partitions: i32) -> String {
+    let topic = cluster.unique_topic(prefix);
+    cluster
+        .create_topic(&TopicSpec::new(&topic).partitions(partitions))
+        .unwrap();
+    topic
+}
+
+/// Sends `n` records (every third unkeyed) and checks, with the independent reader,
+/// that each acknowledged record is in the log exactly once, in send order per
+/// partition, under one producer id with contiguous sequences.
+async fn exactly_once_in_order(cluster: &'static KafkaCluster, n: usize, partitions: i32) {
+    let topic = create(cluster, "e2e", partitions);
+    let producer = Producer::new(config(
+        cluster,
+        &[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("max.in.flight.requests.per.connection", "5"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            ("batch.size", "32768"),
+        ],
+    ))
+    .unwrap();
+    let mut futures = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut rec =
+            ProducerRecord::new(&topic).value(format!("{{\"seq\":{i},\"amount\":{}.99}}", i % 977));
+        if !i.is_multiple_of(3) {
+            rec = rec.key(format!("customer-{}", i % 101));
+        }
+        futures.push(producer.produce(rec).await.unwrap());
+    }
+    let mut acked: HashMap<usize, (i32, i64)> = HashMap::new();
+    for (i, f) in futures.into_iter().enumerate() {
+        let md = f.await.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
+        assert!(md.offset >= 0);
+        acked.insert(i, (md.partition, md.offset));
+    }
+    producer.close(Duration::from_secs(30)).await;
+
+    let records =
+        tokio::task::spawn_blocking(move || cluster.consume_all(&topic).map(|r| (r, topic)))
+            .await
+            .unwrap()
+            .unwrap();
+    let (records, topic) = records;
+    assert_eq!(
+        records.len(),
+        n,
+        "the log holds exactly what was acknowledged"
+    );
+    let mut seen: HashMap<usize, (i32, i64)> = HashMap::new();
+    for r in &records {
+        let v = String::from_utf8(r.value.clone().unwrap()).unwrap();
+        let seq: usize = v["{\"seq\":".len()..v.find(',').unwrap()].parse().unwrap();
+        assert!(
+            seen.insert(seq, (r.partition, r.offset)).is_none(),
+            "record {seq} is in the log twice"
+        );
+        if !seq.is_multiple_of(3) {
+            assert_eq!(
+                r.key.as_deref(),
+                Some(format!("customer-{}", seq % 101).as_bytes())
+            );
+        } else {
+            assert_eq!(r.key, None);
+        }
+    }
+    assert_eq!(seen, acked, "the reader agrees with every delivery report");
+    // Per partition, offsets increase with send order.
+    let mut by_partition: BTreeMap<i32, Vec<(usize, i64)>> = BTreeMap::new();
+    for (seq, (p, off)) in &seen {
+        by_partition.entry(*p).or_default().push((*seq, *off));
+    }
+    for (p, mut v) in by_partition {
+        v.sort();
+        assert!(
+            v.windows(2).all(|w| w[0].1 < w[1].1),
+            "partition {p} reordered"
+        );
+    }
+    // Keyed records went where Java's partitioner sends them.
+    for r in &records {
+        if let Some(k) = &r.key {
+            assert_eq!(
+                r.partition,
+                courier_core::partitioner::partition_for_key(k, partitions)
+            );
+        }
+    }
+
+    // kafka-dump-log: our producer id, one epoch, contiguous sequences per partition.
+    let leader_of: Vec<i32> = (0..partitions)
+        .map(|p| cluster.partition(&topic, p).unwrap().leader)
+        .collect();
+    let mut pids = std::collections::BTreeSet::new();
+    for p in 0..partitions {
+        let batches = cluster
+            .dump_partition(leader_of[p as usize], &topic, p)
+            .unwrap();
+        let mut next = 0;
+        for b in &batches {
+            assert!(b.is_valid);
+            assert_eq!(b.codec, "lz4", "{b:?}");
+            assert_eq!(
+                b.base_sequence, next,
+                "partition {p}: sequence gap at {b:?}"
+            );
+            next = b.last_sequence + 1;
+            pids.insert((b.producer_id, b.producer_epoch));
+        }
+    }
+    assert_eq!(pids.len(), 1, "one producer id and epoch: {pids:?}");
+    assert!(pids.iter().all(|(pid, _)| *pid >= 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_broker_100k_records_exactly_once_in_send_order() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    exactly_once_in_order(cluster, 100_000, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_100k_records_exactly_once_in_send_order() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(3))
+        .await
+        .unwrap();
+    exactly_once_in_order(cluster, 100_000, 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acks_level_and_codec_round_trips_headers_and_nulls() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    for (acks, idem) in [("0", "false"), ("1", "false"), ("all", "true")] {
+        for codec in ["none", "gzip", "snappy", "lz4"] {
+            let topic = create(cluster, &format!("acks{acks}-{codec}"), 1);
+            let producer = Producer::new(config(
+                cluster,
+                &[
+                    ("acks", acks),
+                    ("enable.idempotence", idem),
+                    ("compression.type", codec),
+                ],
+            ))
+            .unwrap();
+            let recs = vec![
+                ProducerRecord::new(&topic)
+                    .key("k1")
+                    .value("plain value")
+                    .header("trace", "abc"),
+                ProducerRecord {
+                    headers: vec![("nullable".into(), None)],
+                    ..ProducerRecord::new(&topic).value("null key")
+                },
+                ProducerRecord::new(&topic).key("tombstone"),
+                ProducerRecord::new(&topic).key("empty").value(""),
+            ];
+            for r in recs {
+                let md = producer.send(r).await.unwrap();
+                if acks == "0" {
+                    assert_eq!(md.offset, -1, "acks=0 has no offsets");
+                } else {
+                    assert!(md.offset >= 0);
+                }
+            }
+            producer.close(Duration::from_secs(10)).await;
+            let t = topic.clone();
+            let read = tokio::task::spawn_blocking(move || cluster.consume_all(&t))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(read.len(), 4, "acks={acks} codec={codec}");
+            assert_eq!(read[0].key.as_deref(), Some(&b"k1"[..]));
+            assert_eq!(
+                read[0].headers,
+                vec![("trace".to_string(), Some(b"abc".to_vec()))]
+            );
+            assert_eq!(read[1].key, None);
+            assert_eq!(read[1].headers, vec![("nullable".to_string(), None)]);
+            assert_eq!(read[2].value, None, "tombstone");
+            assert_eq!(read[3].value.as_deref(), Some(&b""[..]));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_record_fails_clearly_and_others_are_unaffected() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    let topic = create(cluster, "too-large", 1);
+    let producer = Producer::new(config(cluster, &[("max.request.size", "100000")])).unwrap();
+    let small = producer
+        .produce(ProducerRecord::new(&topic).value("before"))
+        .await
+        .unwrap();
+    let big = producer
+        .produce(ProducerRecord::new(&topic).value(vec![b'x'; 200_000]))
+        .await
+        .unwrap();
+    let after = producer
+        .produce(ProducerRecord::new(&topic).value("after"))
+        .await
+        .unwrap();
+    let err = big.await.unwrap_err();
+    assert!(matches!(err, ProducerError::RecordTooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("max.request.size"), "{err}");
+    assert_eq!(err.persistence(), Persistence::NotPersisted);
+    assert!(small.await.is_ok());
+    assert!(after.await.is_ok());
+    producer.close(Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topic_is_reported_by_name() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    let producer = Producer::new(config(cluster, &[("max.block.ms", "2000")])).unwrap();
+    let missing = cluster.unique_topic("does-not-exist");
+    let err = producer
+        .send(ProducerRecord::new(&missing).value("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProducerError::UnknownTopic { .. }), "{err}");
+    assert!(err.to_string().contains(&missing), "{err}");
+    assert_eq!(err.persistence(), Persistence::NotPersisted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_and_close_deliver_records_in_flight() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    let topic = create(cluster, "flush", 2);
+    // A long linger: without flush nothing would go for a minute.
+    let producer = Producer::new(config(
+        cluster,
+        &[("linger.ms", "60000"), ("delivery.timeout.ms", "120000")],
+    ))
+    .unwrap();
+    let mut first = Vec::new();
+    for i in 0..1000 {
+        first.push(
+            producer
+                .produce(ProducerRecord::new(&topic).value(format!("a{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(30), producer.flush())
+        .await
+        .expect("flush must not wait for linger.ms");
+    for f in first {
+        // Flush returned: every report is already there.
+        assert!(tokio::time::timeout(Duration::from_millis(1), f)
+            .await
+            .unwrap()
+            .is_ok());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..1000 {
+        let tx = tx.clone();
+        producer
+            .produce_with_callback(
+                ProducerRecord::new(&topic).value(format!("b{i}")),
+                move |r| {
+                    let _ = tx.send(r.map(|md| md.offset));
+                },
+            )
+            .await
+            .unwrap();
+    }
+    drop(tx);
+    producer.close(Duration::from_secs(30)).await;
+    let mut n = 0;
+    while let Some(r) = rx.recv().await {
+        assert!(r.is_ok());
+        n += 1;
+    }
+    assert_eq!(n, 1000, "close delivered every queued record");
+    let err = producer
+        .send(ProducerRecord::new(&topic).value("late"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProducerError::Closed));
+    let t = topic.clone();
+    let read = tokio::task::spawn_blocking(move || cluster.consume_all(&t))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.len(), 2000);
+}
