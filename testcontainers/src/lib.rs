@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+pub mod blackhole;
 mod dist;
 #[cfg(feature = "docker")]
 mod docker;
@@ -51,6 +52,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use admin::{Admin, BrokerInfo, ClusterMetadata, PartitionState, TopicSpec, TopicState};
+pub use blackhole::Blackhole;
 pub use dist::{KafkaDist, KAFKA_VERSION};
 pub use local::{LocalCluster, LocalOptions};
 pub use reader::{ConsumeOptions, ConsumedRecord, StoredBatch};
