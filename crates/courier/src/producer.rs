@@ -278,6 +278,7 @@ impl Producer {
             flush_waiters: Vec::new(),
             close: None,
             events_tx: None,
+            last_metadata_error: None,
         };
         tokio::spawn(driver.run(rx));
         Ok(Producer {
@@ -451,6 +452,9 @@ struct Driver {
     flush_waiters: Vec<oneshot::Sender<()>>,
     close: Option<(Instant, oneshot::Sender<()>)>,
     events_tx: Option<mpsc::UnboundedSender<Event>>,
+    /// Why the last metadata request failed, for the error of records that time out
+    /// waiting for metadata.
+    last_metadata_error: Option<String>,
 }
 
 impl Driver {
@@ -637,9 +641,13 @@ impl Driver {
         let now = Instant::now().into_std();
         match ev {
             Event::Produced(id, result) => self.engine.on_produce_result(id, result, now),
-            Event::Metadata(Ok(topics)) => self.engine.on_metadata(&topics, now),
+            Event::Metadata(Ok(topics)) => {
+                self.last_metadata_error = None;
+                self.engine.on_metadata(&topics, now)
+            }
             Event::Metadata(Err(e)) => {
                 tracing::warn!(error = %e, "metadata request failed");
+                self.last_metadata_error = Some(e.to_string());
                 self.engine.on_metadata_failed(now);
             }
             Event::ProducerId(r) => {
@@ -677,7 +685,13 @@ impl Driver {
                 }
             }
             Err(f) => {
-                let err = to_producer_error(&d.topic, d.partition, f, self.engine.config());
+                let err = to_producer_error(
+                    &d.topic,
+                    d.partition,
+                    f,
+                    self.engine.config(),
+                    self.last_metadata_error.as_deref(),
+                );
                 if !matches!(f.reason, FailureReason::Closed) {
                     tracing::debug!(topic = %d.topic, partition = d.partition, error = %err, "delivery failed");
                 }
@@ -841,6 +855,7 @@ fn to_producer_error(
     partition: i32,
     f: &courier_core::producer::Failure,
     cfg: &EngineConfig,
+    last_metadata_error: Option<&str>,
 ) -> ProducerError {
     match &f.reason {
         FailureReason::Broker { code, message } => {
@@ -879,6 +894,7 @@ fn to_producer_error(
         FailureReason::MetadataTimeout => ProducerError::MetadataTimeout {
             topic: topic.to_string(),
             max_block: cfg.max_block,
+            last_cause: last_metadata_error.map(str::to_string),
         },
         FailureReason::PartitionOutOfRange {
             partition,

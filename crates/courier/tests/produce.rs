@@ -316,3 +316,31 @@ async fn flush_and_close_deliver_records_in_flight() {
         .unwrap();
     assert_eq!(read.len(), 2000);
 }
+
+#[tokio::test]
+async fn unreachable_cluster_reports_the_connection_error() {
+    // Port 1 on loopback: nothing listens there.
+    let config = ProducerConfig::builder()
+        .set("bootstrap.servers", "127.0.0.1:1")
+        .unwrap()
+        .set("max.block.ms", "1500")
+        .unwrap()
+        .build()
+        .unwrap();
+    let producer = Producer::new(config).unwrap();
+    let err = producer
+        .send(ProducerRecord::new("orders").value("x"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, ProducerError::MetadataTimeout { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("127.0.0.1:1") && text.contains("bootstrap.servers"),
+        "{text}"
+    );
+    assert_eq!(err.persistence(), Persistence::NotPersisted);
+    assert!(err.is_retriable());
+}

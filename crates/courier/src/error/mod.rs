@@ -105,15 +105,18 @@ pub enum ProducerError {
 
     /// `send` waited `max.block.ms` for the topic's metadata.
     #[error(
-        "no metadata for topic '{topic}' within max.block.ms ({} ms): check that the brokers \
+        "no metadata for topic '{topic}' within max.block.ms ({} ms){}: check that the brokers \
          in bootstrap.servers are reachable and that the topic exists",
-        max_block.as_millis()
+        max_block.as_millis(),
+        LastCause(last_cause.as_deref())
     )]
     MetadataTimeout {
         /// The topic.
         topic: String,
         /// The `max.block.ms` setting.
         max_block: Duration,
+        /// Why the last metadata request failed, if it did (e.g. the connection error).
+        last_cause: Option<String>,
     },
 
     /// The broker rejected a batch as too large (`MESSAGE_TOO_LARGE`, `RECORD_LIST_TOO_LARGE`)
@@ -389,6 +392,18 @@ impl ProducerError {
             | ProducerError::BufferFull { .. }
             | ProducerError::MetadataTimeout { .. } => true,
             _ => false,
+        }
+    }
+}
+
+/// "; last error: <cause>" when there is one.
+struct LastCause<'a>(Option<&'a str>);
+
+impl fmt::Display for LastCause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(c) => write!(f, " (last error: {c})"),
+            None => Ok(()),
         }
     }
 }
