@@ -140,7 +140,10 @@ fn java_written_batches_decode_to_the_same_text_java_reads() {
             assert_eq!(b.header.codec.name(), codec);
         }
         let got = render_decoded(&format!("java_{codec}.bin"), &batches);
-        assert_eq!(got, want, "{codec}: courier and Kafka's Java client disagree");
+        assert_eq!(
+            got, want,
+            "{codec}: courier and Kafka's Java client disagree"
+        );
     }
 }
 
@@ -154,7 +157,10 @@ fn java_written_batches_carry_the_fields_the_generator_wrote() {
         };
 
         let h = &edge.header;
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (4242, 7, 100));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (4242, 7, 100)
+        );
         assert_eq!(h.record_count, 85);
         assert_eq!(h.last_sequence(), 184);
         assert_eq!(h.base_timestamp, BASE_TS);
@@ -168,7 +174,11 @@ fn java_written_batches_carry_the_fields_the_generator_wrote() {
         assert_eq!(r[0].headers[1].value, None, "null header value");
         assert_eq!(r[1].key, None, "null key");
         assert_eq!(r[1].timestamp, BASE_TS + 5);
-        assert_eq!(r[2].value.as_deref(), Some(&b""[..]), "empty value is not null");
+        assert_eq!(
+            r[2].value.as_deref(),
+            Some(&b""[..]),
+            "empty value is not null"
+        );
         assert_eq!(r[2].headers[0].value.as_deref(), Some(&b""[..]));
         assert_eq!(r[3].key.as_deref(), Some(&b""[..]), "empty key is not null");
         assert_eq!(r[3].value, None, "tombstone");
@@ -183,14 +193,21 @@ fn java_written_batches_carry_the_fields_the_generator_wrote() {
         assert!(r[84].value.as_ref().unwrap().len() > 800);
 
         let h = &plain.header;
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (-1, -1, -1));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (-1, -1, -1)
+        );
         assert_eq!(h.last_sequence(), -1);
         assert_eq!(plain.records.len(), 3);
 
         let h = &wrap.header;
         assert_eq!(h.base_sequence, i32::MAX - 1);
         assert_eq!(h.record_count, 4);
-        assert_eq!(h.last_sequence(), 1, "MAX-1, MAX, 0, 1: wraps past i32::MAX to 0");
+        assert_eq!(
+            h.last_sequence(),
+            1,
+            "MAX-1, MAX, 0, 1: wraps past i32::MAX to 0"
+        );
     }
 }
 
@@ -422,7 +439,13 @@ fn courier_written_batches_pass_kafka_java_client_validation() {
         render_expected(&mut want, &first, &edge, false);
         bytes.extend_from_slice(first.bytes());
 
-        let b = seal(&plain, ProducerFields::NONE, compression, false, &mut compressor);
+        let b = seal(
+            &plain,
+            ProducerFields::NONE,
+            compression,
+            false,
+            &mut compressor,
+        );
         render_expected(&mut want, &b, &plain, false);
         bytes.extend_from_slice(b.bytes());
 
@@ -461,7 +484,13 @@ fn courier_written_batches_pass_kafka_java_client_validation() {
             headers: vec![],
         })
         .collect();
-    let b = seal(&noise, ProducerFields::NONE, Compression::Lz4, false, &mut compressor);
+    let b = seal(
+        &noise,
+        ProducerFields::NONE,
+        Compression::Lz4,
+        false,
+        &mut compressor,
+    );
     assert_eq!(b.codec(), Codec::None);
     let file = "courier_incompressible.bin";
     want.push_str(&format!("file {file}\n"));
