@@ -175,7 +175,13 @@ impl Drop for Blackhole {
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
-        for c in self.state.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for c in self
+            .state
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = c.shutdown(Shutdown::Both);
         }
     }

@@ -1,0 +1,355 @@
+//! `courier perf`: Kafka's `kafka-producer-perf-test` (`ProducerPerformance`) on
+//! courier, with the same flags and output lines, plus the client's CPU time.
+//!
+//! Like the Java tool: `--record-size` sends one payload of random uppercase letters
+//! for every record; `--payload-file` picks a random entry of the file (split at
+//! `--payload-delimiter`) for each record; latency runs from the send call to the
+//! delivery report, so it includes time spent waiting for `buffer.memory`; a progress
+//! line is printed every `--reporting-interval` ms from the delivery reports.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use courier::{Producer, ProducerConfig, ProducerRecord};
+
+use crate::props;
+use crate::stats::{cpu_time, Failures, Histogram, Summary};
+use crate::SummaryFormat;
+
+/// Options of `courier perf` (kafka-producer-perf-test's flags).
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("payload").required(true).args(["record_size", "payload_file"])))]
+pub struct PerfArgs {
+    /// Topic to produce to.
+    #[arg(long)]
+    pub topic: String,
+
+    /// Number of records to produce.
+    #[arg(long = "num-records")]
+    pub num_records: u64,
+
+    /// Size of each record in bytes (one random payload of uppercase letters).
+    #[arg(long = "record-size")]
+    pub record_size: Option<usize>,
+
+    /// File of payloads, split at --payload-delimiter; each record takes a random one.
+    #[arg(long = "payload-file")]
+    pub payload_file: Option<String>,
+
+    /// Delimiter of --payload-file (escapes as in `courier produce -D`).
+    #[arg(long = "payload-delimiter", default_value = "\\n")]
+    pub payload_delimiter: String,
+
+    /// Throttle to about this many records/s; -1 for no limit.
+    #[arg(long, default_value_t = -1.0, allow_negative_numbers = true)]
+    pub throughput: f64,
+
+    /// Producer properties k=v (courier keys or Java/librdkafka aliases).
+    #[arg(long = "producer-props", alias = "command-property", num_args = 1.., value_name = "PROP=VALUE")]
+    pub producer_props: Vec<String>,
+
+    /// Producer properties file (k=v lines); --producer-props override it.
+    #[arg(
+        long = "producer.config",
+        alias = "command-config",
+        value_name = "FILE"
+    )]
+    pub producer_config: Option<String>,
+
+    /// Bootstrap servers; takes precedence over bootstrap.servers in the properties.
+    #[arg(long = "bootstrap-server")]
+    pub bootstrap_server: Option<String>,
+
+    /// Milliseconds between progress lines.
+    #[arg(long = "reporting-interval", default_value_t = 5000)]
+    pub reporting_interval: u64,
+
+    /// Also print the summary as one JSON object on stdout (progress and text then go
+    /// to stderr).
+    #[arg(long, value_enum)]
+    pub summary: Option<SummaryFormat>,
+}
+
+/// Java's window and totals, fed from the delivery reports.
+struct PerfStats {
+    out_json: bool,
+    interval: Duration,
+    delivered: u64,
+    bytes: u64,
+    latency: Histogram,
+    failures: Failures,
+    window_start: Instant,
+    window_count: u64,
+    window_bytes: u64,
+    window_lat_sum: Duration,
+    window_lat_max: Duration,
+}
+
+impl PerfStats {
+    fn record(&mut self, latency: Duration, bytes: u64) {
+        self.delivered += 1;
+        self.bytes += bytes;
+        self.latency.record(latency);
+        self.window_count += 1;
+        self.window_bytes += bytes;
+        self.window_lat_sum += latency;
+        self.window_lat_max = self.window_lat_max.max(latency);
+        if self.window_start.elapsed() >= self.interval {
+            self.print_window();
+        }
+    }
+
+    fn print_window(&mut self) {
+        let secs = self.window_start.elapsed().as_secs_f64();
+        let line = format!(
+            "{} records sent, {:.1} records/sec ({:.2} MB/sec), {:.1} ms avg latency, {:.1} ms max latency.",
+            self.window_count,
+            self.window_count as f64 / secs,
+            self.window_bytes as f64 / secs / (1024.0 * 1024.0),
+            self.window_lat_sum.as_secs_f64() * 1000.0 / self.window_count.max(1) as f64,
+            self.window_lat_max.as_secs_f64() * 1000.0,
+        );
+        print_line(self.out_json, &line);
+        self.window_start = Instant::now();
+        self.window_count = 0;
+        self.window_bytes = 0;
+        self.window_lat_sum = Duration::ZERO;
+        self.window_lat_max = Duration::ZERO;
+    }
+}
+
+/// Progress and text go to stdout like Java's tool, or to stderr when stdout carries
+/// the JSON summary.
+fn print_line(to_stderr: bool, line: &str) {
+    if to_stderr {
+        eprintln!("{line}");
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+fn payloads(args: &PerfArgs) -> Result<Vec<Bytes>, String> {
+    if let Some(size) = args.record_size {
+        // Java: one payload of random uppercase letters, reused for every record.
+        let mut rng = XorShift::seeded();
+        return Ok(vec![Bytes::from(
+            (0..size)
+                .map(|_| b'A' + (rng.next() % 26) as u8)
+                .collect::<Vec<u8>>(),
+        )]);
+    }
+    let path = args.payload_file.as_deref().expect("clap requires one");
+    let delim = crate::input::parse_delimiter(&args.payload_delimiter)
+        .map_err(|e| format!("--payload-delimiter {e}"))?;
+    let data =
+        std::fs::read(path).map_err(|e| format!("cannot read --payload-file {path}: {e}"))?;
+    let mut out = Vec::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let (item, next) = match crate::input::split_key(rest, &delim) {
+            Some((a, b)) => (a, b),
+            None => (rest, &[][..]),
+        };
+        if !item.is_empty() {
+            out.push(Bytes::copy_from_slice(item));
+        }
+        rest = next;
+    }
+    if out.is_empty() {
+        return Err(format!("--payload-file {path} holds no payloads"));
+    }
+    Ok(out)
+}
+
+/// A small PRNG for payload choice: no dependency, and cheap per record.
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// Seeded from the clock.
+    pub fn seeded() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        XorShift(nanos | 1)
+    }
+
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn config(args: &PerfArgs) -> Result<ProducerConfig, String> {
+    let mut kv = match &args.producer_config {
+        Some(f) => props::read_properties_file(f)?,
+        None => Vec::new(),
+    };
+    for p in &args.producer_props {
+        kv.push(props::parse_kv(p).map_err(|e| format!("--producer-props {e}"))?);
+    }
+    if let Some(b) = &args.bootstrap_server {
+        kv.push(("bootstrap.servers".into(), b.clone()));
+    }
+    if !kv
+        .iter()
+        .any(|(k, _)| courier::config::canonical_key(k) == Some("bootstrap.servers"))
+    {
+        return Err(
+            "no brokers: give --bootstrap-server host:port (or bootstrap.servers in \
+             --producer-props)"
+                .into(),
+        );
+    }
+    props::build(props::builder_with(ProducerConfig::builder(), &kv)?)
+}
+
+/// Runs `courier perf`; returns the exit code.
+pub fn run(args: PerfArgs) -> i32 {
+    match try_run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("courier perf: {e}");
+            2
+        }
+    }
+}
+
+fn try_run(args: PerfArgs) -> Result<i32, String> {
+    let config = config(&args)?;
+    let payloads = payloads(&args)?;
+    let json = matches!(args.summary, Some(SummaryFormat::Json));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?;
+    let stats = Arc::new(Mutex::new(PerfStats {
+        out_json: json,
+        interval: Duration::from_millis(args.reporting_interval.max(1)),
+        delivered: 0,
+        bytes: 0,
+        latency: Histogram::new(),
+        failures: Failures::default(),
+        window_start: Instant::now(),
+        window_count: 0,
+        window_bytes: 0,
+        window_lat_sum: Duration::ZERO,
+        window_lat_max: Duration::ZERO,
+    }));
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    rt.block_on(send_all(&args, config, payloads, stats.clone(), start))?;
+    let elapsed = start.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu0);
+    drop(rt);
+
+    let st = stats.lock().unwrap_or_else(|e| e.into_inner());
+    let summary = Summary {
+        records: args.num_records,
+        delivered: st.delivered,
+        bytes: st.bytes,
+        elapsed,
+        latency: st.latency.clone(),
+        failures: st.failures.clone(),
+        cpu,
+    };
+    let h = &summary.latency;
+    // Java's final line (integer percentiles, as Java prints them).
+    print_line(
+        json,
+        &format!(
+            "{} records sent, {:.6} records/sec ({:.2} MB/sec), {:.2} ms avg latency, {:.2} ms max latency, {} ms 50th, {} ms 95th, {} ms 99th, {} ms 99.9th.",
+            summary.delivered,
+            summary.records_per_s(),
+            summary.mb_per_s(),
+            h.mean_ms(),
+            h.max_ms(),
+            h.quantile_ms(0.5) as u64,
+            h.quantile_ms(0.95) as u64,
+            h.quantile_ms(0.99) as u64,
+            h.quantile_ms(0.999) as u64,
+        ),
+    );
+    print_line(
+        json,
+        &format!(
+            "cpu: {:.3} s user+system, {:.3} s per million records.",
+            summary.cpu.as_secs_f64(),
+            summary.cpu_s_per_million()
+        ),
+    );
+    let failed = summary.failures.total();
+    if failed > 0 {
+        eprintln!("courier perf: {failed} records failed, by error:");
+        for line in summary.failures.report_lines() {
+            eprintln!("{line}");
+        }
+    }
+    if json {
+        println!("{}", summary.to_json());
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+async fn send_all(
+    args: &PerfArgs,
+    config: ProducerConfig,
+    payloads: Vec<Bytes>,
+    stats: Arc<Mutex<PerfStats>>,
+    start: Instant,
+) -> Result<(), String> {
+    let producer = Producer::new(config).map_err(|e| e.to_string())?;
+    let mut rng = XorShift::seeded();
+    let n = args.num_records;
+    for i in 0..n {
+        if args.throughput > 0.0 {
+            // Java's ThroughputThrottler: sleep while ahead of the target rate.
+            let due = start + Duration::from_secs_f64(i as f64 / args.throughput);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        let value = if payloads.len() == 1 {
+            payloads[0].clone()
+        } else {
+            payloads[(rng.next() % payloads.len() as u64) as usize].clone()
+        };
+        let len = value.len() as u64;
+        let record = ProducerRecord {
+            topic: args.topic.clone(),
+            partition: None,
+            key: None,
+            value: Some(value),
+            headers: Vec::new(),
+            timestamp_ms: None,
+        };
+        let sent = Instant::now();
+        let st = stats.clone();
+        let r = producer
+            .produce_with_callback(record, move |r| {
+                let mut s = st.lock().unwrap_or_else(|e| e.into_inner());
+                match r {
+                    Ok(_) => s.record(sent.elapsed(), len),
+                    Err(e) => s.failures.add(&e),
+                }
+            })
+            .await;
+        if let Err(e) = r {
+            stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .failures
+                .add(&e);
+        }
+    }
+    producer.flush().await;
+    producer.close(Duration::from_secs(30)).await;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Producer properties from the command line (`-X k=v`, `--producer-props k=v`) and
+//! from properties files, all going through `ProducerConfig::set`: unknown keys and
+//! bad values are errors with the config's own explanation.
+
+use courier::config::ProducerConfigBuilder;
+use courier::ProducerConfig;
+
+/// Splits `key=value` (at the first `=`).
+pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "{s:?} is not a property: write key=value, e.g. linger.ms=10"
+        )),
+    }
+}
+
+/// Reads a Java-style properties file: `key=value` lines, `#` and `!` comments.
+pub fn read_properties_file(path: &str) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the properties file {path}: {e}"))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let kv = parse_kv(line).map_err(|e| format!("{path}:{}: {e}", n + 1))?;
+        out.push(kv);
+    }
+    Ok(out)
+}
+
+/// A config builder fed with `props` in order (later ones win). Errors name the
+/// property that was refused.
+pub fn builder_with(
+    builder: ProducerConfigBuilder,
+    props: &[(String, String)],
+) -> Result<ProducerConfigBuilder, String> {
+    props.iter().try_fold(builder, |b, (k, v)| {
+        b.set(k, v).map_err(|e| format!("property {k}={v}: {e}"))
+    })
+}
+
+/// Builds and validates the config.
+pub fn build(builder: ProducerConfigBuilder) -> Result<ProducerConfig, String> {
+    builder
+        .build()
+        .map_err(|e| format!("invalid producer configuration: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_key_named() {
+        let err = builder_with(
+            ProducerConfig::builder(),
+            &[("lingr.ms".to_string(), "5".to_string())],
+        )
+        .unwrap_err();
+        assert!(err.contains("lingr.ms"), "{err}");
+    }
+
+    #[test]
+    fn kv_needs_an_equals_sign_and_a_key() {
+        assert_eq!(
+            parse_kv("acks=all").unwrap(),
+            ("acks".to_string(), "all".to_string())
+        );
+        assert_eq!(parse_kv("a=b=c").unwrap().1, "b=c");
+        assert!(parse_kv("acks").is_err());
+        assert!(parse_kv("=x").is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! Delivery statistics shared by `produce`, `perf` and `demo`: a latency histogram,
+//! failure counts by error name, CPU time, and the `--summary json` object.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use courier::ProducerError;
+use serde_json::{json, Value};
+
+/// A log-linear latency histogram in microseconds: exact below 1024 µs, then 512
+/// sub-buckets per power of two (relative error under 0.2 %). Fixed size, so memory
+/// stays bounded however many records are sent.
+#[derive(Clone)]
+pub struct Histogram {
+    counts: Vec<u64>,
+    total: u64,
+    sum_us: u128,
+    max_us: u64,
+}
+
+const LINEAR: u64 = 1024;
+const SUB_BITS: u32 = 9;
+const SUB: u64 = 1 << SUB_BITS;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self {
+            counts: vec![0; (LINEAR + 54 * SUB) as usize],
+            total: 0,
+            sum_us: 0,
+            max_us: 0,
+        }
+    }
+
+    fn index(v: u64) -> usize {
+        if v < LINEAR {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros(); // >= 10
+        let sub = (v >> (e - SUB_BITS)) & (SUB - 1);
+        (LINEAR + (e as u64 - 10) * SUB + sub) as usize
+    }
+
+    /// The smallest value that falls into bucket `i`.
+    fn lower_bound(i: usize) -> u64 {
+        let i = i as u64;
+        if i < LINEAR {
+            return i;
+        }
+        let e = (i - LINEAR) / SUB + 10;
+        let sub = (i - LINEAR) % SUB;
+        (1 << e) | (sub << (e - SUB_BITS as u64))
+    }
+
+    /// Adds one latency.
+    pub fn record(&mut self, latency: Duration) {
+        let us = latency.as_micros().min(u64::MAX as u128 / 2) as u64;
+        self.counts[Self::index(us)] += 1;
+        self.total += 1;
+        self.sum_us += us as u128;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// Mean in milliseconds (0 when empty).
+    pub fn mean_ms(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.sum_us as f64 / self.total as f64 / 1000.0
+        }
+    }
+
+    /// Largest in milliseconds.
+    pub fn max_ms(&self) -> f64 {
+        self.max_us as f64 / 1000.0
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds, as the lower bound of its bucket
+    /// (like Java's tool, which takes the value at index `q * n` of the sorted list).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let rank = ((q * self.total as f64) as u64).min(self.total - 1);
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen > rank {
+                return Self::lower_bound(i).min(self.max_us) as f64 / 1000.0;
+            }
+        }
+        self.max_ms()
+    }
+}
+
+/// A short, stable name for an error, for counting failures: the Kafka error name
+/// where the broker sent a code (`NOT_ENOUGH_REPLICAS`), else the kind of client-side
+/// failure (`DELIVERY_TIMEOUT`, `BUFFER_FULL`, ...).
+pub fn error_name(e: &ProducerError) -> String {
+    let kind = match e {
+        ProducerError::DeliveryTimeout { .. } => "DELIVERY_TIMEOUT",
+        ProducerError::Config(_) => "CONFIG",
+        ProducerError::UnknownPartition { .. } => "UNKNOWN_PARTITION",
+        ProducerError::RecordTooLarge { .. } => "RECORD_TOO_LARGE",
+        ProducerError::RecordExceedsBufferMemory { .. } => "RECORD_EXCEEDS_BUFFER_MEMORY",
+        ProducerError::BufferFull { .. } => "BUFFER_FULL",
+        ProducerError::MetadataTimeout { .. } => "METADATA_TIMEOUT",
+        ProducerError::Transport { .. } => "TRANSPORT",
+        ProducerError::Closed => "CLOSED",
+        ProducerError::ClosedInFlight { .. } => "CLOSED_IN_FLIGHT",
+        ProducerError::UnresolvedAfterEpochBump { .. } => "UNRESOLVED_AFTER_EPOCH_BUMP",
+        ProducerError::Fatal { code: None, .. } => "FATAL",
+        _ => match e.code_name() {
+            Some(name) => return name.to_string(),
+            None => "OTHER",
+        },
+    };
+    kind.to_string()
+}
+
+/// Failures counted by error name, with the first message of each for the report.
+#[derive(Default, Clone)]
+pub struct Failures {
+    by_name: BTreeMap<String, (u64, String)>,
+}
+
+impl Failures {
+    /// Counts one failed record.
+    pub fn add(&mut self, e: &ProducerError) {
+        self.add_named(error_name(e), || e.to_string());
+    }
+
+    /// Counts one failure under `name`; `message` is kept for the first one.
+    pub fn add_named(&mut self, name: String, message: impl FnOnce() -> String) {
+        self.by_name
+            .entry(name)
+            .and_modify(|(n, _)| *n += 1)
+            .or_insert_with(|| (1, message()));
+    }
+
+    /// Total failures.
+    pub fn total(&self) -> u64 {
+        self.by_name.values().map(|(n, _)| n).sum()
+    }
+
+    /// `{name: count}` as JSON.
+    pub fn to_json(&self) -> Value {
+        Value::Object(
+            self.by_name
+                .iter()
+                .map(|(k, (n, _))| (k.clone(), json!(n)))
+                .collect(),
+        )
+    }
+
+    /// One line per error name: count and the first message.
+    pub fn report_lines(&self) -> Vec<String> {
+        self.by_name
+            .iter()
+            .map(|(k, (n, msg))| format!("  {k}: {n} record(s); first: {msg}"))
+            .collect()
+    }
+}
+
+/// User plus system CPU time of this process so far (getrusage RUSAGE_SELF).
+pub fn cpu_time() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete `rusage` into the pointer it is given;
+    // the struct is zero-initialised and only read after a 0 return.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    // SAFETY: initialised by the successful call above.
+    let ru = unsafe { ru.assume_init() };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// What a run did, for the final report and `--summary json`.
+pub struct Summary {
+    /// Records handed to the producer (or that failed before it took them).
+    pub records: u64,
+    /// Records acknowledged by the broker.
+    pub delivered: u64,
+    /// Value bytes of the acknowledged records.
+    pub bytes: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Latencies from send to acknowledgement.
+    pub latency: Histogram,
+    /// Failures by error name.
+    pub failures: Failures,
+    /// CPU time (user + system) of this process over the run.
+    pub cpu: Duration,
+}
+
+impl Summary {
+    /// Acknowledged records per second.
+    pub fn records_per_s(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Acknowledged value MiB per second (the Java tool's "MB/sec").
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9) / (1024.0 * 1024.0)
+    }
+
+    /// CPU seconds per million records handed to the producer.
+    pub fn cpu_s_per_million(&self) -> f64 {
+        if self.records == 0 {
+            0.0
+        } else {
+            self.cpu.as_secs_f64() * 1e6 / self.records as f64
+        }
+    }
+
+    /// The `--summary json` object.
+    pub fn to_json(&self) -> Value {
+        let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+        let h = &self.latency;
+        json!({
+            "records": self.records,
+            "delivered": self.delivered,
+            "failed": self.failures.total(),
+            "elapsed_s": r3(self.elapsed.as_secs_f64()),
+            "records_per_s": r3(self.records_per_s()),
+            "mb_per_s": r3(self.mb_per_s()),
+            "latency_ms": {
+                "avg": r3(h.mean_ms()),
+                "max": r3(h.max_ms()),
+                "p50": r3(h.quantile_ms(0.5)),
+                "p95": r3(h.quantile_ms(0.95)),
+                "p99": r3(h.quantile_ms(0.99)),
+                "p999": r3(h.quantile_ms(0.999)),
+            },
+            "errors": self.failures.to_json(),
+            "cpu_s": r3(self.cpu.as_secs_f64()),
+            "cpu_s_per_million_records": r3(self.cpu_s_per_million()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_round_trip_within_a_fifth_of_a_percent() {
+        for v in [0u64, 1, 1023, 1024, 1025, 4096, 123_456, 9_999_999, 1 << 40] {
+            let i = Histogram::index(v);
+            let lo = Histogram::lower_bound(i);
+            assert!(lo <= v, "{v}: lower bound {lo}");
+            assert!((v - lo) as f64 <= v as f64 * 0.002, "{v}: lower bound {lo}");
+            assert_eq!(Histogram::index(lo), i);
+        }
+    }
+
+    #[test]
+    fn quantiles_follow_the_java_tool_rank() {
+        let mut h = Histogram::new();
+        for ms in 1..=100u64 {
+            h.record(Duration::from_millis(ms));
+        }
+        // Java: sorted[(int)(0.5 * 100)] = the 51st value.
+        assert!(
+            (h.quantile_ms(0.5) - 51.0).abs() < 0.2,
+            "{}",
+            h.quantile_ms(0.5)
+        );
+        assert!((h.quantile_ms(0.99) - 100.0).abs() < 0.2);
+        assert_eq!(h.max_ms(), 100.0);
+        assert!((h.mean_ms() - 50.5).abs() < 1e-9);
+        assert_eq!(Histogram::new().quantile_ms(0.5), 0.0);
+    }
+
+    #[test]
+    fn failures_count_by_kafka_error_name() {
+        let mut f = Failures::default();
+        f.add(&ProducerError::UnknownTopic { topic: "t".into() });
+        f.add(&ProducerError::UnknownTopic { topic: "t".into() });
+        f.add(&ProducerError::Closed);
+        assert_eq!(f.total(), 3);
+        assert_eq!(
+            f.to_json(),
+            json!({"UNKNOWN_TOPIC_OR_PARTITION": 2, "CLOSED": 1})
+        );
+        assert!(f.report_lines()[1].contains("does not exist"));
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let before = cpu_time();
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_time() > before);
+    }
+}
