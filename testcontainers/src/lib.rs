@@ -528,9 +528,31 @@ impl KafkaCluster {
             topic,
             &ConsumeOptions {
                 max_records: Some(total as usize),
+                // The consumer exits as soon as it has them all; a long idle wait only
+                // matters when records are missing, and the first consumer on a cluster
+                // waits for the offsets topic to be created, which is slow on a loaded
+                // machine.
+                idle_timeout: Duration::from_secs(60),
                 ..ConsumeOptions::default()
             },
         )
+    }
+
+    /// Runs one of Kafka's command-line tools by main class (e.g.
+    /// `org.apache.kafka.tools.AclCommand`) with `args`, bounded by two minutes, and
+    /// returns its stdout; fails with its stderr if it exits non-zero.
+    pub fn run_tool(&self, main_class: &str, args: &[&str]) -> Result<String, KitError> {
+        let mut cmd = self.dist()?.java_command(main_class, None);
+        cmd.args(args);
+        let out = reader::run_tool(cmd, None, Duration::from_secs(120), main_class)?;
+        if !out.status.success() {
+            return Err(KitError::Tool(format!(
+                "{main_class} failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Writes `(key, value)` records with Kafka's console producer (acks=all).

@@ -13,11 +13,16 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
+pub mod dlq;
 pub mod error;
+pub mod metrics;
 pub mod net;
 pub mod producer;
 
+pub use audit::DurabilityReport;
 pub use config::{ConfigError, ProducerConfig};
 pub use error::{ErrorCode, Persistence, ProducerError};
+pub use metrics::DeliveryMetrics;
 pub use producer::{DeliveryFuture, DeliveryResult, Producer, ProducerRecord, RecordMetadata};

@@ -26,8 +26,11 @@ use courier_core::Compression;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
-use crate::config::{Acks, CompressionType, ProducerConfig};
+use crate::audit::{audit_with_pool, DurabilityReport};
+use crate::config::{Acks, CompressionType, DlqPossiblyPersisted, DurabilityCheck, ProducerConfig};
+use crate::dlq::{dead_letter_record, should_dead_letter, Original};
 use crate::error::{ErrorCode, Persistence, ProducerError};
+use crate::metrics::{Counters, DeliveryMetrics};
 use crate::net::{self, ConnectionPool, NetError, ProduceRequestParts};
 
 /// A record to send.
@@ -131,6 +134,9 @@ enum Completion {
 struct Token {
     completion: Completion,
     bytes: u32,
+    /// The record's key, value and headers, kept only when a dead letter queue may
+    /// need them (the bytes are shared, not copied).
+    original: Option<Box<Original>>,
 }
 
 /// Resolves to a record's delivery report.
@@ -159,6 +165,7 @@ enum Event {
     Produced(u64, ProduceResult),
     Metadata(Result<Vec<TopicMetadata>, NetError>),
     ProducerId(Result<(i64, i16), i16>),
+    Audit(Arc<str>, Result<DurabilityReport, ProducerError>),
 }
 
 struct Shared {
@@ -166,6 +173,28 @@ struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     memory: Arc<Semaphore>,
     closed: AtomicBool,
+    pool: Arc<ConnectionPool>,
+    counters: Arc<Counters>,
+}
+
+/// The durability audit of one topic, as the driver tracks it.
+enum AuditState {
+    /// Running; under `enforce`, the topic's records wait here.
+    Running { held: Vec<Record<Token>> },
+    /// Finished: `Ok` lets records through; `Err` fails them under `enforce`. Checked
+    /// again after `recheck_at` (the topic's settings can change).
+    Done {
+        recheck_at: Instant,
+        verdict: Result<(), ProducerError>,
+    },
+}
+
+/// The dead letter queue: its own durable producer and where it writes.
+#[derive(Clone)]
+struct DeadLetterQueue {
+    producer: Producer,
+    topic: Arc<str>,
+    possibly_persisted: DlqPossiblyPersisted,
 }
 
 /// A Kafka producer. Cheap to clone: clones share one driver and one buffer.
@@ -270,15 +299,30 @@ impl Producer {
             idempotence = engine_cfg.idempotence,
             "producer starting"
         );
+        let counters = Arc::new(Counters::default());
+        let dlq = match config.dlq_topic() {
+            Some(topic) => Some(DeadLetterQueue {
+                producer: Producer::new(dead_letter_config(&config))?,
+                topic: Arc::from(topic),
+                possibly_persisted: config.dlq_possibly_persisted(),
+            }),
+            None => None,
+        };
         let driver = Driver {
             engine: ProducerEngine::new(engine_cfg, seed),
-            pool,
+            pool: pool.clone(),
             memory: memory.clone(),
             sinks: HashMap::new(),
             flush_waiters: Vec::new(),
             close: None,
             events_tx: None,
             last_metadata_error: None,
+            counters: counters.clone(),
+            durability_check: config.durability_check(),
+            acks: config.acks(),
+            idempotence: config.enable_idempotence(),
+            audits: HashMap::new(),
+            dlq,
         };
         tokio::spawn(driver.run(rx));
         Ok(Producer {
@@ -287,6 +331,8 @@ impl Producer {
                 commands: tx,
                 memory,
                 closed: AtomicBool::new(false),
+                pool,
+                counters,
             }),
         })
     }
@@ -294,6 +340,30 @@ impl Producer {
     /// The configuration the producer runs with.
     pub fn config(&self) -> &ProducerConfig {
         &self.shared.config
+    }
+
+    /// The delivery counters so far.
+    pub fn metrics(&self) -> DeliveryMetrics {
+        let limit = self
+            .shared
+            .config
+            .buffer_memory()
+            .min(Semaphore::MAX_PERMITS);
+        let free = self.shared.memory.available_permits().min(limit);
+        self.shared.counters.snapshot((limit - free) as u64)
+    }
+
+    /// Audits `topic` against this producer's `acks` and idempotence: its replication
+    /// factor and effective `min.insync.replicas` (see [`crate::audit`]).
+    pub async fn durability_report(&self, topic: &str) -> Result<DurabilityReport, ProducerError> {
+        audit_with_pool(
+            &self.shared.pool,
+            self.shared.config.acks(),
+            self.shared.config.enable_idempotence(),
+            topic,
+            self.shared.config.max_block(),
+        )
+        .await
     }
 
     /// Sends a record and waits for its delivery report.
@@ -396,6 +466,13 @@ impl Producer {
         bytes: u32,
     ) -> Result<(), ProducerError> {
         let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
+        let original = self.shared.config.dlq_topic().map(|_| {
+            Box::new(Original {
+                key: record.key.clone(),
+                value: record.value.clone(),
+                headers: record.headers.clone(),
+            })
+        });
         let rec = Record {
             topic: Arc::from(record.topic),
             partition: record.partition,
@@ -403,12 +480,18 @@ impl Producer {
             value: record.value,
             headers: record.headers,
             timestamp_ms,
-            token: Token { completion, bytes },
+            token: Token {
+                completion,
+                bytes,
+                original,
+            },
         };
         self.shared.commands.send(Command::Send(rec)).map_err(|_| {
             self.shared.memory.add_permits(bytes as usize);
             ProducerError::Closed
-        })
+        })?;
+        self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Sends every queued record without waiting for `linger.ms` and waits until each
@@ -437,6 +520,20 @@ impl Producer {
     }
 }
 
+/// The dead letter queue's own producer: durable whatever the main one is, with no
+/// queue of its own and no audit (a failed dead letter is reported, not looped).
+fn dead_letter_config(config: &ProducerConfig) -> ProducerConfig {
+    let mut c = config.clone();
+    c.acks = Acks::All;
+    c.enable_idempotence = true;
+    c.retries = c.retries.max(1);
+    c.max_in_flight_requests_per_connection = c.max_in_flight_requests_per_connection.clamp(1, 5);
+    c.dlq_topic = None;
+    c.durability_check = DurabilityCheck::Off;
+    c.client_id = format!("{}-dlq", c.client_id);
+    c
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -455,6 +552,12 @@ struct Driver {
     /// Why the last metadata request failed, for the error of records that time out
     /// waiting for metadata.
     last_metadata_error: Option<String>,
+    counters: Arc<Counters>,
+    durability_check: DurabilityCheck,
+    acks: Acks,
+    idempotence: bool,
+    audits: HashMap<Arc<str>, AuditState>,
+    dlq: Option<DeadLetterQueue>,
 }
 
 impl Driver {
@@ -509,13 +612,30 @@ impl Driver {
                     // Close timed out: everything left fails.
                     self.engine.fail_all(FailureReason::Closed);
                     self.engine.abandon_in_flight(FailureReason::Closed);
+                    for (topic, held) in self.take_held() {
+                        for rec in held {
+                            self.finish(
+                                &topic,
+                                -1,
+                                rec.token,
+                                rec.timestamp_ms,
+                                Err(ProducerError::Closed),
+                            );
+                        }
+                    }
                 }
             }
             self.engine.poll(now.into_std(), &mut actions);
             for action in actions.drain(..) {
                 self.on_action(action);
             }
-            if self.engine.is_idle() {
+            self.counters
+                .retries
+                .store(self.engine.retries_total(), Ordering::Relaxed);
+            self.counters
+                .requests_in_flight
+                .store(self.engine.requests_in_flight() as u64, Ordering::Relaxed);
+            if self.engine.is_idle() && !self.holds_records() {
                 for w in self.flush_waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -557,17 +677,16 @@ impl Driver {
         match cmd {
             Command::Send(rec) => {
                 if self.close.is_some() {
-                    self.complete(Delivery {
-                        topic: rec.topic.clone(),
-                        partition: rec.partition.unwrap_or(-1),
-                        records: vec![(rec.token, rec.timestamp_ms)],
-                        result: Err(courier_core::producer::Failure {
-                            reason: FailureReason::Closed,
-                            persistence: Persistence::NotPersisted,
-                        }),
-                    });
+                    let topic = rec.topic.clone();
+                    self.finish(
+                        &topic,
+                        -1,
+                        rec.token,
+                        rec.timestamp_ms,
+                        Err(ProducerError::Closed),
+                    );
                 } else {
-                    self.engine.append(rec, Instant::now().into_std());
+                    self.admit(rec);
                 }
             }
             Command::Flush(done) => {
@@ -628,6 +747,7 @@ impl Driver {
                 });
             }
             Action::EpochBumped { producer_id, epoch } => {
+                self.counters.epoch_bumps.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     producer_id,
                     epoch,
@@ -650,6 +770,7 @@ impl Driver {
                 self.last_metadata_error = Some(e.to_string());
                 self.engine.on_metadata_failed(now);
             }
+            Event::Audit(topic, result) => self.on_audit(topic, result),
             Event::ProducerId(r) => {
                 match r {
                     Ok((id, epoch)) => tracing::info!(producer_id = id, epoch, "got a producer id"),
@@ -661,11 +782,9 @@ impl Driver {
     }
 
     fn complete(&mut self, d: Delivery<Token>) {
-        let mut released = 0usize;
         match &d.result {
             Ok(w) => {
                 for (i, (token, ts)) in d.records.into_iter().enumerate() {
-                    released += token.bytes as usize;
                     let offset = if w.base_offset >= 0 {
                         w.base_offset + i as i64
                     } else {
@@ -681,7 +800,7 @@ impl Driver {
                             ts
                         },
                     };
-                    deliver(token.completion, Ok(md));
+                    self.finish(&d.topic, d.partition, token, ts, Ok(md));
                 }
             }
             Err(f) => {
@@ -695,13 +814,195 @@ impl Driver {
                 if !matches!(f.reason, FailureReason::Closed) {
                     tracing::debug!(topic = %d.topic, partition = d.partition, error = %err, "delivery failed");
                 }
-                for (token, _) in d.records {
-                    released += token.bytes as usize;
-                    deliver(token.completion, Err(err.clone()));
+                for (token, ts) in d.records {
+                    self.finish(&d.topic, d.partition, token, ts, Err(err.clone()));
                 }
             }
         }
-        self.memory.add_permits(released);
+    }
+
+    /// Reports one record's outcome: gives its bytes back to `buffer.memory`, counts
+    /// it, and sends it to the dead letter queue first when it failed for good.
+    fn finish(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        token: Token,
+        ts: i64,
+        result: DeliveryResult,
+    ) {
+        self.memory.add_permits(token.bytes as usize);
+        match &result {
+            Ok(_) => {
+                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.counters.add_failed(e.name(), 1),
+        }
+        if let (Err(err), Some(dlq), Some(original)) = (&result, &self.dlq, &token.original) {
+            if **topic != *dlq.topic && should_dead_letter(err, dlq.possibly_persisted) {
+                let record = dead_letter_record(&dlq.topic, topic, partition, ts, original, err);
+                let dlq = dlq.clone();
+                let counters = self.counters.clone();
+                let source = Box::new(err.clone());
+                let completion = token.completion;
+                tokio::spawn(async move {
+                    let report = match dlq.producer.send(record).await {
+                        Ok(md) => {
+                            counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                            ProducerError::DeadLettered {
+                                source,
+                                dlq_topic: md.topic.to_string(),
+                                dlq_partition: md.partition,
+                                dlq_offset: md.offset,
+                            }
+                        }
+                        Err(e) => {
+                            counters
+                                .dead_letter_failures
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, "could not write a failed record to the dead letter queue");
+                            ProducerError::DeadLetterFailed {
+                                source,
+                                dlq_error: Box::new(e),
+                            }
+                        }
+                    };
+                    deliver(completion, Err(report));
+                });
+                return;
+            }
+        }
+        deliver(token.completion, result);
+    }
+
+    /// Hands a record to the engine, or to the durability audit first.
+    fn admit(&mut self, rec: Record<Token>) {
+        if self.durability_check == DurabilityCheck::Off {
+            self.engine.append(rec, Instant::now().into_std());
+            return;
+        }
+        let enforce = self.durability_check == DurabilityCheck::Enforce;
+        let topic = rec.topic.clone();
+        let state = self.audits.get_mut(&topic);
+        let start_audit = match state {
+            None => true,
+            Some(AuditState::Done { recheck_at, .. }) => Instant::now() >= *recheck_at,
+            Some(AuditState::Running { .. }) => false,
+        };
+        if start_audit {
+            // A stale verdict is re-checked; meanwhile records follow the old one
+            // under warn, and wait under enforce.
+            let held = match self.audits.remove(&topic) {
+                Some(AuditState::Running { held }) => held,
+                _ => Vec::new(),
+            };
+            self.audits
+                .insert(topic.clone(), AuditState::Running { held });
+            self.spawn_audit(topic.clone());
+        }
+        match self.audits.get_mut(&topic) {
+            Some(AuditState::Running { held }) if enforce => held.push(rec),
+            Some(AuditState::Done {
+                verdict: Err(e), ..
+            }) if enforce => {
+                let e = e.clone();
+                self.finish(&topic, -1, rec.token, rec.timestamp_ms, Err(e));
+            }
+            _ => self.engine.append(rec, Instant::now().into_std()),
+        }
+    }
+
+    fn spawn_audit(&self, topic: Arc<str>) {
+        let pool = self.pool.clone();
+        let events = self.events();
+        let (acks, idempotence) = (self.acks, self.idempotence);
+        let max_block = self.engine.config().max_block;
+        tokio::spawn(async move {
+            let result = audit_with_pool(&pool, acks, idempotence, &topic, max_block).await;
+            let _ = events.send(Event::Audit(topic, result));
+        });
+    }
+
+    fn on_audit(&mut self, topic: Arc<str>, result: Result<DurabilityReport, ProducerError>) {
+        let enforce = self.durability_check == DurabilityCheck::Enforce;
+        let verdict = match result {
+            Ok(report) if report.is_aligned() => {
+                tracing::info!(topic = %topic, "durability audit: all three layers aligned");
+                Ok(())
+            }
+            Ok(report) => {
+                tracing::warn!(
+                    topic = %topic,
+                    check = %self.durability_check,
+                    "durability audit: {}",
+                    report.summary()
+                );
+                Err(ProducerError::DurabilityMisaligned {
+                    topic: topic.to_string(),
+                    report: Box::new(report),
+                })
+            }
+            // An unknown topic is the engine's to report, with its own wait for the
+            // topic to appear; there is nothing to audit until it exists.
+            Err(ProducerError::UnknownTopic { .. }) => {
+                let recheck_at = Instant::now() + Duration::from_secs(1);
+                let held = match self.audits.insert(
+                    topic.clone(),
+                    AuditState::Done {
+                        recheck_at,
+                        verdict: Ok(()),
+                    },
+                ) {
+                    Some(AuditState::Running { held }) => held,
+                    _ => Vec::new(),
+                };
+                for rec in held {
+                    self.engine.append(rec, Instant::now().into_std());
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(topic = %topic, error = %e, "durability audit failed");
+                Err(e)
+            }
+        };
+        let held = match self.audits.insert(
+            topic.clone(),
+            AuditState::Done {
+                recheck_at: Instant::now() + self.engine.config().metadata_max_age,
+                verdict: verdict.clone(),
+            },
+        ) {
+            Some(AuditState::Running { held }) => held,
+            _ => Vec::new(),
+        };
+        for rec in held {
+            match (&verdict, enforce) {
+                (Err(e), true) => {
+                    let e = e.clone();
+                    self.finish(&topic, -1, rec.token, rec.timestamp_ms, Err(e));
+                }
+                _ => self.engine.append(rec, Instant::now().into_std()),
+            }
+        }
+    }
+
+    fn holds_records(&self) -> bool {
+        self.audits
+            .values()
+            .any(|a| matches!(a, AuditState::Running { held } if !held.is_empty()))
+    }
+
+    fn take_held(&mut self) -> Vec<(Arc<str>, Vec<Record<Token>>)> {
+        let mut out = Vec::new();
+        for (topic, state) in self.audits.iter_mut() {
+            if let AuditState::Running { held } = state {
+                if !held.is_empty() {
+                    out.push((topic.clone(), std::mem::take(held)));
+                }
+            }
+        }
+        out
     }
 }
 

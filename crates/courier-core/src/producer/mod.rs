@@ -442,6 +442,8 @@ pub struct ProducerEngine<T> {
     compressor: Compressor,
     rng: XorShiftRng,
     deliveries: Vec<Action<T>>,
+    /// Batches resent so far (for metrics).
+    retries_total: u64,
 }
 
 impl<T> ProducerEngine<T> {
@@ -475,6 +477,7 @@ impl<T> ProducerEngine<T> {
             compressor: Compressor::new(),
             rng: XorShiftRng::new(seed),
             deliveries: Vec::new(),
+            retries_total: 0,
         }
     }
 
@@ -505,6 +508,11 @@ impl<T> ProducerEngine<T> {
     /// Number of Produce requests in flight.
     pub fn requests_in_flight(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// How many times a batch was scheduled for another attempt since the start.
+    pub fn retries_total(&self) -> u64 {
+        self.retries_total
     }
 
     fn topic_slot(&mut self, topic: &Arc<str>) -> usize {
@@ -1144,6 +1152,7 @@ impl<T> ProducerEngine<T> {
     ) {
         let retries = self.cfg.retries;
         let timeout = self.cfg.delivery_timeout;
+        self.retries_total += 1;
         let attempts = self.topics[ti].partitions[pi].batches[idx].attempts;
         let backoff = self.backoff(attempts);
         let p = &mut self.topics[ti].partitions[pi];

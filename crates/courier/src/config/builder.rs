@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::error::{ConfigError, ConfigNotice, DurabilityIssue};
 use super::keys::{self, Key};
 use super::values::{
-    self, Acks, BrokerAddress, CompressionType, DurabilityCheck, Partitioner, SaslMechanism,
-    Secret, SecurityProtocol,
+    self, Acks, BrokerAddress, CompressionType, DlqPossiblyPersisted, DurabilityCheck, Partitioner,
+    Profile, SaslMechanism, Secret, SecurityProtocol,
 };
 use super::{defaults, ProducerConfig, SaslConfig, MAX_IN_FLIGHT_WITH_IDEMPOTENCE};
 
@@ -48,6 +48,9 @@ pub struct ProducerConfigBuilder {
     reconnect_backoff_max: Option<Duration>,
     connections_max_idle: Option<Duration>,
     durability_check: Option<DurabilityCheck>,
+    profile: Option<Profile>,
+    dlq_topic: Option<String>,
+    dlq_possibly_persisted: Option<DlqPossiblyPersisted>,
     security_protocol: Option<SecurityProtocol>,
     sasl_mechanism: Option<SaslMechanism>,
     sasl_username: Option<String>,
@@ -87,6 +90,12 @@ impl ProducerConfigBuilder {
     /// `client.id`.
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
         self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// `dlq.topic`: where records that failed for good are written (off when unset).
+    pub fn dlq_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dlq_topic = Some(topic.into());
         self
     }
 
@@ -148,6 +157,10 @@ impl ProducerConfigBuilder {
         connections_max_idle: Duration => connections_max_idle;
         /// `durability.check`.
         durability_check: DurabilityCheck => durability_check;
+        /// `profile`: a preset that explicit settings override.
+        profile: Profile => profile;
+        /// `dlq.possibly.persisted`.
+        dlq_possibly_persisted: DlqPossiblyPersisted => dlq_possibly_persisted;
         /// `security.protocol`.
         security_protocol: SecurityProtocol => security_protocol;
         /// `sasl.mechanism`.
@@ -273,6 +286,21 @@ impl ProducerConfigBuilder {
                 self.durability_check =
                     Some(choice(value, values::DURABILITY_CHECK_CHOICES, invalid)?)
             }
+            Key::Profile => self.profile = Some(choice(value, values::PROFILE_CHOICES, invalid)?),
+            Key::DlqTopic => {
+                let topic = value.trim();
+                if topic.is_empty() {
+                    return Err(invalid("a topic name".to_string()));
+                }
+                self.dlq_topic = Some(topic.to_string())
+            }
+            Key::DlqPossiblyPersisted => {
+                self.dlq_possibly_persisted = Some(choice(
+                    value,
+                    values::DLQ_POSSIBLY_PERSISTED_CHOICES,
+                    invalid,
+                )?)
+            }
             Key::SecurityProtocol => {
                 self.security_protocol =
                     Some(choice(value, values::SECURITY_PROTOCOL_CHOICES, invalid)?)
@@ -300,8 +328,12 @@ impl ProducerConfigBuilder {
     /// See the [module documentation](super) for the rules. Notices (adjusted defaults) are
     /// logged with `tracing::info!`; durability issues with `tracing::warn!` unless
     /// `durability.check=off`, and they fail the build under `durability.check=enforce`.
-    pub fn build(self) -> Result<ProducerConfig, ConfigError> {
+    pub fn build(mut self) -> Result<ProducerConfig, ConfigError> {
         let mut notices = Vec::new();
+        let profile = self.profile;
+        if let Some(profile) = profile {
+            self.apply_profile(profile);
+        }
 
         let bootstrap_servers = match &self.bootstrap_servers {
             Some(raw) => parse_bootstrap_servers(Key::BootstrapServers.name(), raw)?,
@@ -602,11 +634,38 @@ impl ProducerConfigBuilder {
                 .connections_max_idle
                 .unwrap_or(defaults::CONNECTIONS_MAX_IDLE),
             durability_check,
+            profile,
+            dlq_topic: self.dlq_topic,
+            dlq_possibly_persisted: self.dlq_possibly_persisted.unwrap_or_default(),
             security_protocol,
             sasl,
             notices,
             durability_issues,
         })
+    }
+}
+
+impl ProducerConfigBuilder {
+    /// Fills what the user did not set with the preset's values: explicit settings win
+    /// whatever order they came in.
+    fn apply_profile(&mut self, profile: Profile) {
+        let (acks, idempotence, retries, check) = match profile {
+            Profile::Critical => (Acks::All, true, Some(INT_MAX), DurabilityCheck::Warn),
+            Profile::Analytics => (Acks::Leader, false, None, DurabilityCheck::Off),
+            // Fire and forget: a retry would only delay newer samples.
+            Profile::Metrics => (Acks::None, false, Some(0), DurabilityCheck::Off),
+        };
+        self.acks.get_or_insert(acks);
+        self.enable_idempotence.get_or_insert(idempotence);
+        if let Some(retries) = retries {
+            self.retries.get_or_insert(retries);
+        }
+        if profile == Profile::Critical {
+            self.max_in_flight
+                .get_or_insert(MAX_IN_FLIGHT_WITH_IDEMPOTENCE as u64);
+        }
+        // Choosing a weaker profile is a decision, not a leftover: do not warn about it.
+        self.durability_check.get_or_insert(check);
     }
 }
 

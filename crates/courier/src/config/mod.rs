@@ -53,6 +53,9 @@
 //! | `reconnect.backoff.max.ms` | | 1000 |
 //! | `connections.max.idle.ms` | | 540000 |
 //! | `durability.check` (`off`, `warn`, `enforce`; courier's own) | | `warn` |
+//! | `profile` (`critical`, `analytics`, `metrics`; courier's own presets, see [`Profile`]) | | none |
+//! | `dlq.topic` (courier's own: dead letter queue for records that failed for good) | | none |
+//! | `dlq.possibly.persisted` (`application`, `dead-letter`; see [`DlqPossiblyPersisted`]) | | `application` |
 //! | `security.protocol` (`plaintext`, `ssl`, `sasl_plaintext`, `sasl_ssl`) | | `plaintext` |
 //! | `sasl.mechanism` (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`) | `sasl.mechanisms` | none |
 //! | `sasl.username`, `sasl.password` | | none |
@@ -107,8 +110,8 @@ use std::time::Duration;
 pub use builder::ProducerConfigBuilder;
 pub use error::{ConfigError, ConfigNotice, DurabilityIssue};
 pub use values::{
-    Acks, BrokerAddress, CompressionType, DurabilityCheck, InvalidBrokerAddress, Partitioner,
-    SaslMechanism, Secret, SecurityProtocol,
+    Acks, BrokerAddress, CompressionType, DlqPossiblyPersisted, DurabilityCheck,
+    InvalidBrokerAddress, Partitioner, Profile, SaslMechanism, Secret, SecurityProtocol,
 };
 
 /// The default value of every setting that has one.
@@ -240,6 +243,9 @@ pub struct ProducerConfig {
     pub(crate) reconnect_backoff_max: Duration,
     pub(crate) connections_max_idle: Duration,
     pub(crate) durability_check: DurabilityCheck,
+    pub(crate) profile: Option<Profile>,
+    pub(crate) dlq_topic: Option<String>,
+    pub(crate) dlq_possibly_persisted: DlqPossiblyPersisted,
     pub(crate) security_protocol: SecurityProtocol,
     pub(crate) sasl: Option<SaslConfig>,
     pub(crate) notices: Vec<ConfigNotice>,
@@ -384,6 +390,21 @@ impl ProducerConfig {
     /// `durability.check`.
     pub const fn durability_check(&self) -> DurabilityCheck {
         self.durability_check
+    }
+
+    /// `profile`, if one was chosen.
+    pub const fn profile(&self) -> Option<Profile> {
+        self.profile
+    }
+
+    /// `dlq.topic`: the dead letter queue for records that failed for good, if any.
+    pub fn dlq_topic(&self) -> Option<&str> {
+        self.dlq_topic.as_deref()
+    }
+
+    /// `dlq.possibly.persisted`.
+    pub const fn dlq_possibly_persisted(&self) -> DlqPossiblyPersisted {
+        self.dlq_possibly_persisted
     }
 
     /// `security.protocol`.

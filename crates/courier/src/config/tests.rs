@@ -840,3 +840,72 @@ fn notices_explain_themselves() {
         "delivery.timeout.ms raised to 30005 ms (linger.ms + request.timeout.ms)"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Profiles and the dead letter queue
+
+#[test]
+fn critical_profile_is_durable_and_explicit_settings_override_it() {
+    let c = props(&[("profile", "critical")]).unwrap();
+    assert_eq!(c.acks(), Acks::All);
+    assert!(c.enable_idempotence());
+    assert_eq!(c.retries(), i32::MAX as u32);
+    assert_eq!(c.max_in_flight_requests_per_connection(), 5);
+    assert_eq!(c.profile(), Some(Profile::Critical));
+    // An explicit setting wins, whether it comes before or after the profile.
+    let c = props(&[
+        ("linger.ms", "50"),
+        ("profile", "critical"),
+        ("max.in.flight", "2"),
+    ])
+    .unwrap();
+    assert_eq!(c.linger(), ms(50));
+    assert_eq!(c.max_in_flight_requests_per_connection(), 2);
+}
+
+#[test]
+fn analytics_and_metrics_profiles_give_up_durability_without_warnings() {
+    let a = props(&[("profile", "analytics")]).unwrap();
+    assert_eq!(a.acks(), Acks::Leader);
+    assert!(!a.enable_idempotence());
+    assert_eq!(a.durability_check(), DurabilityCheck::Off);
+    let m = props(&[("profile", "metrics")]).unwrap();
+    assert_eq!(m.acks(), Acks::None);
+    assert_eq!(m.retries(), 0);
+    assert!(
+        !m.durability_issues().is_empty(),
+        "the weakness is still recorded"
+    );
+    // Enforce still refuses a weak profile when asked for explicitly.
+    let e = err(&[("profile", "metrics"), ("durability.check", "enforce")]);
+    assert!(matches!(e, ConfigError::NotDurable { .. }), "{e}");
+    // A profile's preset never turns an explicit choice into a conflict.
+    let c = props(&[("profile", "analytics"), ("acks", "all")]).unwrap();
+    assert_eq!(c.acks(), Acks::All);
+}
+
+#[test]
+fn unknown_profile_lists_the_choices() {
+    let e = err(&[("profile", "payments")]);
+    let text = e.to_string();
+    assert!(
+        text.contains("critical") && text.contains("analytics") && text.contains("metrics"),
+        "{text}"
+    );
+    assert_eq!(e.key(), "profile");
+}
+
+#[test]
+fn dlq_settings_parse() {
+    let c = props(&[
+        ("dlq.topic", "orders.dlq"),
+        ("dlq.possibly.persisted", "dead-letter"),
+    ])
+    .unwrap();
+    assert_eq!(c.dlq_topic(), Some("orders.dlq"));
+    assert_eq!(c.dlq_possibly_persisted(), DlqPossiblyPersisted::DeadLetter);
+    assert_eq!(props(&[]).unwrap().dlq_topic(), None);
+    assert!(err(&[("dlq.possibly.persisted", "maybe")])
+        .to_string()
+        .contains("dead-letter"));
+}

@@ -136,6 +136,57 @@ impl fmt::Display for DurabilityCheck {
     }
 }
 
+/// A preset from the usual criticality decision table (`profile`). Explicit settings
+/// override what a preset sets, whatever order they are given in.
+///
+/// | profile | acks | idempotence | retries | durability.check |
+/// |---|---|---|---|---|
+/// | `critical` | all | on | 2147483647 (bounded by `delivery.timeout.ms`) | warn |
+/// | `analytics` | 1 | off | default | off |
+/// | `metrics` | 0 | off | 0 | off |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Payments, orders, audit logs: nothing acknowledged may be lost or duplicated.
+    Critical,
+    /// Events where an occasional loss on a leader crash is acceptable.
+    Analytics,
+    /// Fire and forget: high-volume samples where loss is acceptable.
+    Metrics,
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Profile::Critical => "critical",
+            Profile::Analytics => "analytics",
+            Profile::Metrics => "metrics",
+        })
+    }
+}
+
+/// Where a record goes whose outcome is "possibly persisted" when a dead letter queue is
+/// configured (`dlq.possibly.persisted`).
+///
+/// Such a record may already be in its topic, so treating it like a lost record would
+/// be wrong either way; the choice is whose job it is to look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DlqPossiblyPersisted {
+    /// Report it to the application only (the default).
+    #[default]
+    Application,
+    /// Also write it to the dead letter queue, marked `possibly-persisted`.
+    DeadLetter,
+}
+
+impl fmt::Display for DlqPossiblyPersisted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DlqPossiblyPersisted::Application => "application",
+            DlqPossiblyPersisted::DeadLetter => "dead-letter",
+        })
+    }
+}
+
 /// How connections to brokers are secured (`security.protocol`).
 ///
 /// Parsed and validated now; the connection code that honours it is not written yet.
@@ -376,6 +427,17 @@ pub(crate) const DURABILITY_CHECK_CHOICES: &[(&str, DurabilityCheck)] = &[
     ("off", DurabilityCheck::Off),
     ("warn", DurabilityCheck::Warn),
     ("enforce", DurabilityCheck::Enforce),
+];
+
+pub(crate) const PROFILE_CHOICES: &[(&str, Profile)] = &[
+    ("critical", Profile::Critical),
+    ("analytics", Profile::Analytics),
+    ("metrics", Profile::Metrics),
+];
+
+pub(crate) const DLQ_POSSIBLY_PERSISTED_CHOICES: &[(&str, DlqPossiblyPersisted)] = &[
+    ("application", DlqPossiblyPersisted::Application),
+    ("dead-letter", DlqPossiblyPersisted::DeadLetter),
 ];
 
 pub(crate) const SECURITY_PROTOCOL_CHOICES: &[(&str, SecurityProtocol)] = &[

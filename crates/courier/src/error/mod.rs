@@ -263,6 +263,53 @@ pub enum ProducerError {
         reason: String,
     },
 
+    /// `durability.check=enforce` and the topic's layers do not line up: the record was
+    /// not sent.
+    #[error(
+        "refusing to write to topic '{topic}' (durability.check=enforce): {}",
+        report.summary()
+    )]
+    DurabilityMisaligned {
+        /// The topic.
+        topic: String,
+        /// The audit that failed.
+        report: Box<crate::audit::DurabilityReport>,
+    },
+
+    /// `durability.check=enforce` and the topic's durability could not be checked.
+    #[error(
+        "could not check the durability of topic '{topic}' (durability.check=enforce): {cause}"
+    )]
+    DurabilityUnverified {
+        /// The topic.
+        topic: String,
+        /// Why.
+        cause: String,
+    },
+
+    /// The record failed for good and was written to the dead letter queue
+    /// (`dlq.topic`). `source` is why it failed in its own topic.
+    #[error("{source}; the record was written to the dead letter queue {dlq_topic} [{dlq_partition}] @ {dlq_offset}")]
+    DeadLettered {
+        /// Why the record failed.
+        source: Box<ProducerError>,
+        /// The dead letter queue topic.
+        dlq_topic: String,
+        /// Where the dead letter landed.
+        dlq_partition: i32,
+        /// Its offset.
+        dlq_offset: i64,
+    },
+
+    /// The record failed for good, and writing it to the dead letter queue failed too.
+    #[error("{source}; writing it to the dead letter queue failed too: {dlq_error}")]
+    DeadLetterFailed {
+        /// Why the record failed.
+        source: Box<ProducerError>,
+        /// Why the dead letter queue did not take it.
+        dlq_error: Box<ProducerError>,
+    },
+
     /// The producer was closed before the record could be delivered.
     #[error("the producer is closed")]
     Closed,
@@ -349,6 +396,8 @@ impl ProducerError {
             ProducerError::DeliveryTimeout { last_error, .. } => *last_error,
             ProducerError::UnsupportedBroker { .. } => Some(ErrorCode::UNSUPPORTED_VERSION),
             ProducerError::Fatal { code, .. } => *code,
+            ProducerError::DeadLettered { source, .. }
+            | ProducerError::DeadLetterFailed { source, .. } => source.code(),
             ProducerError::Config(_)
             | ProducerError::UnknownPartition { .. }
             | ProducerError::RecordTooLarge { .. }
@@ -357,8 +406,45 @@ impl ProducerError {
             | ProducerError::MetadataTimeout { .. }
             | ProducerError::Transport { .. }
             | ProducerError::Closed
+            | ProducerError::DurabilityMisaligned { .. }
+            | ProducerError::DurabilityUnverified { .. }
             | ProducerError::ClosedInFlight { .. }
             | ProducerError::UnresolvedAfterEpochBump { .. } => None,
+        }
+    }
+
+    /// A stable name for the kind of error, for metrics and summaries: the Kafka error
+    /// code's name where the broker's answer is the error (`NOT_ENOUGH_REPLICAS`,
+    /// `TOPIC_AUTHORIZATION_FAILED`), otherwise courier's own in the same style
+    /// (`DELIVERY_TIMEOUT`, `RECORD_TOO_LARGE`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProducerError::Broker { code, .. }
+            | ProducerError::InvalidRecord { code, .. }
+            | ProducerError::RecordRejectedAsTooLarge { code, .. } => {
+                code.name().unwrap_or("UNKNOWN_SERVER_ERROR")
+            }
+            ProducerError::TopicAuthorizationFailed { .. } => "TOPIC_AUTHORIZATION_FAILED",
+            ProducerError::ClusterAuthorizationFailed => "CLUSTER_AUTHORIZATION_FAILED",
+            ProducerError::AuthenticationFailed { .. } => "SASL_AUTHENTICATION_FAILED",
+            ProducerError::Config(_) => "CONFIG",
+            ProducerError::UnknownTopic { .. } => "UNKNOWN_TOPIC_OR_PARTITION",
+            ProducerError::UnknownPartition { .. } => "UNKNOWN_PARTITION",
+            ProducerError::RecordTooLarge { .. } => "RECORD_TOO_LARGE",
+            ProducerError::RecordExceedsBufferMemory { .. } => "RECORD_EXCEEDS_BUFFER_MEMORY",
+            ProducerError::BufferFull { .. } => "BUFFER_FULL",
+            ProducerError::MetadataTimeout { .. } => "METADATA_TIMEOUT",
+            ProducerError::DeliveryTimeout { .. } => "DELIVERY_TIMEOUT",
+            ProducerError::Transport { .. } => "TRANSPORT",
+            ProducerError::UnsupportedBroker { .. } => "UNSUPPORTED_VERSION",
+            ProducerError::Fatal { .. } => "FATAL",
+            ProducerError::DurabilityMisaligned { .. } => "DURABILITY_MISALIGNED",
+            ProducerError::DurabilityUnverified { .. } => "DURABILITY_UNVERIFIED",
+            ProducerError::DeadLettered { source, .. }
+            | ProducerError::DeadLetterFailed { source, .. } => source.name(),
+            ProducerError::Closed => "CLOSED",
+            ProducerError::ClosedInFlight { .. } => "CLOSED_IN_FLIGHT",
+            ProducerError::UnresolvedAfterEpochBump { .. } => "UNRESOLVED_AFTER_EPOCH_BUMP",
         }
     }
 
@@ -375,6 +461,8 @@ impl ProducerError {
             | ProducerError::Transport { persistence, .. }
             | ProducerError::ClosedInFlight { persistence } => *persistence,
             ProducerError::UnresolvedAfterEpochBump { .. } => Persistence::PossiblyPersisted,
+            ProducerError::DeadLettered { source, .. }
+            | ProducerError::DeadLetterFailed { source, .. } => source.persistence(),
             // Fatal errors end every pending record, including ones in flight.
             ProducerError::Fatal { .. } => Persistence::PossiblyPersisted,
             _ => Persistence::NotPersisted,

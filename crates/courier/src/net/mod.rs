@@ -8,7 +8,8 @@
 //!   write (no copy).
 //! * [`ConnectionPool`]: connections by node id (and bootstrap address), opened lazily and
 //!   reopened with exponential backoff.
-//! * [`fetch_metadata`] and [`init_producer_id`]: typed Metadata and InitProducerId.
+//! * [`fetch_metadata`], [`init_producer_id`] and [`describe_topic_config`]: typed
+//!   Metadata, InitProducerId and DescribeConfigs.
 //! * [`NetError`]: every failure, with [`NetError::maybe_written`] telling whether the
 //!   request may have reached the broker, which decides whether a failed Produce may have
 //!   been persisted.
@@ -16,6 +17,7 @@
 //! The layer holds no retry or routing policy: that is the producer core's.
 
 mod codec;
+mod configs;
 mod connection;
 mod error;
 mod metadata;
@@ -23,6 +25,7 @@ mod pool;
 mod versions;
 
 pub use codec::{PartitionRecords, ProduceRequestParts, TopicRecords};
+pub use configs::{describe_topic_config, ConfigEntry, ConfigSource};
 pub use connection::{BrokerConnection, ConnectOptions, InFlightPermit};
 pub use error::{CloseReason, NetError};
 pub use metadata::{

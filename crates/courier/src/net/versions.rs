@@ -31,6 +31,7 @@ pub struct SupportedApi {
 ///   idempotent producer).
 /// * ApiVersions v0..=3: v3 is flexible and carries the client's software name and
 ///   version (KIP-511, KIP-482).
+/// * DescribeConfigs v1..=4, for the durability audit.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
     SupportedApi {
         key: ApiKey::Produce,
@@ -56,6 +57,14 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         max: 3,
         required: true,
     },
+    // The durability audit reads `min.insync.replicas` (v1 is Kafka 1.1's; v4 is
+    // flexible, KIP-482).
+    SupportedApi {
+        key: ApiKey::DescribeConfigs,
+        min: 1,
+        max: 4,
+        required: false,
+    },
 ];
 
 /// The ApiVersions version courier sends first.
@@ -76,6 +85,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::SaslHandshake => "SaslHandshake",
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
         _ => "(other API)",
     }
 }

@@ -1,0 +1,112 @@
+//! Delivery metrics a service can export: counters kept by the producer as records
+//! move through it, read with [`crate::Producer::metrics`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A point-in-time copy of the producer's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryMetrics {
+    /// Records accepted by `send`/`produce` (queued for delivery).
+    pub sent: u64,
+    /// Records acknowledged by the broker (or written, with `acks=0`).
+    pub delivered: u64,
+    /// Records that failed; each has its delivery report.
+    pub failed: u64,
+    /// Failed records by error name (`NOT_ENOUGH_REPLICAS`, `DeliveryTimeout`, ...).
+    pub failed_by_error: BTreeMap<String, u64>,
+    /// Batches scheduled for another attempt.
+    pub retries: u64,
+    /// Producer epoch bumps after sequence gaps (KIP-360).
+    pub epoch_bumps: u64,
+    /// Failed records written to the dead letter queue.
+    pub dead_lettered: u64,
+    /// Failed records the dead letter queue could not take either.
+    pub dead_letter_failures: u64,
+    /// Produce requests in flight now.
+    pub requests_in_flight: u64,
+    /// Bytes of `buffer.memory` held by records not yet delivered.
+    pub queued_bytes: u64,
+}
+
+impl DeliveryMetrics {
+    /// Delivered over delivered plus failed; 1.0 before anything completed.
+    pub fn success_rate(&self) -> f64 {
+        let done = self.delivered + self.failed;
+        if done == 0 {
+            1.0
+        } else {
+            self.delivered as f64 / done as f64
+        }
+    }
+
+    /// Records accepted but not yet reported either way.
+    pub fn pending(&self) -> u64 {
+        self.sent.saturating_sub(self.delivered + self.failed)
+    }
+}
+
+/// The live counters, shared by the producer handles and its driver.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) sent: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) failed_by_error: Mutex<BTreeMap<String, u64>>,
+    pub(crate) retries: AtomicU64,
+    pub(crate) epoch_bumps: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) dead_letter_failures: AtomicU64,
+    pub(crate) requests_in_flight: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add_failed(&self, error: &str, n: u64) {
+        self.failed.fetch_add(n, Ordering::Relaxed);
+        *self
+            .failed_by_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(error.to_string())
+            .or_default() += n;
+    }
+
+    pub(crate) fn snapshot(&self, queued_bytes: u64) -> DeliveryMetrics {
+        DeliveryMetrics {
+            sent: self.sent.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            failed_by_error: self
+                .failed_by_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            retries: self.retries.load(Ordering::Relaxed),
+            epoch_bumps: self.epoch_bumps.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            dead_letter_failures: self.dead_letter_failures.load(Ordering::Relaxed),
+            requests_in_flight: self.requests_in_flight.load(Ordering::Relaxed),
+            queued_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_rate_and_pending() {
+        let c = Counters::default();
+        assert_eq!(c.snapshot(0).success_rate(), 1.0);
+        c.sent.fetch_add(10, Ordering::Relaxed);
+        c.delivered.fetch_add(6, Ordering::Relaxed);
+        c.add_failed("NOT_ENOUGH_REPLICAS", 2);
+        let m = c.snapshot(100);
+        assert_eq!(m.success_rate(), 0.75);
+        assert_eq!(m.pending(), 2);
+        assert_eq!(m.failed_by_error["NOT_ENOUGH_REPLICAS"], 2);
+        assert_eq!(m.queued_bytes, 100);
+    }
+}
