@@ -262,10 +262,11 @@ impl RecordBatchBuilder {
         }
     }
 
-    /// A builder that writes into `buffer` (cleared first), e.g. one recycled from a batch
-    /// whose Produce request completed.
-    pub fn with_buffer(mut buffer: BytesMut) -> Self {
-        buffer.clear();
+    /// A builder that writes into `buffer` (its contents are overwritten), e.g. one
+    /// recycled from a batch whose Produce request completed.
+    pub fn with_buffer(buffer: BytesMut) -> Self {
+        // Its initialised bytes are simply overwritten: only the part beyond its length
+        // gets zero-filled when the first batch starts.
         let mut b = Self::with_capacity(buffer.capacity());
         b.buf = buffer;
         b
@@ -375,8 +376,8 @@ impl RecordBatchBuilder {
         let ts = Packed::varlong(ts_delta);
         let ts_len = ts.map_or_else(|| varlong_len(ts_delta), |t| t.len);
         let off = Packed::varint(offset_delta);
-        let key_prefix = Packed::varint(nullable_len(key));
-        let value_prefix = Packed::varint(nullable_len(value));
+        let key_prefix = Packed::nullable_len(key);
+        let value_prefix = Packed::nullable_len(value);
         let headers_len = if headers.is_empty() {
             1
         } else {
@@ -450,9 +451,8 @@ impl RecordBatchBuilder {
     #[cold]
     fn begin(&mut self, timestamp_ms: i64) {
         if self.buf.len() < self.capacity_hint {
-            // Fresh (or recycled) buffer: initialise it once; later batches that stay in
-            // this builder (compressed ones) reuse it without touching it again.
-            self.buf.clear();
+            // Fresh buffer: initialise it once (a recycled one only needs its tail). Later
+            // batches that stay in this builder (compressed ones) reuse it untouched.
             self.buf.resize(self.capacity_hint, 0);
         }
         self.pos = RECORD_BATCH_OVERHEAD;
@@ -466,6 +466,28 @@ impl RecordBatchBuilder {
     fn grow(&mut self, needed: usize) {
         let len = needed.max(self.buf.len() * 2);
         self.buf.resize(len, 0);
+    }
+
+    /// Offers the bytes of a batch that is done (acknowledged or failed for good) back as
+    /// the work area of a future batch, like Java's `BufferPool`: an uncompressed seal hands
+    /// its buffer to the batch, so without recycling every batch allocates and initialises
+    /// a fresh one.
+    ///
+    /// Taken only if this is the last handle on the bytes, the builder needs a work area
+    /// (its last batch went out uncompressed) and the buffer is at least as large as the
+    /// batches it builds; returns whether it was taken.
+    pub fn recycle(&mut self, batch: Bytes) -> bool {
+        if !self.is_empty() || self.buf.len() >= self.capacity_hint {
+            return false;
+        }
+        match batch.try_into_mut() {
+            Ok(buf) if buf.capacity() >= self.capacity_hint => {
+                // Already initialised up to its length; `begin` extends it to the hint.
+                self.buf = buf;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Drops the records appended since the last seal, keeping the buffer for reuse.
@@ -1114,6 +1136,34 @@ mod tests {
         assert_eq!(second.first_timestamp(), 20);
         assert_eq!(first.len(), second.len());
         assert_eq!(first.bytes()[61..], second.bytes()[61..]);
+    }
+
+    #[test]
+    fn recycled_batch_bytes_become_the_next_work_area() {
+        let mut compressor = Compressor::new();
+        let mut b = RecordBatchBuilder::with_capacity(1024);
+        b.append(1, Some(b"k"), Some(&[7u8; 300]), &[]).unwrap();
+        let first = b
+            .seal(ProducerFields::NONE, Compression::None, &mut compressor)
+            .unwrap();
+        let ptr = first.bytes().as_ptr();
+        let shared = first.bytes().clone();
+        assert!(!b.recycle(shared), "bytes still referenced elsewhere");
+        assert!(b.recycle(first.into_bytes()));
+        b.append(2, Some(b"k"), Some(&[8u8; 300]), &[]).unwrap();
+        assert!(!b.recycle(Bytes::from(vec![0u8; 4096])), "mid-batch");
+        let second = b
+            .seal(ProducerFields::NONE, Compression::None, &mut compressor)
+            .unwrap();
+        assert_eq!(
+            second.bytes().as_ptr(),
+            ptr,
+            "the recycled allocation was reused"
+        );
+        let (decoded, _) = crate::decode::decode_batch(second.bytes()).unwrap();
+        assert_eq!(decoded.records[0].timestamp, 2);
+        assert_eq!(decoded.records[0].value.as_deref(), Some(&[8u8; 300][..]));
+        assert!(!b.recycle(Bytes::from(vec![0u8; 16])), "too small");
     }
 
     #[test]

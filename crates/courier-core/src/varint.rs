@@ -108,6 +108,14 @@ impl Packed {
         Self::unsigned(zigzag32(value) as u64)
     }
 
+    /// Packs the length of a nullable field: -1 (zigzag 1) for `None`, else the length,
+    /// whose zigzag form is simply twice it. A length above `i32::MAX` packs garbage; the
+    /// record writer rejects such records before storing anything.
+    #[inline]
+    pub fn nullable_len(field: Option<&[u8]>) -> Packed {
+        Self::unsigned(field.map_or(1, |f| (f.len() as u64) << 1))
+    }
+
     /// Packs the zigzag varlong of `value`, or `None` if it needs more than 8 bytes
     /// (magnitudes of 2^55 and more, e.g. absurd timestamp deltas): use
     /// [`write_varlong`] for those.
@@ -295,10 +303,28 @@ mod tests {
                 let mut out = [0xaau8; 16];
                 let packed = Packed::varint(v32);
                 assert_eq!(packed.len, varint_len(v32));
+                if v32 >= 0 {
+                    let field = vec![0u8; (v32 as usize).min(1 << 16)];
+                    let len = field.len() as i32;
+                    let mut a = [0u8; 16];
+                    let mut b = [0u8; 16];
+                    Packed::nullable_len(Some(&field)).put(&mut a, 0);
+                    Packed::varint(len).put(&mut b, 0);
+                    assert_eq!(a, b, "nullable length {len}");
+                }
                 let n = packed.put(&mut out, 2);
                 assert_eq!(&out[2..2 + n], &enc32(v32)[..], "varint {v32}");
             }
         }
+    }
+
+    #[test]
+    fn null_field_packs_as_minus_one() {
+        let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+        Packed::nullable_len(None).put(&mut a, 0);
+        Packed::varint(-1).put(&mut b, 0);
+        assert_eq!(a, b);
+        assert_eq!(Packed::nullable_len(None).len, 1);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! * courier -> Java: batches we build for every codec are written to files and read back by
 //!   the same Java tool (`MemoryRecords.readableRecords`, `ensureValid()` = CRC32C check,
 //!   record iteration). Its output must equal the text rendered from the records we put in.
-//!   This needs `java` (17+) on the PATH and the jars in `$COURIER_KAFKA_LIBS` (default
-//!   `/work/kafka-libs`); without them the test fails, it never skips.
+//!   It needs a JDK 17+ and the Kafka jars, found through the test kit (`$COURIER_KAFKA_LIBS`
+//!   or the kit's Maven-fetched cache); without them the test fails, it never skips.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -365,46 +365,32 @@ fn render_expected(out: &mut String, batch: &SealedBatch, records: &[Rec], trans
     }
 }
 
-fn kafka_libs() -> PathBuf {
-    let dir = std::env::var_os("COURIER_KAFKA_LIBS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/kafka-libs"));
-    let has_clients = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                name.starts_with("kafka-clients-") && name.ends_with(".jar")
-            })
-        })
-        .unwrap_or(false);
-    assert!(
-        has_clients,
-        "no kafka-clients jar in {}: set COURIER_KAFKA_LIBS to a directory holding \
-         kafka-clients 4.x and its codec jars (lz4-java, snappy-java, zstd-jni, slf4j-api); \
-         this test checks our batches with Kafka's Java client and does not skip",
-        dir.display()
-    );
-    dir
-}
-
+/// Runs our Java tool's `dump` mode over `files` with Kafka's jars, returning its output.
+///
+/// The jars and `java` come from the test kit: `$COURIER_KAFKA_LIBS` if set (e.g.
+/// `/work/kafka-libs`), else the kit's per-user cache, fetched once from Maven Central.
+/// The single-file source launcher needs a JDK (every project machine image has
+/// openjdk-17-jdk-headless). Anything missing fails the test: it never skips.
 fn java_dump(files: &[PathBuf]) -> String {
-    let libs = kafka_libs();
+    let dist = courier_testkit::KafkaDist::locate().unwrap_or_else(|e| {
+        panic!(
+            "cannot find Kafka's jars and Java for the interop test ({e}); set \
+             COURIER_KAFKA_LIBS to a directory of Kafka 4.3.1 jars or let the test kit fetch them"
+        )
+    });
     let tool = manifest_dir().join("tests/fixtures/gen/KafkaBatchTool.java");
-    let classpath = format!("{}/*", libs.display());
-    let output = Command::new("java")
+    let output = Command::new(dist.java())
         .arg("-cp")
-        .arg(&classpath)
+        .arg(dist.libs().join("*"))
         .arg(&tool)
         .arg("dump")
         .args(files)
         .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `java` (Java 17+ must be on the PATH for this test): {e}")
-        });
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", dist.java().display()));
     assert!(
         output.status.success(),
-        "Kafka's Java client rejected our batches:\n{}",
+        "Kafka's Java client rejected our batches (or the JDK cannot run {}):\n{}",
+        tool.display(),
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8 output")
