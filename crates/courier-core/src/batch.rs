@@ -413,15 +413,31 @@ impl RecordBatchBuilder {
         // Fields are stored straight into the work area, each varint with one 8-byte store
         // that may spill into the slack (the next field overwrites it). Building them in a
         // stack array and copying that costs a store-forwarding stall per record.
-        let mut p = length.put(out, 0);
-        out[p] = 0; // record attributes: unused in v2
-        p += 1;
-        p += match ts {
-            Some(ts) => ts.put(out, p),
-            None => write_varlong(&mut out[p..], ts_delta),
+        let mut p = match ts {
+            // Length, attributes (0), timestamp delta, offset delta and key length: for
+            // typical records 5-8 bytes, assembled in a register and stored at once.
+            Some(ts) if length.len + 1 + ts.len + off.len + key_prefix.len <= 8 => {
+                let (prefix, len) = length
+                    .then_zero_byte()
+                    .then(ts)
+                    .then(off)
+                    .then(key_prefix)
+                    .into_parts();
+                out[..8].copy_from_slice(&prefix.to_le_bytes());
+                len
+            }
+            _ => {
+                let mut p = length.put(out, 0);
+                out[p] = 0; // record attributes: unused in v2
+                p += 1;
+                p += match ts {
+                    Some(ts) => ts.put(out, p),
+                    None => write_varlong(&mut out[p..], ts_delta),
+                };
+                p += off.put(out, p);
+                p + key_prefix.put(out, p)
+            }
         };
-        p += off.put(out, p);
-        p += key_prefix.put(out, p);
         if let Some(key) = key {
             copy_key(out, p, key);
             p += key.len();

@@ -161,6 +161,43 @@ impl Packed {
     }
 }
 
+/// Consecutive packed fields in one `u64` (wire order, little-endian), for runs of small
+/// fields that one 8-byte store can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PackedRun {
+    bytes: u64,
+    len: usize,
+}
+
+impl Packed {
+    /// Starts a run with this varint followed by a zero byte.
+    #[inline]
+    pub fn then_zero_byte(self) -> PackedRun {
+        PackedRun {
+            bytes: self.bytes,
+            len: self.len + 1,
+        }
+    }
+}
+
+impl PackedRun {
+    /// Appends a varint; the caller keeps the whole run within 8 bytes.
+    #[inline]
+    pub fn then(self, next: Packed) -> PackedRun {
+        debug_assert!(self.len + next.len <= 8);
+        PackedRun {
+            bytes: self.bytes | (next.bytes << (8 * self.len)),
+            len: self.len + next.len,
+        }
+    }
+
+    /// The bytes (wire order in little-endian) and how many are used.
+    #[inline]
+    pub fn into_parts(self) -> (u64, usize) {
+        (self.bytes, self.len)
+    }
+}
+
 /// Why a varint could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VarintError {
@@ -315,6 +352,31 @@ mod tests {
                 let n = packed.put(&mut out, 2);
                 assert_eq!(&out[2..2 + n], &enc32(v32)[..], "varint {v32}");
             }
+        }
+    }
+
+    #[test]
+    fn packed_run_stores_the_same_bytes_as_separate_puts() {
+        for (a, b, c) in [
+            (0, 0, 0),
+            (1, -1, 63),
+            (-64, 64, 5),
+            (300, 0, -2),
+            (8191, 1, 1),
+        ] {
+            let (pa, pb, pc) = (Packed::varint(a), Packed::varint(b), Packed::varint(c));
+            if pa.len + 1 + pb.len + pc.len > 8 {
+                continue;
+            }
+            let mut separate = [0u8; 24];
+            let mut p = pa.put(&mut separate, 0);
+            separate[p] = 0;
+            p += 1;
+            p += pb.put(&mut separate, p);
+            p += pc.put(&mut separate, p);
+            let (run, len) = pa.then_zero_byte().then(pb).then(pc).into_parts();
+            assert_eq!(len, p);
+            assert_eq!(&run.to_le_bytes()[..len], &separate[..len], "{a} {b} {c}");
         }
     }
 
