@@ -1,0 +1,367 @@
+//! The `courier` binary against the test kit's shared 1-broker Kafka cluster (and its
+//! blackhole broker), judged by Kafka's console consumer.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use courier_testkit::{Blackhole, KafkaCluster, TopicSpec};
+use serde_json::Value;
+
+fn courier(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the courier binary");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin)
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait for courier");
+    eprintln!(
+        "courier {args:?} -> {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn topic(cluster: &KafkaCluster, prefix: &str, partitions: i32) -> String {
+    let t = cluster.unique_topic(prefix);
+    cluster
+        .create_topic(&TopicSpec::new(&t).partitions(partitions))
+        .unwrap();
+    t
+}
+
+fn text(b: &Option<Vec<u8>>) -> Option<String> {
+    b.as_ref().map(|v| String::from_utf8(v.clone()).unwrap())
+}
+
+fn json_summary(out: &Output) -> Value {
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .expect("a JSON object on stdout");
+    serde_json::from_str(line).expect("valid JSON")
+}
+
+#[test]
+fn produce_from_stdin_splits_keys_and_adds_headers() {
+    let cluster = KafkaCluster::shared(1);
+    let t = topic(cluster, "cli-stdin", 1);
+    let out = courier(
+        &[
+            "produce",
+            "-b",
+            &cluster.bootstrap(),
+            "-t",
+            &t,
+            "-K",
+            ":",
+            "-H",
+            "source=cli",
+            "-H",
+            "run=1",
+        ],
+        b"order-1:{\"amount\":10}\norder-2:a:b\n\nno-key-here\n",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let recs = cluster.consume_all(&t).unwrap();
+    let got: Vec<(Option<String>, Option<String>)> = recs
+        .iter()
+        .map(|r| (text(&r.key), text(&r.value)))
+        .collect();
+    // The empty line is skipped, as kcat does; the key splits at the first ':'.
+    assert_eq!(
+        got,
+        [
+            (Some("order-1".into()), Some("{\"amount\":10}".into())),
+            (Some("order-2".into()), Some("a:b".into())),
+            (None, Some("no-key-here".into())),
+        ]
+    );
+    for r in &recs {
+        assert_eq!(
+            r.headers,
+            [
+                ("source".to_string(), Some(b"cli".to_vec())),
+                ("run".to_string(), Some(b"1".to_vec())),
+            ]
+        );
+    }
+}
+
+#[test]
+fn produce_file_lines_with_l_and_whole_files_without() {
+    let cluster = KafkaCluster::shared(1);
+    let t = topic(cluster, "cli-file", 3);
+    let dir = std::env::temp_dir().join(format!("courier-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lines = dir.join("lines.txt");
+    std::fs::write(&lines, "alpha\nbeta\ngamma\n").unwrap();
+    let whole = dir.join("whole.txt");
+    std::fs::write(&whole, "line one\nline two\n").unwrap();
+
+    let out = courier(
+        &[
+            "produce",
+            "-b",
+            &cluster.bootstrap(),
+            "-t",
+            &t,
+            "-p",
+            "2",
+            "-k",
+            "fixed",
+            "-z",
+            "lz4",
+            "-l",
+            lines.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = courier(
+        &[
+            "produce",
+            "-b",
+            &cluster.bootstrap(),
+            "-t",
+            &t,
+            "-p",
+            "1",
+            whole.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::remove_dir_all(&dir).ok();
+
+    let recs = cluster.consume_all(&t).unwrap();
+    let mut p2: Vec<_> = recs.iter().filter(|r| r.partition == 2).collect();
+    p2.sort_by_key(|r| r.offset);
+    let values: Vec<_> = p2.iter().map(|r| text(&r.value).unwrap()).collect();
+    assert_eq!(values, ["alpha", "beta", "gamma"]);
+    assert!(p2.iter().all(|r| text(&r.key).as_deref() == Some("fixed")));
+    let p1: Vec<_> = recs.iter().filter(|r| r.partition == 1).collect();
+    assert_eq!(p1.len(), 1, "without -l a file is one record");
+    assert_eq!(text(&p1[0].value).as_deref(), Some("line one\nline two\n"));
+    assert_eq!(recs.len(), 4);
+}
+
+#[test]
+fn unknown_topic_fails_with_a_summary_by_error_name() {
+    let cluster = KafkaCluster::shared(1);
+    let missing = cluster.unique_topic("cli-missing");
+    let out = courier(
+        &[
+            "produce",
+            "-b",
+            &cluster.bootstrap(),
+            "-t",
+            &missing,
+            "-X",
+            "max.block.ms=2000",
+            "--summary",
+            "json",
+        ],
+        b"one\ntwo\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 of 2 records failed"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("UNKNOWN_TOPIC_OR_PARTITION: 2 record(s)"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("does not exist"), "stderr: {stderr}");
+    let s = json_summary(&out);
+    assert_eq!(s["records"], 2);
+    assert_eq!(s["delivered"], 0);
+    assert_eq!(s["failed"], 2);
+    assert_eq!(s["errors"]["UNKNOWN_TOPIC_OR_PARTITION"], 2);
+}
+
+#[test]
+fn unknown_property_is_refused_before_anything_is_sent() {
+    let out = courier(
+        &[
+            "produce",
+            "-b",
+            "127.0.0.1:1",
+            "-t",
+            "x",
+            "-X",
+            "lingr.ms=5",
+        ],
+        b"never sent\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lingr.ms"), "stderr: {stderr}");
+    assert!(stderr.contains("linger.ms"), "a suggestion: {stderr}");
+}
+
+#[test]
+fn summary_json_has_every_field_and_counts_right() {
+    let cluster = KafkaCluster::shared(1);
+    let t = topic(cluster, "cli-json", 2);
+    let input: String = (0..500).map(|i| format!("k{i}\tvalue-{i}\n")).collect();
+    let out = courier(
+        &[
+            "produce",
+            "-b",
+            &cluster.bootstrap(),
+            "-t",
+            &t,
+            "-K",
+            "\\t",
+            "--summary",
+            "json",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let s = json_summary(&out);
+    assert_eq!(s["records"], 500);
+    assert_eq!(s["delivered"], 500);
+    assert_eq!(s["failed"], 0);
+    assert_eq!(s["errors"], serde_json::json!({}));
+    for f in ["elapsed_s", "records_per_s", "mb_per_s", "cpu_s"] {
+        assert!(s[f].as_f64().unwrap() >= 0.0, "{f}: {s}");
+    }
+    let lat = &s["latency_ms"];
+    let (p50, p99, p999) = (
+        lat["p50"].as_f64().unwrap(),
+        lat["p99"].as_f64().unwrap(),
+        lat["p999"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{lat}");
+    assert_eq!(cluster.consume_all(&t).unwrap().len(), 500);
+}
+
+#[test]
+fn perf_prints_java_style_lines_and_a_json_summary() {
+    let cluster = KafkaCluster::shared(1);
+    let t = topic(cluster, "cli-perf", 3);
+    let out = courier(
+        &[
+            "perf",
+            "--topic",
+            &t,
+            "--num-records",
+            "3000",
+            "--record-size",
+            "100",
+            "--throughput",
+            "-1",
+            "--bootstrap-server",
+            &cluster.bootstrap(),
+            "--producer-props",
+            "acks=all",
+            "compression.type=lz4",
+            "--summary",
+            "json",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr
+        .lines()
+        .find(|l| l.starts_with("3000 records sent,"))
+        .unwrap_or_else(|| panic!("no final line in {stderr}"));
+    assert!(
+        last.contains("ms 50th") && last.contains("ms 99.9th."),
+        "{last}"
+    );
+    assert!(stderr.contains("s per million records"), "{stderr}");
+    let s = json_summary(&out);
+    assert_eq!(s["delivered"], 3000);
+    assert!(s["cpu_s_per_million_records"].as_f64().unwrap() > 0.0);
+    assert!(s["latency_ms"]["p95"].as_f64().is_some());
+    assert_eq!(cluster.consume_all(&t).unwrap().len(), 3000);
+}
+
+#[test]
+fn perf_against_the_blackhole_delivers_every_record() {
+    let bh = Blackhole::start(4).unwrap();
+    let out = courier(
+        &[
+            "perf",
+            "--topic",
+            "anything",
+            "--num-records",
+            "20000",
+            "--record-size",
+            "1000",
+            "--bootstrap-server",
+            &bh.bootstrap(),
+            "--summary",
+            "json",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json_summary(&out)["delivered"], 20000);
+    assert_eq!(bh.records(), 20000);
+}
+
+#[test]
+fn demo_against_a_given_cluster_verifies_with_the_console_consumer() {
+    let cluster = KafkaCluster::shared(1);
+    let out = courier(
+        &[
+            "demo",
+            "-b",
+            &cluster.bootstrap(),
+            "--records",
+            "400",
+            "--partitions",
+            "3",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("delivered 400/400 records"), "{stdout}");
+    assert!(
+        stdout.contains("[ok] the log holds 400 records"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("[FAIL]"), "{stdout}");
+    assert!(stdout.contains("kafka-dump-log skipped"), "{stdout}");
+    assert!(stdout.lines().last().unwrap().starts_with("OK"), "{stdout}");
+}
+
+#[test]
+fn demo_with_its_own_local_cluster_checks_producer_ids_and_sequences() {
+    let out = courier(
+        &[
+            "demo",
+            "--brokers",
+            "1",
+            "--records",
+            "300",
+            "--partitions",
+            "2",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("starting a local 1-broker"), "{stdout}");
+    assert!(
+        stdout.contains("[ok] one producer id and epoch across all batches"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("contiguous, CRCs valid"), "{stdout}");
+    assert!(!stdout.contains("[FAIL]"), "{stdout}");
+}
