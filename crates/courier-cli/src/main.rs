@@ -37,6 +37,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a blackhole broker: acknowledges every Produce at once, stores nothing.
     Blackhole(BlackholeArgs),
+    /// Create or delete a topic (for scripts such as perf/run.py).
+    #[command(hide = true)]
+    Topic(TopicArgs),
 }
 
 /// How `--summary` prints the run's totals.
@@ -58,6 +61,90 @@ struct BlackholeArgs {
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
+}
+
+/// Whether `courier topic` creates or deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TopicAction {
+    Create,
+    Delete,
+}
+
+/// Options of `courier topic`.
+#[derive(Debug, clap::Args)]
+struct TopicArgs {
+    /// create or delete.
+    #[arg(value_enum)]
+    action: TopicAction,
+
+    /// Bootstrap broker(s).
+    #[arg(short = 'b', long = "bootstrap-server")]
+    bootstrap: String,
+
+    /// Topic name.
+    #[arg(long)]
+    topic: String,
+
+    /// Partitions (create).
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+
+    /// Replication factor (create); -1 takes the broker default.
+    #[arg(long = "replication-factor", default_value_t = -1, allow_negative_numbers = true)]
+    replication_factor: i16,
+
+    /// Topic config k=v (create; repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    configs: Vec<String>,
+}
+
+fn topic(args: TopicArgs) -> i32 {
+    use courier_testkit::{wait_until, Admin, TopicSpec};
+    let mut admin = Admin::new(&args.bootstrap);
+    let result = match args.action {
+        TopicAction::Delete => admin.delete_topic(&args.topic),
+        TopicAction::Create => {
+            let mut spec = TopicSpec::new(&args.topic)
+                .partitions(args.partitions)
+                .replication_factor(args.replication_factor);
+            for c in &args.configs {
+                match props::parse_kv(c) {
+                    Ok((k, v)) => spec = spec.config(k, v),
+                    Err(e) => {
+                        eprintln!("courier topic: --config {e}");
+                        return 2;
+                    }
+                }
+            }
+            admin.create_topic(&spec).and_then(|()| {
+                wait_until(
+                    &format!("leaders for every partition of {}", args.topic),
+                    std::time::Duration::from_secs(60),
+                    || {
+                        let md = admin
+                            .metadata(Some(&[&args.topic]))
+                            .map_err(|e| e.to_string())?;
+                        match md.topics.first() {
+                            Some(t)
+                                if t.partitions.len() == args.partitions as usize
+                                    && t.partitions.iter().all(|p| p.leader >= 0) =>
+                            {
+                                Ok(())
+                            }
+                            other => Err(format!("{other:?}")),
+                        }
+                    },
+                )
+            })
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("courier topic: {e}");
+            1
+        }
+    }
 }
 
 fn blackhole(args: BlackholeArgs) -> i32 {
@@ -109,6 +196,7 @@ fn main() {
         Command::Perf(a) => perf::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Blackhole(a) => blackhole(a),
+        Command::Topic(a) => topic(a),
     };
     std::process::exit(code);
 }

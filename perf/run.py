@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""Side-by-side producer benchmark: courier against librdkafka, the Java producer,
+franz-go and krafka, one after another, on the same local broker, topic layout and
+payloads, with the same producer settings.
+
+    python3 perf/run.py                       # the full matrix (about 30 minutes)
+    python3 perf/run.py --quick               # a smoke run with small counts
+    python3 perf/run.py --clients courier,librdkafka --modes blackhole --sizes 100
+
+What it does:
+
+1. Builds the clients: `courier` (this workspace, release), perf/rdkafka-perf and
+   perf/krafka-perf (each its own cargo workspace), perf/franz-go-perf (go build);
+   the Java producer is Kafka's own `kafka-producer-perf-test`
+   (org.apache.kafka.tools.ProducerPerformance) from the test kit's jars.
+2. Writes payload files (perf/payloads/): random alphanumeric records (LZ4 cannot
+   shrink them) and JSON-like records (it can), 100 B and 1 KiB, 10,000 distinct
+   records each; every client picks a random one per record.
+3. Starts one real Kafka broker with the test kit (`courier-kafka --brokers 1`) and,
+   per partition count, a blackhole broker (`courier blackhole`), each in its own
+   process so only the client's CPU is measured.
+4. For each case and client: creates a fresh topic (real broker), runs the client
+   under `/usr/bin/time` (user + system CPU of the client process), deletes the
+   topic, and records records/s, MB/s, p50/p99 latency and CPU-seconds per million
+   records.
+5. Prints Markdown tables (also written to perf/results/<stamp>/results.md, raw
+   rows to results.jsonl).
+
+Settings held equal: acks=all, idempotence on, LZ4, linger.ms=5, batch.size=16384,
+a 32 MiB send buffer, unlimited rate (--throughput -1). A fixed-rate case
+(--latency-rate records/s) compares latency when no client is saturated.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PERF = ROOT / "perf"
+JAVA_LIBS = Path(os.environ.get("COURIER_KAFKA_LIBS",
+                                Path.home() / ".cache/courier/kafka-4.3.1/libs"))
+
+COMMON = {
+    "acks": "all",
+    "enable.idempotence": "true",
+    "compression.type": "lz4",
+    "linger.ms": "5",
+    "batch.size": "16384",
+}
+BUFFER = 32 * 1024 * 1024
+
+# Each client's spelling of the common settings.
+PROPS = {
+    "courier": {**COMMON, "buffer.memory": str(BUFFER)},
+    "java": {**COMMON, "buffer.memory": str(BUFFER)},
+    "franz-go": {**COMMON, "buffer.memory": str(BUFFER)},
+    "krafka": {**COMMON, "buffer.memory": str(BUFFER)},
+    # librdkafka bounds its queue by KiB and by message count; lift the count so
+    # the byte bound is the one that holds, as for the others.
+    "librdkafka": {**COMMON, "queue.buffering.max.kbytes": str(BUFFER // 1024),
+                   "queue.buffering.max.messages": "10000000"},
+}
+
+ALL_CLIENTS = ["courier", "librdkafka", "java", "franz-go", "krafka"]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(str(c) for c in cmd))
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# ---------------------------------------------------------------- building
+
+def build(clients):
+    bins = {}
+    run(["cargo", "build", "--release", "-q", "-p", "courier-cli",
+         "-p", "courier-testkit"], cwd=ROOT)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    bins["courier"] = target / "release" / "courier"
+    bins["courier-kafka"] = target / "release" / "courier-kafka"
+    if "librdkafka" in clients:
+        run(["cargo", "build", "--release", "-q"], cwd=PERF / "rdkafka-perf")
+        bins["librdkafka"] = PERF / "rdkafka-perf/target/release/rdkafka-perf"
+    if "krafka" in clients:
+        run(["cargo", "build", "--release", "-q"], cwd=PERF / "krafka-perf")
+        bins["krafka"] = PERF / "krafka-perf/target/release/krafka-perf"
+    if "franz-go" in clients:
+        run(["go", "build", "-o", "franz-go-perf", "."], cwd=PERF / "franz-go-perf")
+        bins["franz-go"] = PERF / "franz-go-perf/franz-go-perf"
+    if "java" in clients and not (JAVA_LIBS / "kafka-tools-4.3.1.jar").exists():
+        sys.exit(f"the Kafka jars are not in {JAVA_LIBS}: run "
+                 "`cargo run -p courier-testkit --bin courier-kafka -- --check` once "
+                 "to fetch them (or set COURIER_KAFKA_LIBS)")
+    return bins
+
+
+# ---------------------------------------------------------------- payloads
+
+ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+WORDS = ["created", "paid", "shipped", "delivered", "returned", "EUR", "USD",
+         "standard", "express", "berlin", "lisbon", "oslo", "warehouse-3"]
+
+
+def json_record(rng, size):
+    doc = {
+        "order_id": f"ord-{rng.randrange(10**9):09d}",
+        "customer": f"customer-{rng.randrange(100000)}",
+        "status": rng.choice(WORDS[:5]),
+        "currency": rng.choice(WORDS[5:7]),
+        "amount": round(rng.uniform(1, 5000), 2),
+        "shipping": rng.choice(WORDS[7:9]),
+        "city": rng.choice(WORDS[9:]),
+        "items": [],
+    }
+    while True:
+        item = {"sku": f"SKU-{rng.randrange(99999):05d}", "qty": rng.randrange(1, 9),
+                "price": round(rng.uniform(1, 500), 2)}
+        doc["items"].append(item)
+        if len(json.dumps(doc, separators=(",", ":"))) > size - 20:
+            doc["items"].pop()
+            break
+    text = json.dumps(doc, separators=(",", ":"))
+    pad = size - len(text) - len(',"note":""')
+    if pad >= 0:
+        doc["note"] = "".join(rng.choice(WORDS) + " " for _ in range(pad))[:pad]
+        text = json.dumps(doc, separators=(",", ":"))
+    return text[:size] if len(text) > size else text
+
+
+def payload_files(sizes, kinds):
+    out = {}
+    d = PERF / "payloads"
+    d.mkdir(exist_ok=True)
+    for size in sizes:
+        for kind in kinds:
+            path = d / f"{kind}-{size}.txt"
+            if not path.exists():
+                rng = random.Random(f"{kind}-{size}")
+                with open(path, "w") as f:
+                    for _ in range(10000):
+                        if kind == "random":
+                            f.write("".join(rng.choice(ALNUM) for _ in range(size)))
+                        else:
+                            f.write(json_record(rng, size))
+                        f.write("\n")
+            out[(size, kind)] = path
+    return out
+
+
+# ---------------------------------------------------------------- brokers
+
+class Proc:
+    """A background process that prints `bootstrap: host:port` when ready."""
+
+    def __init__(self, cmd, what):
+        log("$ " + " ".join(str(c) for c in cmd))
+        self.what = what
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True, start_new_session=True)
+        self.bootstrap = None
+        for line in self.p.stdout:
+            if line.startswith("bootstrap: "):
+                self.bootstrap = line.split(": ", 1)[1].strip()
+                break
+        if not self.bootstrap:
+            sys.exit(f"{what} did not start")
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(60)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+
+
+# ---------------------------------------------------------------- clients
+
+def command(client, bins, bootstrap, topic, n, payload, rate):
+    props = [f"{k}={v}" for k, v in PROPS[client].items()]
+    args = ["--topic", topic, "--num-records", str(n), "--payload-file", str(payload),
+            "--throughput", str(rate), "--bootstrap-server", bootstrap]
+    if client == "java":
+        return (["java", "-Xms1g", "-Xmx1g", "-cp", f"{JAVA_LIBS}/*",
+                 "org.apache.kafka.tools.ProducerPerformance"] + args
+                + ["--command-property"] + props)
+    if client == "courier":
+        return [bins["courier"], "perf"] + args + ["--producer-props"] + props + [
+            "--summary", "json"]
+    return [bins[client]] + args + ["--producer-props"] + props
+
+
+JAVA_FINAL = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg "
+    r"latency, ([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
+
+
+def measure(client, cmd, workdir):
+    timef = workdir / "time.txt"
+    full = ["/usr/bin/time", "-f", "%U %S %e %M", "-o", str(timef)] + [str(c) for c in cmd]
+    p = subprocess.run(full, capture_output=True, text=True, timeout=1800)
+    (workdir / f"{client}.out").write_text(p.stdout + "\n--- stderr\n" + p.stderr)
+    user, sys_, wall, rss = timef.read_text().split()[-4:]
+    row = {"exit": p.returncode, "cpu_s": float(user) + float(sys_), "wall_s": float(wall),
+           "max_rss_mb": int(rss) / 1024}
+    js = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    if js:
+        s = json.loads(js[-1])
+        row.update(delivered=s["delivered"], records_per_s=s["records_per_s"],
+                   mb_per_s=s["mb_per_s"], p50_ms=s["latency_ms"]["p50"],
+                   p99_ms=s["latency_ms"]["p99"])
+    else:
+        m = JAVA_FINAL.findall(p.stdout + p.stderr)
+        if not m:
+            raise RuntimeError(f"{client}: no result line; see {workdir}/{client}.out")
+        sent, rps, mbps, _avg, _max, p50, _p95, p99 = m[-1]
+        row.update(delivered=int(sent), records_per_s=float(rps), mb_per_s=float(mbps),
+                   p50_ms=float(p50), p99_ms=float(p99))
+    return row
+
+
+# ---------------------------------------------------------------- tables
+
+def fmt_table(rows, title):
+    lines = [f"### {title}", ""]
+    cases = []
+    for r in rows:
+        key = (r["size"], r["payload"], r["partitions"])
+        if key not in cases:
+            cases.append(key)
+    lines.append("| case | client | records/s | MB/s | p50 ms | p99 ms | CPU s / M records "
+                 "| vs best peer: records/s | vs best peer: CPU/rec |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for case in cases:
+        rs = [r for r in rows if (r["size"], r["payload"], r["partitions"]) == case]
+        peers = [r for r in rs if r["client"] != "courier" and r.get("ok")]
+        best_rps = max((r["records_per_s"] for r in peers), default=None)
+        best_cpu = min((r["cpu_per_m"] for r in peers), default=None)
+        for r in rs:
+            name = f"{case[0]} B {case[1]}, {case[2]} part."
+            if not r.get("ok"):
+                lines.append(f"| {name} | {r['client']} | failed: {r.get('error', '')} "
+                             "| | | | | | |")
+                continue
+            vs_rps = vs_cpu = ""
+            if r["client"] == "courier" and best_rps:
+                vs_rps = f"{r['records_per_s'] / best_rps:.2f}x"
+                vs_cpu = f"{r['cpu_per_m'] / best_cpu:.2f}x"
+            lines.append(
+                f"| {name} | {r['client']} | {r['records_per_s']:,.0f} | {r['mb_per_s']:.1f} "
+                f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['cpu_per_m']:.2f} "
+                f"| {vs_rps} | {vs_cpu} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", default=",".join(ALL_CLIENTS))
+    ap.add_argument("--modes", default="broker,blackhole",
+                    help="broker (one real Kafka broker), blackhole, or both")
+    ap.add_argument("--sizes", default="100,1024")
+    ap.add_argument("--payloads", default="random,json")
+    ap.add_argument("--partitions", default="1,6")
+    ap.add_argument("--records", type=int, default=None,
+                    help="records per run (default: 1M for 100 B, 300k for 1 KiB; "
+                         "twice that against the blackhole)")
+    ap.add_argument("--latency-rate", type=int, default=20000,
+                    help="records/s of the fixed-rate latency case (0 skips it)")
+    ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+
+    clients = a.clients.split(",")
+    unknown = set(clients) - set(ALL_CLIENTS)
+    if unknown:
+        sys.exit(f"unknown client(s) {unknown}; choose from {ALL_CLIENTS}")
+    modes = a.modes.split(",")
+    sizes = [int(s) for s in a.sizes.split(",")]
+    kinds = a.payloads.split(",")
+    parts = [int(p) for p in a.partitions.split(",")]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(a.out) if a.out else PERF / "results" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+
+    bins = build(clients)
+    payloads = payload_files(sizes, kinds)
+
+    def count(size, mode):
+        if a.records:
+            return a.records
+        n = 1_000_000 if size <= 100 else 300_000
+        if mode == "blackhole":
+            n *= 2
+        return n // 20 if a.quick else n
+
+    rows = []
+    jsonl = open(out / "results.jsonl", "w")
+    env = {"nproc": os.cpu_count(), "cpu": cpu_model(), "load_before": os.getloadavg()}
+    (out / "machine.json").write_text(json.dumps(env))
+
+    def one(mode, bootstrap, size, kind, p, client, rate, n, topic):
+        wd = out / f"{mode}-{size}-{kind}-{p}-{rate}"
+        wd.mkdir(exist_ok=True)
+        row = {"mode": mode, "size": size, "payload": kind, "partitions": p,
+               "client": client, "rate": rate, "records": n,
+               "load": os.getloadavg()[0]}
+        try:
+            row.update(measure(client, command(client, bins, bootstrap, topic, n,
+                                               payloads[(size, kind)], rate), wd))
+            row["ok"] = row["exit"] == 0 and row["delivered"] == n
+            if not row["ok"]:
+                row["error"] = f"exit {row['exit']}, {row['delivered']}/{n} delivered"
+        except Exception as e:  # a peer failing must not stop the others
+            row.update(ok=False, error=str(e)[:200])
+        if row.get("ok"):
+            row["cpu_per_m"] = row["cpu_s"] * 1e6 / n
+            log(f"  {client:10} {row['records_per_s']:>12,.0f} rec/s {row['mb_per_s']:7.1f} MB/s "
+                f"p50 {row['p50_ms']:8.1f} p99 {row['p99_ms']:8.1f} ms  "
+                f"cpu {row['cpu_s']:6.2f} s ({row['cpu_per_m']:.2f} s/M)")
+        else:
+            log(f"  {client:10} FAILED: {row.get('error')}")
+        rows.append(row)
+        jsonl.write(json.dumps(row) + "\n")
+        jsonl.flush()
+
+    if "broker" in modes:
+        kafka = Proc([bins["courier-kafka"], "--brokers", "1"], "the Kafka broker")
+        try:
+            cases = [(s, k, p, -1) for s in sizes for k in kinds for p in parts]
+            if a.latency_rate:
+                cases.append((sizes[0], kinds[-1], parts[-1], a.latency_rate))
+            for size, kind, p, rate in cases:
+                n = count(size, "broker") if rate < 0 else rate * (1 if a.quick else 10)
+                log(f"== real broker: {size} B {kind}, {p} partition(s), rate {rate}, {n} records")
+                for client in clients:
+                    topic = f"perf-{client}-{size}-{kind}-{p}-{int(time.time())}"
+                    run([bins["courier"], "topic", "create", "-b", kafka.bootstrap,
+                         "--topic", topic, "--partitions", str(p),
+                         "--replication-factor", "1"])
+                    one("broker", kafka.bootstrap, size, kind, p, client, rate, n, topic)
+                    subprocess.run([bins["courier"], "topic", "delete", "-b",
+                                    kafka.bootstrap, "--topic", topic])
+        finally:
+            kafka.stop()
+    if "blackhole" in modes:
+        for p in parts:
+            bh = Proc([bins["courier"], "blackhole", "--partitions", str(p)], "the blackhole")
+            try:
+                for size in sizes:
+                    for kind in kinds:
+                        n = count(size, "blackhole")
+                        log(f"== blackhole: {size} B {kind}, {p} partition(s), {n} records")
+                        for client in clients:
+                            one("blackhole", bh.bootstrap, size, kind, p, client, -1, n,
+                                f"perf-{client}")
+            finally:
+                bh.stop()
+    jsonl.close()
+
+    md = [f"Machine: {env['nproc']} cores, {env['cpu']}; load average before the run "
+          f"{env['load_before'][0]:.2f}.", ""]
+    if "broker" in modes:
+        md.append(fmt_table([r for r in rows if r["mode"] == "broker" and r["rate"] < 0],
+                            "One real Kafka broker (unlimited rate)"))
+        fixed = [r for r in rows if r["mode"] == "broker" and r["rate"] > 0]
+        if fixed:
+            md.append(fmt_table(fixed, f"Fixed rate {a.latency_rate} records/s (latency)"))
+    if "blackhole" in modes:
+        md.append(fmt_table([r for r in rows if r["mode"] == "blackhole"],
+                            "Blackhole broker (the client's own ceiling)"))
+    text = "\n".join(md)
+    (out / "results.md").write_text(text)
+    print(text)
+    log(f"results in {out}")
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    if not shutil.which("/usr/bin/time"):
+        sys.exit("/usr/bin/time is needed to measure client CPU: apt-get install time")
+    main()
