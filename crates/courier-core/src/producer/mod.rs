@@ -371,6 +371,15 @@ struct PartitionQueue<T> {
     /// The sequence the broker expects next: one past the last acknowledged batch in
     /// the current epoch.
     acked_next: i32,
+    /// The broker acknowledged a batch of this partition under the current producer
+    /// id and epoch, so it holds our producer state and checks our sequences. Until
+    /// then only one batch goes at a time: see `drain`.
+    confirmed: bool,
+    /// Id of the latest batch (in queue order) acknowledged under the current producer
+    /// id and epoch, 0 if none. Acknowledgements can arrive out of queue order (a
+    /// retry answered DUPLICATE_SEQUENCE_NUMBER after later batches were acknowledged),
+    /// so `acked_next` only moves forward with it.
+    last_acked_batch: u64,
     inflight: usize,
     /// A retriable failure happened: send nothing until in-flight requests answer.
     blocked: bool,
@@ -384,6 +393,8 @@ impl<T> PartitionQueue<T> {
             batches: VecDeque::new(),
             next_sequence: 0,
             acked_next: 0,
+            confirmed: false,
+            last_acked_batch: 0,
             inflight: 0,
             blocked: false,
             retry_at: None,
@@ -772,16 +783,26 @@ impl<T> ProducerEngine<T> {
         for ti in 0..self.topics.len() {
             for pi in 0..self.topics[ti].partitions.len() {
                 let p = &mut self.topics[ti].partitions[pi];
+                let passed_over_before = p.last_acked_batch;
                 p.next_sequence = 0;
                 p.acked_next = 0;
+                p.confirmed = false;
+                p.last_acked_batch = 0;
                 p.blocked = false;
                 // Batches that may already be in the log cannot be resent under the
-                // new epoch without risking a duplicate: report them.
+                // new epoch without risking a duplicate: report them. Neither can a
+                // batch the broker passed over - a later one was acknowledged while
+                // this one was never written, which only a broker holding no state
+                // for us does (KIP-360 accepts any sequence then): resent now it would
+                // land after the later one, reordering the partition.
                 let mut kept = VecDeque::with_capacity(p.batches.len());
                 let mut failed = Vec::new();
+                let mut passed_over = Vec::new();
                 for b in p.batches.drain(..) {
                     if b.stamp.is_some() && b.maybe_written {
                         failed.push(b);
+                    } else if b.stamp.is_some() && b.id < passed_over_before {
+                        passed_over.push(b);
                     } else {
                         kept.push_back(b);
                     }
@@ -789,6 +810,17 @@ impl<T> ProducerEngine<T> {
                 p.batches = kept;
                 for b in failed {
                     self.finish_failed(ti, pi as i32, b, FailureReason::EpochBumpedWhileUnresolved);
+                }
+                for b in passed_over {
+                    let reason = FailureReason::Broker {
+                        code: codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                        message: Some(
+                            "a later batch of this partition was written while this one was \
+                             refused; sending it now would reorder the partition"
+                                .into(),
+                        ),
+                    };
+                    self.finish_failed(ti, pi as i32, b, reason);
                 }
             }
         }
@@ -879,12 +911,27 @@ impl<T> ProducerEngine<T> {
         }
         // Group ready partitions by leader.
         let mut by_broker: HashMap<i32, Vec<(usize, usize)>> = HashMap::new();
+        let inflight = &self.inflight;
         for (ti, t) in self.topics.iter_mut().enumerate() {
             for (pi, p) in t.partitions.iter_mut().enumerate() {
                 if p.blocked && p.inflight == 0 {
                     p.blocked = false;
                 }
                 if p.leader < 0 || p.blocked || p.retry_at.is_some_and(|r| now < r) {
+                    continue;
+                }
+                // The leader moved while batches were in flight to the old one: let
+                // them answer first. The new leader may hold no producer state for us
+                // (see below), and a later batch written there first would overtake
+                // them.
+                if p.inflight > 0
+                    && p.batches.iter().any(|b| match b.state {
+                        BatchState::InFlight(id) => {
+                            inflight.get(&id).is_some_and(|r| r.broker != p.leader)
+                        }
+                        BatchState::Ready => false,
+                    })
+                {
                     continue;
                 }
                 if p.batches.iter().any(|b| b.state == BatchState::Ready) {
@@ -906,6 +953,19 @@ impl<T> ProducerEngine<T> {
                 let mut members = Vec::new();
                 let mut size = 0usize;
                 for &(ti, pi) in parts {
+                    let p = &self.topics[ti].partitions[pi];
+                    // A broker with no state for our producer id on this partition
+                    // (a new producer id or epoch here, or state removed by retention
+                    // or producer.id.expiration.ms) accepts *any* sequence since Kafka
+                    // 2.5 (KIP-360; `ProducerAppendInfo.checkSequence`). Pipelined, a
+                    // second batch could then be written while the first is refused
+                    // (NOT_ENOUGH_REPLICAS, NOT_LEADER_OR_FOLLOWER...) and the first
+                    // could never follow it: reordered, or stranded. So one batch at a
+                    // time until the broker has acknowledged one under this epoch, as
+                    // franz-go does. Found by `courier-core/tests/simulation.rs`.
+                    if self.cfg.idempotence && p.inflight > 0 && !p.confirmed {
+                        continue;
+                    }
                     let Some(idx) = self.topics[ti].partitions[pi]
                         .batches
                         .iter()
@@ -1117,11 +1177,23 @@ impl<T> ProducerEngine<T> {
         base_offset: i64,
         log_append_time: i64,
     ) {
+        let (pid, epoch) = (self.producer_id, self.epoch);
         let p = &mut self.topics[ti].partitions[pi];
         let b = p.batches.remove(idx).expect("index valid");
-        if let Some((_, _, seq)) = b.stamp {
-            if let Payload::Sealed(s) = &b.payload {
-                p.acked_next = increment_sequence(seq, s.record_count());
+        if let Some((stamp_pid, stamp_epoch, seq)) = b.stamp {
+            if (stamp_pid, stamp_epoch) == (pid, epoch) {
+                p.confirmed = true;
+                // Only the latest acknowledged batch says what the broker expects
+                // next; an earlier one acknowledged late (a retry answered as a
+                // duplicate) must not move `acked_next` back, or the next batch's
+                // OUT_OF_ORDER_SEQUENCE_NUMBER / UNKNOWN_PRODUCER_ID would not be seen
+                // as the head-of-line gap it is, and no epoch bump would fix it.
+                if b.id > p.last_acked_batch {
+                    p.last_acked_batch = b.id;
+                    if let Payload::Sealed(s) = &b.payload {
+                        p.acked_next = increment_sequence(seq, s.record_count());
+                    }
+                }
             }
         }
         let partition = pi as i32;
@@ -1276,6 +1348,8 @@ impl<T> ProducerEngine<T> {
                     for p in &mut t.partitions {
                         p.next_sequence = 0;
                         p.acked_next = 0;
+                        p.confirmed = false;
+                        p.last_acked_batch = 0;
                     }
                 }
             }

@@ -331,15 +331,60 @@ fn at_most_max_in_flight_requests_per_broker() {
         h.append(Some("k"), t);
     }
     h.advance(Duration::from_millis(10));
+    // The partition's first batch under a new producer id goes alone: the broker has
+    // no state for us yet and would accept any sequence (see `drain`).
+    assert_eq!(h.produce.len(), 1);
+    let mut broker = SimBroker::default();
+    let first = h.produce.pop_front().unwrap();
+    let resp = broker.handle(&first);
+    h.engine
+        .on_produce_result(first.id, ProduceResult::Response(resp), h.now);
+    h.poll();
     assert_eq!(h.produce.len(), 2);
     assert_eq!(h.engine.requests_in_flight(), 2);
     let r = h.produce.pop_front().unwrap();
-    let mut broker = SimBroker::default();
     let resp = broker.handle(&r);
     h.engine
         .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
     h.poll();
     assert_eq!(h.produce.len(), 2, "a slot freed, one more request");
+}
+
+#[test]
+fn first_batch_under_a_new_producer_id_goes_alone_until_acknowledged() {
+    // Kafka 2.5+ accepts any sequence from a producer it holds no state for (KIP-360).
+    // If the first batch were refused (NOT_ENOUGH_REPLICAS) while a pipelined second
+    // one was accepted, the first could never be written before it.
+    let mut c = cfg();
+    c.batch_size = 100;
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    for t in 0..30 {
+        h.append(Some("k"), t);
+    }
+    h.advance(Duration::from_millis(10));
+    assert_eq!(h.produce.len(), 1, "one batch until the broker knows us");
+    let r = h.produce.pop_front().unwrap();
+    let refused = vec![PartitionResponse {
+        topic: "orders".into(),
+        partition: 0,
+        error_code: codes::NOT_ENOUGH_REPLICAS,
+        base_offset: -1,
+        log_append_time: -1,
+        error_message: None,
+    }];
+    h.engine
+        .on_produce_result(r.id, ProduceResult::Response(refused), h.now);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.produce.len(), 1, "still one batch after a refusal");
+    let again = h.produce.pop_front().unwrap();
+    assert_eq!(again.batches[0].2, r.batches[0].2, "the same batch again");
+    let mut broker = SimBroker::default();
+    let resp = broker.handle(&again);
+    h.engine
+        .on_produce_result(again.id, ProduceResult::Response(resp), h.now);
+    h.poll();
+    assert!(h.produce.len() > 1, "pipelined once acknowledged");
 }
 
 #[test]
