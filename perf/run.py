@@ -3,7 +3,7 @@
 franz-go and krafka, one after another, on the same local broker, topic layout and
 payloads, with the same producer settings.
 
-    python3 perf/run.py                       # the full matrix (about 30 minutes)
+    python3 perf/run.py                       # the full matrix (30-40 minutes)
     python3 perf/run.py --quick               # a smoke run with small counts
     python3 perf/run.py --clients courier,librdkafka --modes blackhole --sizes 100
 
@@ -265,6 +265,58 @@ def fmt_table(rows, title):
     return "\n".join(lines) + "\n"
 
 
+def targets_table(rows, title):
+    """The issue's targets per case: courier against librdkafka, Java and the best peer."""
+    lines = [f"### {title}", "",
+             "| case | courier rec/s | ÷ librdkafka | ÷ best peer (who) | courier CPU s/M "
+             "| ÷ librdkafka | ÷ Java |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    cases = []
+    for r in rows:
+        key = (r["size"], r["payload"], r["partitions"])
+        if key not in cases:
+            cases.append(key)
+
+    def ratio(a, b):
+        return f"{a / b:.2f}" if b else "-"
+    for case in cases:
+        rs = {r["client"]: r for r in rows
+              if (r["size"], r["payload"], r["partitions"]) == case and r.get("ok")}
+        c = rs.get("courier")
+        if not c:
+            continue
+        peers = [r for k, r in rs.items() if k != "courier"]
+        best = max(peers, key=lambda r: r["records_per_s"], default=None)
+        rd, jv = rs.get("librdkafka"), rs.get("java")
+        lines.append(
+            f"| {case[0]} B {case[1]}, {case[2]} part. | {c['records_per_s']:,.0f} "
+            f"| {ratio(c['records_per_s'], rd['records_per_s']) if rd else '-'} "
+            f"| {ratio(c['records_per_s'], best['records_per_s']) if best else '-'}"
+            f"{' (' + best['client'] + ')' if best else ''} "
+            f"| {c['cpu_per_m']:.2f} "
+            f"| {ratio(c['cpu_per_m'], rd['cpu_per_m']) if rd else '-'} "
+            f"| {ratio(c['cpu_per_m'], jv['cpu_per_m']) if jv else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def render(rows, env, latency_rate):
+    """All tables of a run as Markdown."""
+    md = [f"Machine: {env['nproc']} cores, {env['cpu']}; load average before the run "
+          f"{env['load_before'][0]:.2f}.", ""]
+    broker = [r for r in rows if r["mode"] == "broker" and r["rate"] < 0]
+    fixed = [r for r in rows if r["mode"] == "broker" and r["rate"] > 0]
+    hole = [r for r in rows if r["mode"] == "blackhole"]
+    if broker:
+        md.append(fmt_table(broker, "One real Kafka broker (unlimited rate)"))
+        md.append(targets_table(broker, "Targets on the real broker"))
+    if fixed:
+        md.append(fmt_table(fixed, f"Fixed rate {latency_rate} records/s (latency)"))
+    if hole:
+        md.append(fmt_table(hole, "Blackhole broker (the client's own ceiling)"))
+        md.append(targets_table(hole, "Targets against the blackhole"))
+    return "\n".join(md)
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -276,13 +328,24 @@ def main():
     ap.add_argument("--payloads", default="random,json")
     ap.add_argument("--partitions", default="1,6")
     ap.add_argument("--records", type=int, default=None,
-                    help="records per run (default: 1M for 100 B, 300k for 1 KiB; "
+                    help="records per run (default: 500k for 100 B, 200k for 1 KiB; "
                          "twice that against the blackhole)")
     ap.add_argument("--latency-rate", type=int, default=20000,
                     help="records/s of the fixed-rate latency case (0 skips it)")
     ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--report", metavar="DIR", default=None,
+                    help="only re-render the tables of an earlier run's results.jsonl")
     a = ap.parse_args()
+    if a.report:
+        d = Path(a.report)
+        rows = [json.loads(line) for line in open(d / "results.jsonl")]
+        env = json.loads((d / "machine.json").read_text())
+        rate = next((r["rate"] for r in rows if r["rate"] > 0), a.latency_rate)
+        text = render(rows, env, rate)
+        (d / "results.md").write_text(text)
+        print(text)
+        return
 
     clients = a.clients.split(",")
     unknown = set(clients) - set(ALL_CLIENTS)
@@ -302,7 +365,7 @@ def main():
     def count(size, mode):
         if a.records:
             return a.records
-        n = 1_000_000 if size <= 100 else 300_000
+        n = 500_000 if size <= 100 else 200_000
         if mode == "blackhole":
             n *= 2
         return n // 20 if a.quick else n
@@ -371,18 +434,7 @@ def main():
                 bh.stop()
     jsonl.close()
 
-    md = [f"Machine: {env['nproc']} cores, {env['cpu']}; load average before the run "
-          f"{env['load_before'][0]:.2f}.", ""]
-    if "broker" in modes:
-        md.append(fmt_table([r for r in rows if r["mode"] == "broker" and r["rate"] < 0],
-                            "One real Kafka broker (unlimited rate)"))
-        fixed = [r for r in rows if r["mode"] == "broker" and r["rate"] > 0]
-        if fixed:
-            md.append(fmt_table(fixed, f"Fixed rate {a.latency_rate} records/s (latency)"))
-    if "blackhole" in modes:
-        md.append(fmt_table([r for r in rows if r["mode"] == "blackhole"],
-                            "Blackhole broker (the client's own ceiling)"))
-    text = "\n".join(md)
+    text = render(rows, env, a.latency_rate)
     (out / "results.md").write_text(text)
     print(text)
     log(f"results in {out}")
