@@ -322,6 +322,7 @@ impl Producer {
             acks: config.acks(),
             idempotence: config.enable_idempotence(),
             audits: HashMap::new(),
+            admitted: None,
             dlq,
         };
         tokio::spawn(driver.run(rx));
@@ -438,6 +439,11 @@ impl Producer {
         block: bool,
     ) -> Result<(), ProducerError> {
         let bytes = self.check(&record)?;
+        // Fast path: room in the buffer now, no timer needed.
+        if let Ok(permit) = self.shared.memory.try_acquire_many(bytes) {
+            permit.forget();
+            return self.submit(record, completion, bytes);
+        }
         let max_block = self.shared.config.max_block();
         let acquire = self.shared.memory.clone().acquire_many_owned(bytes);
         let permit = if block {
@@ -474,7 +480,7 @@ impl Producer {
             })
         });
         let rec = Record {
-            topic: Arc::from(record.topic),
+            topic: intern_topic(record.topic),
             partition: record.partition,
             key: record.key,
             value: record.value,
@@ -534,6 +540,26 @@ fn dead_letter_config(config: &ProducerConfig) -> ProducerConfig {
     c
 }
 
+/// The topic's shared name: the same `Arc` as the previous record of this thread when
+/// the name matches, so the driver and engine can compare pointers instead of hashing,
+/// and no allocation is made per record.
+fn intern_topic(topic: String) -> Arc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(t) if **t == *topic => t.clone(),
+            _ => {
+                let t: Arc<str> = Arc::from(topic);
+                *last = Some(t.clone());
+                t
+            }
+        }
+    })
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -557,6 +583,8 @@ struct Driver {
     acks: Acks,
     idempotence: bool,
     audits: HashMap<Arc<str>, AuditState>,
+    /// The last topic let through by the audit, and until when (a fast path).
+    admitted: Option<(Arc<str>, Instant)>,
     dlq: Option<DeadLetterQueue>,
 }
 
@@ -583,13 +611,16 @@ impl Driver {
                 cmd = commands.recv(), if commands_open => {
                     match cmd {
                         Some(cmd) => {
-                            self.on_command(cmd);
+                            // One clock read for the whole run of commands: a record's
+                            // arrival time only drives linger and expiry.
+                            let now = Instant::now();
+                            self.on_command(cmd, now);
                             // Take everything already queued before working out what to
                             // send: fuller batches, fewer polls.
                             let mut n = 0;
                             while n < 4096 {
                                 match commands.try_recv() {
-                                    Ok(cmd) => self.on_command(cmd),
+                                    Ok(cmd) => self.on_command(cmd, now),
                                     Err(_) => break,
                                 }
                                 n += 1;
@@ -673,7 +704,7 @@ impl Driver {
         tracing::info!("producer closed");
     }
 
-    fn on_command(&mut self, cmd: Command) {
+    fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Send(rec) => {
                 if self.close.is_some() {
@@ -686,7 +717,7 @@ impl Driver {
                         Err(ProducerError::Closed),
                     );
                 } else {
-                    self.admit(rec);
+                    self.admit(rec, now);
                 }
             }
             Command::Flush(done) => {
@@ -876,17 +907,25 @@ impl Driver {
     }
 
     /// Hands a record to the engine, or to the durability audit first.
-    fn admit(&mut self, rec: Record<Token>) {
+    fn admit(&mut self, rec: Record<Token>, now: Instant) {
         if self.durability_check == DurabilityCheck::Off {
-            self.engine.append(rec, Instant::now().into_std());
+            self.engine.append(rec, now.into_std());
             return;
+        }
+        // The common case, checked without hashing: the same topic as the last record,
+        // already let through and not due for a new audit.
+        if let Some((topic, recheck_at)) = &self.admitted {
+            if Arc::ptr_eq(topic, &rec.topic) && now < *recheck_at {
+                self.engine.append(rec, now.into_std());
+                return;
+            }
         }
         let enforce = self.durability_check == DurabilityCheck::Enforce;
         let topic = rec.topic.clone();
         let state = self.audits.get_mut(&topic);
         let start_audit = match state {
             None => true,
-            Some(AuditState::Done { recheck_at, .. }) => Instant::now() >= *recheck_at,
+            Some(AuditState::Done { recheck_at, .. }) => now >= *recheck_at,
             Some(AuditState::Running { .. }) => false,
         };
         if start_audit {
@@ -908,7 +947,16 @@ impl Driver {
                 let e = e.clone();
                 self.finish(&topic, -1, rec.token, rec.timestamp_ms, Err(e));
             }
-            _ => self.engine.append(rec, Instant::now().into_std()),
+            Some(AuditState::Done {
+                recheck_at,
+                verdict,
+            }) => {
+                if verdict.is_ok() || !enforce {
+                    self.admitted = Some((topic, *recheck_at));
+                }
+                self.engine.append(rec, now.into_std());
+            }
+            _ => self.engine.append(rec, now.into_std()),
         }
     }
 
@@ -924,6 +972,7 @@ impl Driver {
     }
 
     fn on_audit(&mut self, topic: Arc<str>, result: Result<DurabilityReport, ProducerError>) {
+        self.admitted = None;
         let enforce = self.durability_check == DurabilityCheck::Enforce;
         let verdict = match result {
             Ok(report) if report.is_aligned() => {

@@ -415,6 +415,8 @@ struct TopicState<T> {
     /// Records waiting for metadata.
     parked: VecDeque<Parked<T>>,
     sticky: StickyPartitioner,
+    /// Partitions with a leader, sorted; recomputed on metadata, read per unkeyed record.
+    available: Vec<i32>,
 }
 
 struct InFlight {
@@ -455,6 +457,8 @@ pub struct ProducerEngine<T> {
     deliveries: Vec<Action<T>>,
     /// Batches resent so far (for metrics).
     retries_total: u64,
+    /// The topic of the last append and its slot.
+    last_topic: Option<(Arc<str>, usize)>,
 }
 
 impl<T> ProducerEngine<T> {
@@ -489,6 +493,7 @@ impl<T> ProducerEngine<T> {
             rng: XorShiftRng::new(seed),
             deliveries: Vec::new(),
             retries_total: 0,
+            last_topic: None,
         }
     }
 
@@ -527,7 +532,15 @@ impl<T> ProducerEngine<T> {
     }
 
     fn topic_slot(&mut self, topic: &Arc<str>) -> usize {
+        // Most producers write one topic at a time, and their records share one `Arc`:
+        // a pointer compare saves hashing the name per record.
+        if let Some((last, i)) = &self.last_topic {
+            if Arc::ptr_eq(last, topic) {
+                return *i;
+            }
+        }
         if let Some(&i) = self.topic_index.get(topic) {
+            self.last_topic = Some((topic.clone(), i));
             return i;
         }
         let i = self.topics.len();
@@ -537,6 +550,7 @@ impl<T> ProducerEngine<T> {
             unknown: false,
             parked: VecDeque::new(),
             sticky: StickyPartitioner::new(self.cfg.batch_size),
+            available: Vec::new(),
         });
         self.topic_index.insert(topic.clone(), i);
         self.metadata_needed = true;
@@ -619,17 +633,10 @@ impl<T> ProducerEngine<T> {
             (None, Some(key)) => partition_for_key(key, n),
             (None, None) => {
                 let t = &mut self.topics[ti];
-                let available: Vec<i32> = t
-                    .partitions
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.leader >= 0)
-                    .map(|(i, _)| i as i32)
-                    .collect();
-                let view = if available.is_empty() || available.len() == n as usize {
+                let view = if t.available.is_empty() || t.available.len() == n as usize {
                     TopicPartitions::all(n)
                 } else {
-                    TopicPartitions::with_available(n, &available)
+                    TopicPartitions::with_available(n, &t.available)
                 };
                 t.sticky.partition(view, &mut self.rng).unwrap_or(0)
             }
@@ -924,13 +931,17 @@ impl<T> ProducerEngine<T> {
                 // them answer first. The new leader may hold no producer state for us
                 // (see below), and a later batch written there first would overtake
                 // them.
+                // In-flight batches sit at the front of the queue (batches go out in
+                // order), so stop after the last of them: the queue behind can be long.
                 if p.inflight > 0
-                    && p.batches.iter().any(|b| match b.state {
-                        BatchState::InFlight(id) => {
-                            inflight.get(&id).is_some_and(|r| r.broker != p.leader)
-                        }
-                        BatchState::Ready => false,
-                    })
+                    && p.batches
+                        .iter()
+                        .filter_map(|b| match b.state {
+                            BatchState::InFlight(id) => Some(id),
+                            BatchState::Ready => None,
+                        })
+                        .take(p.inflight)
+                        .any(|id| inflight.get(&id).is_some_and(|r| r.broker != p.leader))
                 {
                     continue;
                 }
@@ -1314,6 +1325,13 @@ impl<T> ProducerEngine<T> {
                     incomplete = true;
                 }
             }
+            t.available = t
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.leader >= 0)
+                .map(|(i, _)| i as i32)
+                .collect();
             if !t.partitions.is_empty() {
                 let parked: Vec<Parked<T>> = t.parked.drain(..).collect();
                 for pk in parked {
