@@ -760,6 +760,7 @@ impl Driver {
                 }
             }
             Action::FetchMetadata { topics } => {
+                tracing::debug!(topics = topics.len(), "refreshing metadata");
                 let pool = self.pool.clone();
                 let events = self.events();
                 tokio::spawn(async move {
@@ -791,7 +792,20 @@ impl Driver {
     fn on_event(&mut self, ev: Event) {
         let now = Instant::now().into_std();
         match ev {
-            Event::Produced(id, result) => self.engine.on_produce_result(id, result, now),
+            Event::Produced(id, result) => {
+                if let ProduceResult::Response(parts) = &result {
+                    for p in parts.iter().filter(|p| p.error_code != 0) {
+                        tracing::debug!(
+                            topic = %p.topic,
+                            partition = p.partition,
+                            error = courier_core::producer::classify::error_name(p.error_code),
+                            message = p.error_message.as_deref().unwrap_or(""),
+                            "broker refused a batch"
+                        );
+                    }
+                }
+                self.engine.on_produce_result(id, result, now)
+            }
             Event::Metadata(Ok(topics)) => {
                 self.last_metadata_error = None;
                 self.engine.on_metadata(&topics, now)

@@ -344,3 +344,48 @@ async fn unreachable_cluster_reports_the_connection_error() {
     assert_eq!(err.persistence(), Persistence::NotPersisted);
     assert!(err.is_retriable());
 }
+
+#[tokio::test]
+async fn full_buffer_makes_try_produce_fail_at_once_and_produce_wait_max_block() {
+    // Nothing listens on port 1, so records stay buffered until max.block.ms.
+    let config = ProducerConfig::from_properties([
+        ("bootstrap.servers", "127.0.0.1:1"),
+        ("batch.size", "1000"),
+        ("buffer.memory", "4000"),
+        ("max.block.ms", "800"),
+    ])
+    .unwrap();
+    let producer = Producer::new(config).unwrap();
+    let mut queued = Vec::new();
+    let err = loop {
+        match producer.try_produce(ProducerRecord::new("orders").value(vec![b'v'; 500])) {
+            Ok(f) => queued.push(f),
+            Err(e) => break e,
+        }
+        assert!(queued.len() < 100, "buffer.memory never filled");
+    };
+    assert!(matches!(err, ProducerError::BufferFull { .. }), "{err}");
+    assert!(err.to_string().contains("buffer.memory"), "{err}");
+    assert!(!queued.is_empty());
+    let started = std::time::Instant::now();
+    let err = producer
+        .produce(ProducerRecord::new("orders").value(vec![b'v'; 500]))
+        .await
+        .err()
+        .expect("no room until max.block.ms");
+    assert!(matches!(err, ProducerError::BufferFull { .. }), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "waited for max.block.ms"
+    );
+    assert_eq!(err.persistence(), Persistence::NotPersisted);
+    // A record larger than the whole buffer can never fit: refused outright.
+    let err = producer
+        .try_produce(ProducerRecord::new("orders").value(vec![b'v'; 5000]))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, ProducerError::RecordExceedsBufferMemory { .. }),
+        "{err}"
+    );
+}
