@@ -44,6 +44,7 @@ mod dist;
 mod docker;
 mod local;
 mod process;
+mod proxy;
 mod reader;
 
 use std::path::PathBuf;
@@ -55,6 +56,7 @@ pub use admin::{Admin, BrokerInfo, ClusterMetadata, PartitionState, TopicSpec, T
 pub use blackhole::Blackhole;
 pub use dist::{KafkaDist, KAFKA_VERSION};
 pub use local::{LocalCluster, LocalOptions};
+pub use proxy::{FaultProxy, ProxyMode, ProxyStats};
 pub use reader::{ConsumeOptions, ConsumedRecord, StoredBatch};
 
 /// What went wrong in the kit.
@@ -165,6 +167,15 @@ impl ClusterBuilder {
     /// Maximum heap per broker JVM in MiB (local backend; default 768).
     pub fn heap_mb(mut self, mb: u32) -> Self {
         self.local.heap_mb = mb;
+        self
+    }
+
+    /// Puts a [`FaultProxy`] in front of each broker (local backend) and advertises the
+    /// proxies to clients that bootstrap through [`KafkaCluster::proxied_bootstrap`]:
+    /// their connections can then be cut, stalled or blackholed with
+    /// [`KafkaCluster::proxy`], while replication and the kit's reader go direct.
+    pub fn with_proxies(mut self, on: bool) -> Self {
+        self.local.proxies = on;
         self
     }
 
@@ -290,6 +301,23 @@ impl KafkaCluster {
             #[cfg(feature = "docker")]
             Backend::Docker(d) => d.bootstrap(),
         }
+    }
+
+    /// `host:port,...` of the brokers' fault proxies, to give a client under test as
+    /// `bootstrap.servers` (clusters started with [`ClusterBuilder::with_proxies`]).
+    pub fn proxied_bootstrap(&self) -> Result<String, KitError> {
+        self.local()?.proxied_bootstrap().ok_or_else(|| {
+            KitError::Unsupported(
+                "this cluster has no fault proxies: start it with \
+                 ClusterBuilder::with_proxies(true)"
+                    .into(),
+            )
+        })
+    }
+
+    /// The fault proxy in front of broker `id`.
+    pub fn proxy(&self, id: i32) -> Result<&FaultProxy, KitError> {
+        self.local()?.proxy(id)
     }
 
     /// A fresh admin client for this cluster.

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::dist::KafkaDist;
 use crate::process::{make_run_dir, signal, spawn_owned, unregister_dir, unregister_pid};
+use crate::proxy::FaultProxy;
 use crate::reader::tail;
 use crate::{Admin, KitError};
 
@@ -33,6 +34,9 @@ pub struct LocalOptions {
     pub heap_mb: u32,
     /// How long to wait for the cluster to come up.
     pub startup_timeout: Duration,
+    /// Put a [`FaultProxy`] in front of each broker and advertise it to clients (see
+    /// `ClusterBuilder::with_proxies`).
+    pub proxies: bool,
 }
 
 impl Default for LocalOptions {
@@ -42,6 +46,7 @@ impl Default for LocalOptions {
             broker_properties: Vec::new(),
             heap_mb: 768,
             startup_timeout: Duration::from_secs(180),
+            proxies: false,
         }
     }
 }
@@ -59,6 +64,9 @@ struct Node {
     port: Option<u16>,
     dir: PathBuf,
     child: Mutex<Option<Child>>,
+    /// With `LocalOptions::proxies`: the port of the broker's PROXIED listener and the
+    /// proxy in front of it, whose address that listener advertises.
+    proxy: Option<(u16, FaultProxy)>,
 }
 
 impl Node {
@@ -148,12 +156,21 @@ impl LocalCluster {
         let mut built = Vec::new();
         for (id, role, port, cport) in nodes {
             let ndir = dir.join(format!("node-{id}"));
+            let proxy = match port {
+                Some(_) if opts.proxies => {
+                    let listen = free_port()?;
+                    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], listen));
+                    Some((listen, FaultProxy::start(upstream)?))
+                }
+                _ => None,
+            };
             let node = Node {
                 id,
                 role,
                 port,
                 dir: ndir,
                 child: Mutex::new(None),
+                proxy,
             };
             fs::create_dir_all(node.data_dir()).map_err(|e| KitError::Setup(e.to_string()))?;
             fs::write(
@@ -260,6 +277,32 @@ impl LocalCluster {
             .filter_map(|n| n.port.map(|p| format!("127.0.0.1:{p}")))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// `host:port,...` of every broker's fault proxy, for clients that should reach the
+    /// cluster through them; `None` without `LocalOptions::proxies`.
+    pub fn proxied_bootstrap(&self) -> Option<String> {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.proxy.as_ref().map(|(_, p)| p.addr().to_string()))
+            .collect();
+        (!addrs.is_empty()).then(|| addrs.join(","))
+    }
+
+    /// The fault proxy in front of broker `id`.
+    pub fn proxy(&self, id: i32) -> Result<&FaultProxy, KitError> {
+        self.node(id)?
+            .proxy
+            .as_ref()
+            .map(|(_, p)| p)
+            .ok_or_else(|| {
+                KitError::Unsupported(
+                    "this cluster has no fault proxies: start it with \
+                     ClusterBuilder::with_proxies(true)"
+                        .into(),
+                )
+            })
     }
 
     /// `host:port` of one broker.
@@ -475,14 +518,34 @@ fn node_properties(node: &Node, cport: Option<u16>, voters: &str, opts: &LocalOp
     let _ = writeln!(p, "node.id={}", node.id);
     let _ = writeln!(p, "controller.quorum.voters={voters}");
     let _ = writeln!(p, "controller.listener.names=CONTROLLER");
+    // With fault proxies a broker has a second client listener, PROXIED, that
+    // advertises its proxy's address. Kafka answers Metadata with the addresses of the
+    // listener the request came in on, so a client bootstrapped through the proxies
+    // keeps going through them, while replication (inter.broker.listener.name) and the
+    // kit's own admin client and reader (bootstrapped on PLAINTEXT) go direct and are
+    // untouched by the faults.
+    let proxied = node
+        .proxy
+        .as_ref()
+        .map(|(listen, proxy)| (*listen, proxy.addr().port()));
     let _ = writeln!(
         p,
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{}",
+        if proxied.is_some() {
+            ",PROXIED:PLAINTEXT"
+        } else {
+            ""
+        }
     );
     let mut listeners = Vec::new();
     if let Some(port) = node.port {
         listeners.push(format!("PLAINTEXT://127.0.0.1:{port}"));
-        let _ = writeln!(p, "advertised.listeners=PLAINTEXT://127.0.0.1:{port}");
+        let mut advertised = format!("PLAINTEXT://127.0.0.1:{port}");
+        if let Some((listen, proxy_port)) = proxied {
+            listeners.push(format!("PROXIED://127.0.0.1:{listen}"));
+            let _ = write!(advertised, ",PROXIED://127.0.0.1:{proxy_port}");
+        }
+        let _ = writeln!(p, "advertised.listeners={advertised}");
         let _ = writeln!(p, "inter.broker.listener.name=PLAINTEXT");
     }
     if let Some(c) = cport {
@@ -614,6 +677,7 @@ mod tests {
             port: Some(1234),
             dir: PathBuf::from("/x"),
             child: Mutex::new(None),
+            proxy: None,
         };
         let opts = LocalOptions {
             brokers: 3,
