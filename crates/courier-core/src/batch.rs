@@ -206,7 +206,6 @@ fn clamp_len(len: usize) -> i32 {
 /// assert_eq!(batch.last_sequence(), 1);
 /// # Ok::<(), courier_core::BuildError>(())
 /// ```
-#[derive(Debug)]
 pub struct RecordBatchBuilder {
     /// Work area. Its whole *length* is initialised memory we may overwrite; the batch is
     /// `buf[..pos]` (header placeholder, then records). Keeping the length ahead of `pos`
@@ -227,8 +226,20 @@ pub struct RecordBatchBuilder {
 
 /// Writable bytes kept past the end of the record being written, so that varints can be
 /// stored with fixed-size stores that spill past their last byte (see
-/// `varint::put_varint`); `seal` cuts the batch at `pos`, so the spill never ships.
+/// `varint::Packed::put`); `seal` cuts the batch at `pos`, so the spill never ships.
 const WRITE_SLACK: usize = 16;
+
+impl std::fmt::Debug for RecordBatchBuilder {
+    // Not derived: the work area can be megabytes of record bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordBatchBuilder")
+            .field("record_count", &self.record_count)
+            .field("size_in_bytes", &self.size_in_bytes())
+            .field("work_area", &self.buf.len())
+            .field("transactional", &self.transactional)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Default for RecordBatchBuilder {
     fn default() -> Self {
@@ -703,10 +714,20 @@ struct BatchInfo {
 /// Cloning shares the bytes (a reference count), so the producer can keep the batch for a
 /// retry while a request holds it: retries resend exactly these bytes, never re-encoded
 /// records (Java and franz-go do the same; librdkafka's rebuild-on-retry caused #4736).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SealedBatch {
     bytes: Bytes,
     info: BatchInfo,
+}
+
+impl std::fmt::Debug for SealedBatch {
+    // Not derived: the bytes would be printed in full.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedBatch")
+            .field("len", &self.bytes.len())
+            .field("info", &self.info)
+            .finish()
+    }
 }
 
 impl SealedBatch {
