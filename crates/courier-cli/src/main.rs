@@ -7,10 +7,13 @@
 //! * `courier demo` - start a local 3-broker cluster, produce durably, and have Kafka's
 //!   own tools verify every acknowledged record;
 //! * `courier blackhole` - a broker that acknowledges everything and stores nothing,
-//!   to measure a client's own ceiling.
+//!   to measure a client's own ceiling;
+//! * `courier doctor` - a topic's three durability layers and the verdict, non-zero
+//!   exit when they do not line up.
 #![deny(missing_docs)]
 
 mod demo;
+mod doctor;
 mod input;
 mod perf;
 mod produce;
@@ -37,6 +40,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a blackhole broker: acknowledges every Produce at once, stores nothing.
     Blackhole(BlackholeArgs),
+    /// Check a topic's three durability layers (acks, replication, min.insync.replicas).
+    Doctor(doctor::DoctorArgs),
     /// Create or delete a topic (for scripts such as perf/run.py).
     #[command(hide = true)]
     Topic(TopicArgs),
@@ -196,6 +201,7 @@ fn main() {
         Command::Perf(a) => perf::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Blackhole(a) => blackhole(a),
+        Command::Doctor(a) => doctor::run(a),
         Command::Topic(a) => topic(a),
     };
     std::process::exit(code);
