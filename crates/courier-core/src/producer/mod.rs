@@ -459,6 +459,8 @@ pub struct ProducerEngine<T> {
     retries_total: u64,
     /// The topic of the last append and its slot.
     last_topic: Option<(Arc<str>, usize)>,
+    /// When `poll` last ran.
+    last_poll: Option<Instant>,
 }
 
 impl<T> ProducerEngine<T> {
@@ -494,6 +496,7 @@ impl<T> ProducerEngine<T> {
             deliveries: Vec::new(),
             retries_total: 0,
             last_topic: None,
+            last_poll: None,
         }
     }
 
@@ -736,6 +739,7 @@ impl<T> ProducerEngine<T> {
     /// Works out what to do now. Call after every input and when
     /// [`Self::next_wakeup`] passes; then take the actions from `out`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
+        self.last_poll = Some(now);
         self.expire(now);
         self.poll_metadata(now, out);
         self.poll_producer_id(now, out);
@@ -1446,10 +1450,18 @@ impl<T> ProducerEngine<T> {
     }
 
     /// When [`Self::poll`] should run next if nothing else happens.
+    ///
+    /// Only deadlines after the last poll count: one that had passed by then was acted
+    /// on, or is waiting for something only an input brings (a free in-flight slot, a
+    /// leader, a producer id). Returning it would make the caller poll in a busy loop
+    /// until that input arrives.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let mut next: Option<Instant> = None;
+        let after = self.last_poll;
         let mut consider = |t: Instant| {
-            next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            if after.is_none_or(|p| t > p) {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
         };
         if let Some(t) = self.metadata_retry_at {
             consider(t);

@@ -772,3 +772,26 @@ fn simulate(seed: u64) -> (usize, usize) {
         h.delivered.values().filter(|r| r.is_err()).count(),
     )
 }
+
+#[test]
+fn a_ready_batch_waiting_for_an_in_flight_slot_does_not_ask_for_a_busy_wakeup() {
+    // Linger has passed for the queued batches, but the broker's in-flight window is
+    // full: only a response can let them go, so the engine must not ask to be polled
+    // again at a time that has already passed.
+    let mut c = cfg();
+    c.batch_size = 100;
+    c.max_in_flight = 1;
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    for t in 0..20 {
+        h.append(Some("k"), t);
+    }
+    h.advance(Duration::from_millis(50));
+    assert_eq!(h.engine.requests_in_flight(), 1);
+    assert!(
+        h.engine.next_wakeup().is_none_or(|w| w > h.now),
+        "wakeup {:?} is not after the last poll {:?}",
+        h.engine.next_wakeup(),
+        h.now
+    );
+}
