@@ -1696,6 +1696,29 @@ fn simulated_faults_never_lose_duplicate_or_reorder_acknowledged_records() {
             stats.get("records acknowledged") > stats.get("records sent") / 2,
             "most records should get through the faults: {stats:?}"
         );
+        write_stats(&stats);
+    }
+}
+
+/// Writes the summed stats to `target/reliability/simulation.json` for
+/// `cargo run -p courier-tests --bin faults-report` (docs/RELIABILITY.md).
+fn write_stats(stats: &Stats) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
+        });
+    let dir = target.join("reliability");
+    let body: Vec<String> = stats
+        .0
+        .iter()
+        .map(|(k, v)| format!("  \"{}\": {v}", k.replace('"', "'")))
+        .collect();
+    let json = format!("{{\n{}\n}}\n", body.join(",\n"));
+    if let Err(e) = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("simulation.json"), json))
+    {
+        eprintln!("could not write {}: {e}", dir.display());
     }
 }
 
