@@ -370,15 +370,14 @@ impl RecordBatchBuilder {
     ) -> Result<i32, BuildError> {
         // No separate record-count limit: every record takes at least 7 bytes, so the
         // batch-length check below trips long before the count could overflow an i32.
-        let first = self.record_count == 0;
-        let base = if first {
-            timestamp_ms
-        } else {
-            self.base_timestamp
-        };
+        if self.record_count == 0 {
+            // Harmless if the record is then refused: the builder stays empty and the next
+            // append begins again.
+            self.begin(timestamp_ms);
+        }
         // Kafka readers add the delta back with wrapping i64 arithmetic, so a wrapping
         // subtraction round-trips every pair of timestamps.
-        let ts_delta = timestamp_ms.wrapping_sub(base);
+        let ts_delta = timestamp_ms.wrapping_sub(self.base_timestamp);
         let offset_delta = self.record_count;
         let key_len = key.map_or(0, <[u8]>::len);
         let value_len = value.map_or(0, <[u8]>::len);
@@ -402,19 +401,12 @@ impl RecordBatchBuilder {
         // Truncating cast: only used once the check below has proven body <= i32::MAX.
         let length = Packed::varint(body as i32);
         let size = length.len + body;
-        let start = if first {
-            RECORD_BATCH_OVERHEAD
-        } else {
-            self.pos
-        };
+        let start = self.pos;
         // One check covers every limit: if the batch length field (everything after it)
         // still fits an i32 with this record, so do the record and all its lengths.
         let end = start.saturating_add(size);
         if end - offset::PARTITION_LEADER_EPOCH > i32::MAX as usize {
             return Err(too_large(body, start));
-        }
-        if first {
-            self.begin(timestamp_ms);
         }
         if end + WRITE_SLACK > self.buf.len() {
             self.grow(end + WRITE_SLACK);
@@ -467,9 +459,7 @@ impl RecordBatchBuilder {
         debug_assert_eq!(p, size, "encoded_record_size disagrees with the writer");
 
         self.pos = end;
-        if timestamp_ms > self.max_timestamp {
-            self.max_timestamp = timestamp_ms;
-        }
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
         self.record_count += 1;
         Ok(offset_delta)
     }
