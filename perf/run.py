@@ -9,7 +9,8 @@ payloads, with the same producer settings.
 
 What it does:
 
-1. Builds the clients: `courier` (this workspace, release), perf/rdkafka-perf and
+1. Builds the clients: `courier` (this workspace, release; COURIER_BIN=path uses a
+   given binary instead), perf/rdkafka-perf and
    perf/krafka-perf (each its own cargo workspace), perf/franz-go-perf (go build);
    the Java producer is Kafka's own `kafka-producer-perf-test`
    (org.apache.kafka.tools.ProducerPerformance) from the test kit's jars.
@@ -88,7 +89,7 @@ def build(clients):
     run(["cargo", "build", "--release", "-q", "-p", "courier-cli",
          "-p", "courier-testkit"], cwd=ROOT)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    bins["courier"] = target / "release" / "courier"
+    bins["courier"] = Path(os.environ.get("COURIER_BIN", target / "release" / "courier"))
     bins["courier-kafka"] = target / "release" / "courier-kafka"
     if "librdkafka" in clients:
         run(["cargo", "build", "--release", "-q"], cwd=PERF / "rdkafka-perf")
@@ -189,15 +190,15 @@ class Proc:
 # ---------------------------------------------------------------- clients
 
 def command(client, bins, bootstrap, topic, n, payload, rate):
-    props = [f"{k}={v}" for k, v in PROPS[client].items()]
+    props = [f"{k}={v}" for k, v in PROPS[client.split("+")[0]].items()]
     args = ["--topic", topic, "--num-records", str(n), "--payload-file", str(payload),
             "--throughput", str(rate), "--bootstrap-server", bootstrap]
     if client == "java":
         return (["java", "-Xms1g", "-Xmx1g", "-cp", f"{JAVA_LIBS}/*",
                  "org.apache.kafka.tools.ProducerPerformance"] + args
                 + ["--command-property"] + props)
-    if client == "courier":
-        return [bins["courier"], "perf"] + args + ["--producer-props"] + props + [
+    if client == "courier" or client.startswith("courier+"):
+        return [bins[client], "perf"] + args + ["--producer-props"] + props + [
             "--summary", "json"]
     return [bins[client]] + args + ["--producer-props"] + props
 
@@ -245,7 +246,7 @@ def fmt_table(rows, title):
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         rs = [r for r in rows if (r["size"], r["payload"], r["partitions"]) == case]
-        peers = [r for r in rs if r["client"] != "courier" and r.get("ok")]
+        peers = [r for r in rs if not r["client"].startswith("courier") and r.get("ok")]
         best_rps = max((r["records_per_s"] for r in peers), default=None)
         best_cpu = min((r["cpu_per_m"] for r in peers), default=None)
         for r in rs:
@@ -255,7 +256,7 @@ def fmt_table(rows, title):
                              "| | | | | | |")
                 continue
             vs_rps = vs_cpu = ""
-            if r["client"] == "courier" and best_rps:
+            if r["client"].startswith("courier") and best_rps:
                 vs_rps = f"{r['records_per_s'] / best_rps:.2f}x"
                 vs_cpu = f"{r['cpu_per_m'] / best_cpu:.2f}x"
             lines.append(
@@ -285,7 +286,7 @@ def targets_table(rows, title):
         c = rs.get("courier")
         if not c:
             continue
-        peers = [r for k, r in rs.items() if k != "courier"]
+        peers = [r for k, r in rs.items() if not k.startswith("courier")]
         best = max(peers, key=lambda r: r["records_per_s"], default=None)
         rd, jv = rs.get("librdkafka"), rs.get("java")
         lines.append(
@@ -328,7 +329,8 @@ def render(rows, env, latency_rate):
                            r["rate"], r["client"])) for r in rows), default=1)
     loads = [r["load"] for r in rows]
     rows = best_of(rows)
-    md = [f"Machine: {env['nproc']} cores, {env['cpu']}; load average before the run "
+    md = [f"courier at commit {env.get('commit', 'unknown')}. "
+          f"Machine: {env['nproc']} cores, {env['cpu']}; load average before the run "
           f"{env['load_before'][0]:.2f}, during it {min(loads):.1f} to {max(loads):.1f}; "
           f"best of {repeats} repeat(s) per client and case.", ""]
     broker = [r for r in rows if r["mode"] == "broker" and r["rate"] < 0]
@@ -356,10 +358,13 @@ def main():
     ap.add_argument("--payloads", default="random,json")
     ap.add_argument("--partitions", default="1,6")
     ap.add_argument("--records", type=int, default=None,
-                    help="records per run (default: 500k for 100 B, 200k for 1 KiB; "
+                    help="records per run (default: 1M for 100 B, 300k for 1 KiB; "
                          "twice that against the blackhole)")
     ap.add_argument("--latency-rate", type=int, default=20000,
                     help="records/s of the fixed-rate latency case (0 skips it)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
+                    help="also run another build of `courier` (e.g. a branch with a fix) "
+                         "as client courier+NAME; repeatable")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run each case this many times, clients in rotating order; "
                          "the tables keep each client's best repeat")
@@ -391,19 +396,24 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     bins = build(clients)
+    for v in a.variant:
+        name, path = v.split("=", 1)
+        bins["courier+" + name] = Path(path)
+        clients.insert(1, "courier+" + name)
     payloads = payload_files(sizes, kinds)
 
     def count(size, mode):
         if a.records:
             return a.records
-        n = 500_000 if size <= 100 else 200_000
+        n = 1_000_000 if size <= 100 else 300_000
         if mode == "blackhole":
             n *= 2
         return n // 20 if a.quick else n
 
     rows = []
     jsonl = open(out / "results.jsonl", "w")
-    env = {"nproc": os.cpu_count(), "cpu": cpu_model(), "load_before": os.getloadavg()}
+    env = {"nproc": os.cpu_count(), "cpu": cpu_model(), "load_before": os.getloadavg(),
+           "commit": git_describe()}
     (out / "machine.json").write_text(json.dumps(env))
 
     def one(mode, bootstrap, size, kind, p, client, rate, n, topic):
@@ -469,6 +479,18 @@ def main():
     (out / "results.md").write_text(text)
     print(text)
     log(f"results in {out}")
+
+
+def git_describe():
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                "crates"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return head + (" (+ uncommitted changes under crates/)" if dirty else "")
+    except OSError:
+        return "unknown"
 
 
 def rotations(clients, repeat):
