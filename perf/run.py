@@ -451,10 +451,16 @@ def main():
                 n = count(size, "broker") if rate < 0 else rate * (1 if a.quick else 10)
                 log(f"== real broker: {size} B {kind}, {p} partition(s), rate {rate}, {n} records")
                 for client in rotations(clients, a.repeat):
-                    topic = f"perf-{client}-{size}-{kind}-{p}-{time.time_ns()}"
-                    run([bins["courier"], "topic", "create", "-b", kafka.bootstrap,
+                    # Kafka topic names allow [a-zA-Z0-9._-] only.
+                    safe = re.sub(r"[^a-zA-Z0-9._-]", "-", client)
+                    topic = f"perf-{safe}-{size}-{kind}-{p}-{time.time_ns()}"
+                    created = subprocess.run(
+                        [bins["courier"], "topic", "create", "-b", kafka.bootstrap,
                          "--topic", topic, "--partitions", str(p),
                          "--replication-factor", "1"])
+                    if created.returncode != 0:
+                        log(f"  {client}: could not create {topic}; skipped")
+                        continue
                     one("broker", kafka.bootstrap, size, kind, p, client, rate, n, topic)
                     subprocess.run([bins["courier"], "topic", "delete", "-b",
                                     kafka.bootstrap, "--topic", topic])
@@ -470,7 +476,7 @@ def main():
                         log(f"== blackhole: {size} B {kind}, {p} partition(s), {n} records")
                         for client in rotations(clients, a.repeat):
                             one("blackhole", bh.bootstrap, size, kind, p, client, -1, n,
-                                f"perf-{client}")
+                                "perf-" + re.sub(r"[^a-zA-Z0-9._-]", "-", client))
             finally:
                 bh.stop()
     jsonl.close()
