@@ -430,11 +430,25 @@ mod tests {
         let p = FaultProxy::start(echo()).unwrap();
         let mut s = connect(&p);
         assert_eq!(roundtrip(&mut s, b"hello").unwrap(), b"hello");
-        let st = p.stats();
-        assert_eq!(
-            (st.accepted, st.bytes_to_broker, st.bytes_to_client),
-            (1, 5, 5)
-        );
+        // The proxy counts bytes after forwarding them, so the client can read the
+        // echo before the count moves: wait for it, bounded.
+        let st = crate::wait_until(
+            "the proxy to count both directions",
+            Duration::from_secs(5),
+            || {
+                let st = p.stats();
+                if (st.accepted, st.bytes_to_broker, st.bytes_to_client) == (1, 5, 5) {
+                    Ok(st)
+                } else {
+                    Err(format!(
+                        "{:?}",
+                        (st.accepted, st.bytes_to_broker, st.bytes_to_client)
+                    ))
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(st.bytes_to_client, 5);
     }
 
     #[test]
