@@ -12,6 +12,8 @@
 //! ```
 //!
 //! `--check` fails instead of writing when the document differs from the results.
+//! `--from DIR` reads the rows from DIR instead of `target/reliability/` (the recorded
+//! full run is kept in `docs/reliability/`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ const ORDER: &[&str] = &[
     "leader_paused",
     "network_faults",
     "min_isr_recovered",
+    "min_isr_new_producer",
     "min_isr_timeout",
     "frozen_leader_expiry",
     "topic_deleted",
@@ -38,10 +41,18 @@ const ORDER: &[&str] = &[
 fn main() {
     let check = std::env::args().any(|a| a == "--check");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let results = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("reliability");
+    let args: Vec<String> = std::env::args().collect();
+    let from = args
+        .iter()
+        .position(|a| a == "--from")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let results = from.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("reliability")
+    });
     let doc_path = root.join("docs/RELIABILITY.md");
     let rows = read_rows(&results);
     if rows.is_empty() {
@@ -115,10 +126,20 @@ fn render(rows: &[Value], sim: Option<&Value>) -> String {
     let modes: std::collections::BTreeSet<&str> =
         rows.iter().filter_map(|r| r["mode"].as_str()).collect();
     let kafka = rows.iter().find_map(|r| r["kafka"].as_str()).unwrap_or("?");
+    let commits: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|r| r["commit"].as_str()).collect();
     let _ = writeln!(
         out,
-        "Kafka {kafka}, three brokers, RF 3, `min.insync.replicas=2`; suite size: {}.\n",
-        modes.into_iter().collect::<Vec<_>>().join(", ")
+        "Kafka {kafka}, three brokers, RF 3, `min.insync.replicas=2`; suite size: {}{}.\n",
+        modes.into_iter().collect::<Vec<_>>().join(", "),
+        if commits.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; built from {}",
+                commits.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        }
     );
     out.push_str(
         "| Scenario | Runs | Sent | Acknowledged | Failed | Lost | Duplicated | Reordered |\n\
@@ -142,8 +163,8 @@ fn render(rows: &[Value], sim: Option<&Value>) -> String {
     out.push_str(
         "\nWhat the failures were, and what the independent reader found for them\n\
          (\"in log\": Kafka's console consumer read the record back):\n\n\
-         | Scenario | Failed by error (persistence reported) | Possibly persisted: in log / not | Not persisted but in log | Acknowledged, not checked | Retries | Epoch bumps | Minutes |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|\n",
+         | Scenario | Failed by error (persistence reported) | Possibly persisted: in log / not | Not persisted but in log | Failed after healing | Acknowledged, not checked | Retries | Epoch bumps | Minutes |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let failures = r["failures"]
@@ -158,12 +179,13 @@ fn render(rows: &[Value], sim: Option<&Value>) -> String {
             .unwrap_or_else(|| "none".into());
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} / {} | {} | {} | {} | {} | {:.0} |",
+            "| `{}` | {} | {} / {} | {} | {} | {} | {} | {} | {:.0} |",
             r["scenario"].as_str().unwrap_or("?"),
             failures,
             n(r, "possibly_persisted_in_log"),
             n(r, "possibly_persisted_absent"),
             n(r, "not_persisted_in_log"),
+            n(r, "failed_after_healing"),
             n(r, "unchecked"),
             n(r, "retries"),
             n(r, "epoch_bumps"),
