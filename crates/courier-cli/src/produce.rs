@@ -374,6 +374,7 @@ async fn produce_all(
     mut rx: mpsc::Receiver<Item>,
 ) -> Result<Outcome, String> {
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
+    let topic: Arc<str> = args.topic.as_str().into();
     let acc = Arc::new(Mutex::new(Acc::default()));
     let mut records = 0u64;
     let mut input_errors = Vec::new();
@@ -398,7 +399,7 @@ async fn produce_all(
         records += 1;
         let len = value.as_ref().map_or(0, Bytes::len) as u64;
         let record = ProducerRecord {
-            topic: args.topic.clone(),
+            topic: topic.clone(),
             partition,
             key,
             value,

@@ -126,7 +126,7 @@ pub(crate) fn dead_letter_record(
     add(headers::ERROR_MESSAGE, message);
     add(headers::PERSISTENCE, persistence.to_string());
     ProducerRecord {
-        topic: dlq_topic.to_string(),
+        topic: dlq_topic.into(),
         partition: None,
         key: original.key.clone(),
         value: Some(Bytes::from(body)),
@@ -238,7 +238,7 @@ mod tests {
             code: ErrorCode::MESSAGE_TOO_LARGE,
         };
         let r = dead_letter_record("orders.dlq", "orders", 2, 17, &original, &err);
-        assert_eq!(r.topic, "orders.dlq");
+        assert_eq!(&*r.topic, "orders.dlq");
         assert_eq!(r.key.as_deref(), Some(&b"order-1"[..]));
         let h: std::collections::HashMap<_, _> = r.headers.iter().cloned().collect();
         assert_eq!(

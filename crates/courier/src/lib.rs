@@ -25,4 +25,6 @@ pub use audit::DurabilityReport;
 pub use config::{ConfigError, ProducerConfig};
 pub use error::{ErrorCode, Persistence, ProducerError};
 pub use metrics::DeliveryMetrics;
-pub use producer::{DeliveryFuture, DeliveryResult, Producer, ProducerRecord, RecordMetadata};
+pub use producer::{
+    DeliveryFuture, DeliveryResult, IntoTopic, Producer, ProducerRecord, RecordMetadata,
+};

@@ -47,10 +47,25 @@ impl DeliveryMetrics {
     }
 }
 
+/// An atomic counter alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(crate) struct Padded(pub(crate) AtomicU64);
+
+impl std::ops::Deref for Padded {
+    type Target = AtomicU64;
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
+}
+
 /// The live counters, shared by the producer handles and its driver.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) sent: AtomicU64,
+    /// Bumped by the application's threads for every record; kept off the cache line
+    /// of the counters the driver writes, which would otherwise bounce between the
+    /// cores once per record.
+    pub(crate) sent: Padded,
     pub(crate) delivered: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) failed_by_error: Mutex<BTreeMap<String, u64>>,

@@ -461,12 +461,25 @@ pub struct ProducerEngine<T> {
     last_topic: Option<(Arc<str>, usize)>,
     /// When `poll` last ran.
     last_poll: Option<Instant>,
+    /// Builders of sealed batches, kept for the next batches with their work areas (or
+    /// given the buffer of an acknowledged uncompressed batch): a fresh builder
+    /// allocates and zero-fills `batch.size` bytes, and on a busy producer the page
+    /// faults of that memory cost more than the records' own copy (Java keeps a
+    /// `BufferPool` for the same reason). At most `spare_max` are kept.
+    spare: Vec<RecordBatchBuilder>,
+    spare_max: usize,
+    /// Records in the last batch sealed, to size the next one's token list.
+    records_hint: usize,
 }
+
+/// Bytes of work areas the engine keeps for reuse (see `ProducerEngine::spare`).
+const SPARE_BYTES: usize = 4 << 20;
 
 impl<T> ProducerEngine<T> {
     /// A new engine. `seed` drives the sticky partitioner and backoff jitter, so a
     /// simulation replays exactly.
     pub fn new(cfg: EngineConfig, seed: u64) -> Self {
+        let cfg_batch_size = cfg.batch_size.max(1);
         let pid_state = if cfg.idempotence {
             PidState::Needed
         } else {
@@ -497,6 +510,9 @@ impl<T> ProducerEngine<T> {
             retries_total: 0,
             last_topic: None,
             last_poll: None,
+            spare: Vec::new(),
+            spare_max: (SPARE_BYTES / cfg_batch_size).clamp(2, 256),
+            records_hint: 0,
         }
     }
 
@@ -535,10 +551,11 @@ impl<T> ProducerEngine<T> {
     }
 
     fn topic_slot(&mut self, topic: &Arc<str>) -> usize {
-        // Most producers write one topic at a time, and their records share one `Arc`:
-        // a pointer compare saves hashing the name per record.
+        // Most producers write one topic at a time: comparing with the last one (the
+        // pointer first, when records share one `Arc`) saves hashing the name per
+        // record.
         if let Some((last, i)) = &self.last_topic {
-            if Arc::ptr_eq(last, topic) {
+            if Arc::ptr_eq(last, topic) || **last == **topic {
                 return *i;
             }
         }
@@ -671,10 +688,16 @@ impl<T> ProducerEngine<T> {
                 last.closed = true;
             }
             started = true;
+            let builder = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| RecordBatchBuilder::with_capacity(batch_size));
             p.batches.push_back(Batch {
                 id: new_batch_id,
-                payload: Payload::Open(RecordBatchBuilder::with_capacity(batch_size)),
-                records: Vec::new(),
+                payload: Payload::Open(builder),
+                // Sized like the last full batch: growing a vector of tokens record by
+                // record copies it over and over.
+                records: Vec::with_capacity(self.records_hint),
                 created: now,
                 state: BatchState::Ready,
                 attempts: 0,
@@ -1041,18 +1064,35 @@ impl<T> ProducerEngine<T> {
                 &mut batch.payload,
                 Payload::Open(RecordBatchBuilder::with_capacity(0)),
             ) {
-                Payload::Open(mut b) => b
-                    .seal(fields, compression, &mut self.compressor)
-                    .expect("a non-empty builder seals"),
+                Payload::Open(mut b) => {
+                    let sealed = b
+                        .seal(fields, compression, &mut self.compressor)
+                        .expect("a non-empty builder seals");
+                    if self.spare.len() < self.spare_max {
+                        self.spare.push(b);
+                    }
+                    sealed
+                }
                 Payload::Sealed(s) => s.with_producer_fields(fields),
             };
             p.next_sequence = increment_sequence(seq, sealed.record_count());
+            self.records_hint = (sealed.record_count() as usize).min(4096);
             batch.stamp = Some((pid, epoch, seq));
             batch.payload = Payload::Sealed(sealed);
-        } else if let Payload::Open(b) = &mut batch.payload {
+        } else if let Payload::Open(_) = &batch.payload {
+            let Payload::Open(mut b) = std::mem::replace(
+                &mut batch.payload,
+                Payload::Open(RecordBatchBuilder::with_capacity(0)),
+            ) else {
+                unreachable!("matched above")
+            };
             let sealed = b
                 .seal(ProducerFields::NONE, compression, &mut self.compressor)
                 .expect("a non-empty builder seals");
+            if self.spare.len() < self.spare_max {
+                self.spare.push(b);
+            }
+            self.records_hint = (sealed.record_count() as usize).min(4096);
             batch.payload = Payload::Sealed(sealed);
         }
         batch.closed = true;
@@ -1214,6 +1254,13 @@ impl<T> ProducerEngine<T> {
         let partition = pi as i32;
         if self.topics[ti].sticky.current() == Some(partition) {
             self.topics[ti].sticky.batch_completed(partition);
+        }
+        if let Payload::Sealed(sealed) = b.payload {
+            // An uncompressed seal handed its work area to the batch: give it back to
+            // a builder that lost it, if the connection has let go of the bytes.
+            if let Some(builder) = self.spare.last_mut() {
+                builder.recycle(sealed.into_bytes());
+            }
         }
         self.deliveries.push(Action::Deliver(Delivery {
             topic: self.topics[ti].name.clone(),

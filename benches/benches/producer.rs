@@ -1,0 +1,140 @@
+//! End-to-end producer benchmarks: the whole `courier::Producer` (channel, engine,
+//! batching, LZ4, the Produce request path, delivery reports) against the test kit's
+//! blackhole broker, which acknowledges every Produce at once (the client's own
+//! ceiling), and against one real Kafka broker started by the test kit.
+//!
+//! One iteration sends 20,000 records of 100 bytes (order-like JSON, which LZ4 halves)
+//! with the benchmark settings of `docs/BENCHMARKS.md` (acks=all, idempotence, LZ4,
+//! linger.ms=5, batch.size=16384) and waits for every delivery report. The producer
+//! and its connections are set up once per benchmark, outside the measurement.
+//!
+//! ```text
+//! cargo bench -p courier-benches --bench producer               # blackhole and Kafka
+//! cargo bench -p courier-benches --bench producer -- blackhole  # no JVM needed
+//! ```
+//!
+//! The side-by-side comparison with other clients is `perf/run.py`; this bench is for
+//! tracking courier's own changes with criterion's statistics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use courier::{Producer, ProducerConfig, ProducerRecord};
+use courier_testkit::{Blackhole, KafkaCluster, TopicSpec};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const RECORDS: usize = 20_000;
+
+fn payloads() -> Vec<Bytes> {
+    (0..1000u64)
+        .map(|i| {
+            let mut v = format!(
+                r#"{{"order":{},"customer":"c-{:05}","amount":{}.{:02},"items":["#,
+                1_000_000 + i,
+                i * 7919 % 100_000,
+                i * 31 % 1000,
+                i % 100
+            );
+            while v.len() < 98 {
+                v.push_str(&format!("{},", i % 97));
+            }
+            v.truncate(98);
+            v.push_str("]}");
+            Bytes::from(v)
+        })
+        .collect()
+}
+
+fn producer(bootstrap: &str) -> Producer {
+    let config = ProducerConfig::builder()
+        .set("bootstrap.servers", bootstrap)
+        .and_then(|b| b.set("acks", "all"))
+        .and_then(|b| b.set("enable.idempotence", "true"))
+        .and_then(|b| b.set("compression.type", "lz4"))
+        .and_then(|b| b.set("linger.ms", "5"))
+        .and_then(|b| b.set("batch.size", "16384"))
+        .and_then(|b| b.set("buffer.memory", "33554432"))
+        // The bench measures producing, not the topic audit's round trips.
+        .and_then(|b| b.set("durability.check", "off"))
+        .and_then(|b| b.build())
+        .expect("benchmark settings are valid");
+    Producer::new(config).expect("a producer")
+}
+
+/// Sends `RECORDS` records and waits for all their reports; panics on a failure so a
+/// broken setup cannot pass for a fast one.
+async fn send_all(p: &Producer, topic: &Arc<str>, payloads: &[Bytes]) {
+    let mut pending = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        let record = ProducerRecord::new(topic).value(payloads[i % payloads.len()].clone());
+        pending.push(p.produce(record).await.expect("queued"));
+    }
+    for f in pending {
+        f.await.expect("delivered");
+    }
+}
+
+fn run(c: &mut Criterion, group: &str, bootstrap: &str, topics: &[(String, i32)]) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let payloads = payloads();
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(10));
+    for (topic, partitions) in topics {
+        let p = {
+            let _guard = rt.enter();
+            producer(bootstrap)
+        };
+        let topic: Arc<str> = topic.as_str().into();
+        // Metadata, producer id and connections before the clock starts.
+        rt.block_on(send_all(&p, &topic, &payloads));
+        g.bench_function(format!("100B_json_lz4_{partitions}p"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    rt.block_on(send_all(&p, &topic, &payloads));
+                }
+                start.elapsed()
+            })
+        });
+        rt.block_on(p.close(Duration::from_secs(30)));
+    }
+    g.finish();
+}
+
+fn blackhole(c: &mut Criterion) {
+    for partitions in [1, 6] {
+        let bh = Blackhole::start(partitions).expect("blackhole broker");
+        run(
+            c,
+            "producer/blackhole",
+            &bh.bootstrap(),
+            &[("bench".to_string(), partitions)],
+        );
+    }
+}
+
+fn kafka(c: &mut Criterion) {
+    let cluster = KafkaCluster::shared(1);
+    let mut topics = Vec::new();
+    for partitions in [1, 6] {
+        let name = cluster.unique_topic("bench");
+        cluster
+            .create_topic(
+                &TopicSpec::new(&name)
+                    .partitions(partitions)
+                    .replication_factor(1),
+            )
+            .expect("topic created");
+        topics.push((name, partitions));
+    }
+    run(c, "producer/kafka", &cluster.bootstrap(), &topics);
+}
+
+criterion_group!(benches, blackhole, kafka);
+criterion_main!(benches);
