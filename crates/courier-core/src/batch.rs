@@ -485,6 +485,13 @@ impl RecordBatchBuilder {
         self.buf.resize(len, 0);
     }
 
+    /// Bytes of work area this builder holds between batches (0 after an uncompressed
+    /// seal handed its buffer to the batch), for callers that bound a pool of builders.
+    #[inline]
+    pub fn work_area_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Offers the bytes of a batch that is done (acknowledged or failed for good) back as
     /// the work area of a future batch, like Java's `BufferPool`: an uncompressed seal hands
     /// its buffer to the batch, so without recycling every batch allocates and initialises

@@ -1068,9 +1068,7 @@ impl<T> ProducerEngine<T> {
                     let sealed = b
                         .seal(fields, compression, &mut self.compressor)
                         .expect("a non-empty builder seals");
-                    if self.spare.len() < self.spare_max {
-                        self.spare.push(b);
-                    }
+                    Self::keep_spare(&mut self.spare, self.spare_max, self.cfg.batch_size, b);
                     sealed
                 }
                 Payload::Sealed(s) => s.with_producer_fields(fields),
@@ -1089,9 +1087,7 @@ impl<T> ProducerEngine<T> {
             let sealed = b
                 .seal(ProducerFields::NONE, compression, &mut self.compressor)
                 .expect("a non-empty builder seals");
-            if self.spare.len() < self.spare_max {
-                self.spare.push(b);
-            }
+            Self::keep_spare(&mut self.spare, self.spare_max, self.cfg.batch_size, b);
             self.records_hint = (sealed.record_count() as usize).min(4096);
             batch.payload = Payload::Sealed(sealed);
         }
@@ -1103,6 +1099,20 @@ impl<T> ProducerEngine<T> {
             unreachable!("sealed above")
         };
         (s.bytes().clone(), batch.id)
+    }
+
+    /// Keeps a sealed batch's builder for the next batch, unless the pool is full or
+    /// the builder grew for an outsized record: the pool's memory stays within
+    /// `spare_max` work areas of about `batch.size`.
+    fn keep_spare(
+        spare: &mut Vec<RecordBatchBuilder>,
+        spare_max: usize,
+        batch_size: usize,
+        builder: RecordBatchBuilder,
+    ) {
+        if spare.len() < spare_max && builder.work_area_capacity() <= 2 * batch_size.max(1024) {
+            spare.push(builder);
+        }
     }
 
     /// Reports how a Produce request ended.
@@ -1257,9 +1267,12 @@ impl<T> ProducerEngine<T> {
         }
         if let Payload::Sealed(sealed) = b.payload {
             // An uncompressed seal handed its work area to the batch: give it back to
-            // a builder that lost it, if the connection has let go of the bytes.
-            if let Some(builder) = self.spare.last_mut() {
-                builder.recycle(sealed.into_bytes());
+            // a builder that lost it, if the connection has let go of the bytes (and
+            // it is not the outsized buffer of a record larger than a batch).
+            if sealed.len() <= 2 * self.cfg.batch_size.max(1024) {
+                if let Some(builder) = self.spare.last_mut() {
+                    builder.recycle(sealed.into_bytes());
+                }
             }
         }
         self.deliveries.push(Action::Deliver(Delivery {

@@ -795,3 +795,57 @@ fn a_ready_batch_waiting_for_an_in_flight_slot_does_not_ask_for_a_busy_wakeup() 
         h.now
     );
 }
+
+/// The engine keeps sealed batches' builders (with their work areas) for the next
+/// batches instead of allocating one per batch, and does not keep one that grew for an
+/// outsized record.
+#[test]
+fn batch_builders_are_reused_and_outsized_work_areas_are_not_kept() {
+    let mut c = cfg();
+    c.compression = Compression::Lz4;
+    let mut h = Harness::new(c, 1);
+    h.engine.set_flushing(true);
+    let mut broker = SimBroker::default();
+    let topic = h.topic.clone();
+    let mut send = |h: &mut Harness, tokens: std::ops::Range<Token>, pad: usize| {
+        for t in tokens {
+            let mut value = t.to_be_bytes().to_vec();
+            value.resize(8 + pad, b'a');
+            let mut r = record(&topic, None, t, 1_700_000_000_000);
+            r.value = Some(Bytes::from(value));
+            h.engine.append(r, h.now);
+        }
+        h.poll();
+        while let Some(req) = h.produce.pop_front() {
+            let resp = broker.handle(&req);
+            h.engine
+                .on_produce_result(req.id, ProduceResult::Response(resp), h.now);
+            h.poll();
+        }
+    };
+    send(&mut h, 0..5, 50);
+    assert_eq!(
+        h.engine.spare.len(),
+        1,
+        "the sealed batch's builder is kept"
+    );
+    assert!(h.engine.spare[0].work_area_capacity() >= 1024);
+    send(&mut h, 5..10, 50);
+    assert_eq!(
+        h.engine.spare.len(),
+        1,
+        "the kept builder served the next batch"
+    );
+    // 20 kB of compressible bytes: the builder grows far past batch.size (1 kB) and
+    // keeps that work area after a compressed seal; it must not stay in the pool.
+    send(&mut h, 10..11, 20_000);
+    assert!(
+        h.engine
+            .spare
+            .iter()
+            .all(|b| b.work_area_capacity() <= 2 * 1024),
+        "an outsized work area was kept"
+    );
+    assert_eq!(h.delivered.len(), 11);
+    assert!(h.delivered.values().all(|r| r.is_ok()));
+}
