@@ -20,6 +20,7 @@ pub mod error;
 pub mod metrics;
 pub mod net;
 pub mod producer;
+mod queue;
 
 pub use audit::DurabilityReport;
 pub use config::{ConfigError, ProducerConfig};

@@ -32,6 +32,7 @@ use crate::dlq::{dead_letter_record, should_dead_letter, Original};
 use crate::error::{ErrorCode, Persistence, ProducerError};
 use crate::metrics::{Counters, DeliveryMetrics};
 use crate::net::{self, ConnectionPool, NetError, ProduceRequestParts};
+use crate::queue::BatchQueue;
 
 /// A record to send.
 #[derive(Debug, Clone, Default)]
@@ -210,11 +211,18 @@ enum Event {
 
 struct Shared {
     config: ProducerConfig,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Arc<BatchQueue<Command>>,
     memory: Arc<Semaphore>,
     closed: AtomicBool,
     pool: Arc<ConnectionPool>,
     counters: Arc<Counters>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last producer handle is gone: the driver delivers what is left and stops.
+        self.commands.close_senders();
+    }
 }
 
 /// The durability audit of one topic, as the driver tracks it.
@@ -327,7 +335,7 @@ impl Producer {
         let memory = Arc::new(Semaphore::new(
             config.buffer_memory().min(Semaphore::MAX_PERMITS),
         ));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let commands = Arc::new(BatchQueue::new());
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -365,11 +373,11 @@ impl Producer {
             admitted: None,
             dlq,
         };
-        tokio::spawn(driver.run(rx));
+        tokio::spawn(driver.run(commands.clone()));
         Ok(Producer {
             shared: Arc::new(Shared {
                 config,
-                commands: tx,
+                commands,
                 memory,
                 closed: AtomicBool::new(false),
                 pool,
@@ -532,7 +540,7 @@ impl Producer {
                 original,
             },
         };
-        self.shared.commands.send(Command::Send(rec)).map_err(|_| {
+        self.shared.commands.push(Command::Send(rec)).map_err(|_| {
             self.shared.memory.add_permits(bytes as usize);
             ProducerError::Closed
         })?;
@@ -544,7 +552,7 @@ impl Producer {
     /// has its delivery report.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.shared.commands.send(Command::Flush(tx)).is_ok() {
+        if self.shared.commands.push(Command::Flush(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -558,7 +566,7 @@ impl Producer {
         if self
             .shared
             .commands
-            .send(Command::Close(timeout, tx))
+            .push(Command::Close(timeout, tx))
             .is_ok()
         {
             let _ = rx.await;
@@ -609,11 +617,21 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, commands: Arc<BatchQueue<Command>>) {
+        // Whatever way this task ends, later sends fail at once instead of queueing
+        // for nobody.
+        struct ReceiverGone(Arc<BatchQueue<Command>>);
+        impl Drop for ReceiverGone {
+            fn drop(&mut self) {
+                self.0.close_receiver();
+            }
+        }
+        let _receiver = ReceiverGone(commands.clone());
         let (events_tx, mut events) = mpsc::unbounded_channel();
         self.events_tx = Some(events_tx);
         let mut actions = Vec::new();
         let mut commands_open = true;
+        let mut batch: Vec<Command> = Vec::new();
         loop {
             let wake = self.engine.next_wakeup().map(Instant::from_std);
             let close_at = self.close.as_ref().map(|(t, _)| *t);
@@ -628,25 +646,19 @@ impl Driver {
                         }
                     }
                 }
-                cmd = commands.recv(), if commands_open => {
-                    match cmd {
-                        Some(cmd) => {
-                            // One clock read for the whole run of commands: a record's
-                            // arrival time only drives linger and expiry.
+                more = commands.recv_all(&mut batch), if commands_open => {
+                    match more {
+                        true => {
+                            // Everything queued is taken before working out what to
+                            // send (fuller batches, fewer polls), with one clock read:
+                            // a record's arrival time only drives linger and expiry.
+                            // `buffer.memory` bounds how much that can be.
                             let now = Instant::now();
-                            self.on_command(cmd, now);
-                            // Take everything already queued before working out what to
-                            // send: fuller batches, fewer polls.
-                            let mut n = 0;
-                            while n < 4096 {
-                                match commands.try_recv() {
-                                    Ok(cmd) => self.on_command(cmd, now),
-                                    Err(_) => break,
-                                }
-                                n += 1;
+                            for cmd in batch.drain(..) {
+                                self.on_command(cmd, now);
                             }
                         }
-                        None => {
+                        false => {
                             // Every handle is gone: deliver what is left, then stop.
                             commands_open = false;
                             if self.close.is_none() {

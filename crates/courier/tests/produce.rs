@@ -389,3 +389,38 @@ async fn full_buffer_makes_try_produce_fail_at_once_and_produce_wait_max_block()
         "{err}"
     );
 }
+
+/// Dropping every producer handle without `close` still delivers what was queued (the
+/// driver sees that no sender is left, flushes and stops), against the test kit's
+/// blackhole broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_delivers_what_was_queued() {
+    let bh = courier_testkit::Blackhole::start(3).unwrap();
+    let config = ProducerConfig::builder()
+        .set("bootstrap.servers", &bh.bootstrap())
+        .and_then(|b| b.set("linger.ms", "60000"))
+        .and_then(|b| b.set("durability.check", "off"))
+        .and_then(|b| b.build())
+        .unwrap();
+    let producer = Producer::new(config).unwrap();
+    let second = producer.clone();
+    let mut pending = Vec::new();
+    for i in 0..5000 {
+        let p = if i % 2 == 0 { &producer } else { &second };
+        pending.push(
+            p.produce(ProducerRecord::new("orders").value(format!("v{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    drop(producer);
+    drop(second);
+    // linger.ms is a minute: only the flush on the last drop sends them now.
+    for f in pending {
+        let md = tokio::time::timeout(Duration::from_secs(30), f)
+            .await
+            .expect("delivered after the last handle was dropped")
+            .expect("acknowledged");
+        assert!(md.offset >= 0);
+    }
+}

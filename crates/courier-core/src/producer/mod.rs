@@ -564,15 +564,20 @@ impl<T> ProducerEngine<T> {
             return i;
         }
         let i = self.topics.len();
+        // The engine's own copy of the name: deliveries clone it per record, and
+        // sharing the caller's `Arc` would put those reference counts on the cache
+        // line the application's threads update per record (two cores bouncing it).
+        let name: Arc<str> = Arc::from(&**topic);
+        self.last_topic = Some((topic.clone(), i));
         self.topics.push(TopicState {
-            name: topic.clone(),
+            name: name.clone(),
             partitions: Vec::new(),
             unknown: false,
             parked: VecDeque::new(),
             sticky: StickyPartitioner::new(self.cfg.batch_size),
             available: Vec::new(),
         });
-        self.topic_index.insert(topic.clone(), i);
+        self.topic_index.insert(name, i);
         self.metadata_needed = true;
         i
     }
