@@ -677,12 +677,12 @@ impl Driver {
                     self.engine.abandon_in_flight(FailureReason::Closed);
                     for (topic, held) in self.take_held() {
                         for rec in held {
-                            self.finish(
+                            self.fail(
                                 &topic,
                                 -1,
                                 rec.token,
                                 rec.timestamp_ms,
-                                Err(ProducerError::Closed),
+                                ProducerError::Closed,
                             );
                         }
                     }
@@ -741,12 +741,12 @@ impl Driver {
             Command::Send(rec) => {
                 if self.close.is_some() {
                     let topic = rec.topic.clone();
-                    self.finish(
+                    self.fail(
                         &topic,
                         -1,
                         rec.token,
                         rec.timestamp_ms,
-                        Err(ProducerError::Closed),
+                        ProducerError::Closed,
                     );
                 } else {
                     self.admit(rec, now);
@@ -859,12 +859,12 @@ impl Driver {
     }
 
     fn complete(&mut self, d: Delivery<Token>) {
-        // One release of `buffer.memory` per batch rather than per record: each is a
-        // lock on the semaphore and may wake a blocked `produce`.
-        let bytes: usize = d.records.iter().map(|(t, _)| t.bytes as usize).sum();
-        self.memory.add_permits(bytes);
         match &d.result {
             Ok(w) => {
+                // One release of `buffer.memory` per batch rather than per record: each
+                // is a lock on the semaphore and may wake a blocked `produce`.
+                let bytes: usize = d.records.iter().map(|(t, _)| t.bytes as usize).sum();
+                self.memory.add_permits(bytes);
                 self.counters
                     .delivered
                     .fetch_add(d.records.len() as u64, Ordering::Relaxed);
@@ -884,7 +884,6 @@ impl Driver {
                             ts
                         },
                     };
-                    // Released and counted above.
                     deliver(token.completion, Ok(md));
                 }
             }
@@ -900,44 +899,28 @@ impl Driver {
                     tracing::debug!(topic = %d.topic, partition = d.partition, error = %err, "delivery failed");
                 }
                 for (token, ts) in d.records {
-                    self.report(&d.topic, d.partition, token, ts, Err(err.clone()));
+                    self.fail(&d.topic, d.partition, token, ts, err.clone());
                 }
             }
         }
     }
 
-    /// Reports one record's outcome: gives its bytes back to `buffer.memory`, counts
+    /// Reports one record's failure: gives its bytes back to `buffer.memory`, counts
     /// it, and sends it to the dead letter queue first when it failed for good.
-    fn finish(
+    /// (Acknowledged records are reported a batch at a time by `complete`.)
+    fn fail(
         &mut self,
         topic: &Arc<str>,
         partition: i32,
         token: Token,
         ts: i64,
-        result: DeliveryResult,
+        err: ProducerError,
     ) {
         self.memory.add_permits(token.bytes as usize);
-        self.report(topic, partition, token, ts, result);
-    }
-
-    /// [`finish`](Self::finish) for a record whose bytes were already given back.
-    fn report(
-        &mut self,
-        topic: &Arc<str>,
-        partition: i32,
-        token: Token,
-        ts: i64,
-        result: DeliveryResult,
-    ) {
-        match &result {
-            Ok(_) => {
-                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => self.counters.add_failed(e.name(), 1),
-        }
-        if let (Err(err), Some(dlq), Some(original)) = (&result, &self.dlq, &token.original) {
-            if **topic != *dlq.topic && should_dead_letter(err, dlq.possibly_persisted) {
-                let record = dead_letter_record(&dlq.topic, topic, partition, ts, original, err);
+        self.counters.add_failed(err.name(), 1);
+        if let (Some(dlq), Some(original)) = (&self.dlq, &token.original) {
+            if **topic != *dlq.topic && should_dead_letter(&err, dlq.possibly_persisted) {
+                let record = dead_letter_record(&dlq.topic, topic, partition, ts, original, &err);
                 let dlq = dlq.clone();
                 let counters = self.counters.clone();
                 let source = Box::new(err.clone());
@@ -969,7 +952,7 @@ impl Driver {
                 return;
             }
         }
-        deliver(token.completion, result);
+        deliver(token.completion, Err(err));
     }
 
     /// Hands a record to the engine, or to the durability audit first.
@@ -1012,7 +995,7 @@ impl Driver {
                 verdict: Err(e), ..
             }) if enforce => {
                 let e = e.clone();
-                self.finish(&topic, -1, rec.token, rec.timestamp_ms, Err(e));
+                self.fail(&topic, -1, rec.token, rec.timestamp_ms, e);
             }
             Some(AuditState::Done {
                 recheck_at,
@@ -1103,7 +1086,7 @@ impl Driver {
             match (&verdict, enforce) {
                 (Err(e), true) => {
                     let e = e.clone();
-                    self.finish(&topic, -1, rec.token, rec.timestamp_ms, Err(e));
+                    self.fail(&topic, -1, rec.token, rec.timestamp_ms, e);
                 }
                 _ => self.engine.append(rec, Instant::now().into_std()),
             }

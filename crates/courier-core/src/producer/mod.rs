@@ -1062,39 +1062,38 @@ impl<T> ProducerEngine<T> {
         let current = |stamp: Option<(i64, i16, i32)>| {
             stamp.is_some_and(|(sp, se, _)| sp == pid && se == epoch)
         };
-        if idempotent && !current(batch.stamp) {
-            let seq = p.next_sequence;
-            let fields = ProducerFields::idempotent(pid, epoch, seq);
-            let sealed = match std::mem::replace(
-                &mut batch.payload,
-                Payload::Open(RecordBatchBuilder::with_capacity(0)),
-            ) {
-                Payload::Open(mut b) => {
-                    let sealed = b
-                        .seal(fields, compression, &mut self.compressor)
-                        .expect("a non-empty builder seals");
-                    Self::keep_spare(&mut self.spare, self.spare_max, self.cfg.batch_size, b);
-                    sealed
-                }
-                Payload::Sealed(s) => s.with_producer_fields(fields),
+        // A batch is stamped with the current producer id and epoch at its first send,
+        // and again if an epoch bump came between its attempts.
+        let restamp = idempotent && !current(batch.stamp);
+        let seq = p.next_sequence;
+        let fields = if restamp {
+            ProducerFields::idempotent(pid, epoch, seq)
+        } else {
+            ProducerFields::NONE
+        };
+        match std::mem::replace(
+            &mut batch.payload,
+            Payload::Open(RecordBatchBuilder::with_capacity(0)),
+        ) {
+            Payload::Open(mut b) => {
+                let sealed = b
+                    .seal(fields, compression, &mut self.compressor)
+                    .expect("a non-empty builder seals");
+                Self::keep_spare(&mut self.spare, self.spare_max, self.cfg.batch_size, b);
+                self.records_hint = (sealed.record_count() as usize).min(4096);
+                batch.payload = Payload::Sealed(sealed);
+            }
+            Payload::Sealed(s) if restamp => {
+                batch.payload = Payload::Sealed(s.with_producer_fields(fields));
+            }
+            sealed => batch.payload = sealed,
+        }
+        if restamp {
+            let Payload::Sealed(s) = &batch.payload else {
+                unreachable!("sealed above")
             };
-            p.next_sequence = increment_sequence(seq, sealed.record_count());
-            self.records_hint = (sealed.record_count() as usize).min(4096);
+            p.next_sequence = increment_sequence(seq, s.record_count());
             batch.stamp = Some((pid, epoch, seq));
-            batch.payload = Payload::Sealed(sealed);
-        } else if let Payload::Open(_) = &batch.payload {
-            let Payload::Open(mut b) = std::mem::replace(
-                &mut batch.payload,
-                Payload::Open(RecordBatchBuilder::with_capacity(0)),
-            ) else {
-                unreachable!("matched above")
-            };
-            let sealed = b
-                .seal(ProducerFields::NONE, compression, &mut self.compressor)
-                .expect("a non-empty builder seals");
-            Self::keep_spare(&mut self.spare, self.spare_max, self.cfg.batch_size, b);
-            self.records_hint = (sealed.record_count() as usize).min(4096);
-            batch.payload = Payload::Sealed(sealed);
         }
         batch.closed = true;
         batch.state = BatchState::InFlight(request_id);
