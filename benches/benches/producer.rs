@@ -48,15 +48,17 @@ fn payloads() -> Vec<Bytes> {
 
 fn producer(bootstrap: &str) -> Producer {
     let config = ProducerConfig::builder()
-        .set("bootstrap.servers", bootstrap)
-        .and_then(|b| b.set("acks", "all"))
-        .and_then(|b| b.set("enable.idempotence", "true"))
-        .and_then(|b| b.set("compression.type", "lz4"))
-        .and_then(|b| b.set("linger.ms", "5"))
-        .and_then(|b| b.set("batch.size", "16384"))
-        .and_then(|b| b.set("buffer.memory", "33554432"))
-        // The bench measures producing, not the topic audit's round trips.
-        .and_then(|b| b.set("durability.check", "off"))
+        .properties([
+            ("bootstrap.servers", bootstrap),
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            ("batch.size", "16384"),
+            ("buffer.memory", "33554432"),
+            // The bench measures producing, not the topic audit's round trips.
+            ("durability.check", "off"),
+        ])
         .and_then(|b| b.build())
         .expect("benchmark settings are valid");
     Producer::new(config).expect("a producer")
