@@ -513,6 +513,18 @@ mod tests {
         let p = FaultProxy::start(upstream.local_addr().unwrap()).unwrap();
         let mut s = connect(&p);
         let (mut server, _) = upstream.accept().unwrap();
+        // The upstream accept can return before the proxy's own connect call does, and
+        // the proxy lists the connection only after that: wait for it, bounded (CI
+        // once armed 0 connections here).
+        crate::wait_until(
+            "the proxy to list the connection",
+            Duration::from_secs(5),
+            || match p.connections() {
+                1 => Ok(()),
+                n => Err(format!("{n} connections")),
+            },
+        )
+        .unwrap();
         assert_eq!(p.cut_mid_request(), 1);
         s.write_all(&[7u8; 100]).unwrap();
         let mut got = Vec::new();
