@@ -599,7 +599,7 @@ struct Driver {
     engine: ProducerEngine<Token>,
     pool: Arc<ConnectionPool>,
     memory: Arc<Semaphore>,
-    sinks: HashMap<i32, mpsc::UnboundedSender<ProduceRequest>>,
+    sinks: HashMap<i32, BrokerSink>,
     flush_waiters: Vec<oneshot::Sender<()>>,
     close: Option<(Instant, oneshot::Sender<()>)>,
     events_tx: Option<mpsc::UnboundedSender<Event>>,
@@ -772,24 +772,11 @@ impl Driver {
             Action::Deliver(d) => self.complete(d),
             Action::Produce(req) => {
                 let broker = req.broker;
+                let events = self.events();
                 let sink = self.sinks.entry(broker).or_insert_with(|| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(sink(
-                        broker,
-                        self.pool.clone(),
-                        rx,
-                        self.events_tx.clone().expect("set in run"),
-                    ));
-                    tx
+                    BrokerSink::spawn(broker, self.pool.clone(), events.clone())
                 });
-                if let Err(mpsc::error::SendError(req)) = sink.send(req) {
-                    let _ = self.events().send(Event::Produced(
-                        req.id,
-                        ProduceResult::Transport {
-                            maybe_written: false,
-                        },
-                    ));
-                }
+                sink.send(req, &self.pool, &events);
             }
             Action::FetchMetadata { topics } => {
                 tracing::debug!(topics = topics.len(), "refreshing metadata");
@@ -1128,88 +1115,154 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Writes one broker's Produce requests in the order the engine issued them.
-async fn sink(
+/// Where the driver hands one broker's Produce requests, in the order the engine issued
+/// them.
+///
+/// The fast path queues a request on the broker's connection from the driver itself, and
+/// the connection's reader passes the outcome straight back (`produce_with`): per request
+/// that is one wake-up of the connection's writer and one of the driver. A request takes
+/// the slow path - a task that may connect or wait for a window slot - when there is no
+/// open connection, the window is full, or requests before it are still on the slow path
+/// (order is kept: they are queued on the connection first).
+struct BrokerSink {
+    broker: i32,
+    /// Requests handed to the slow path and not yet queued on a connection.
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
+    slow: mpsc::UnboundedSender<ProduceRequest>,
+}
+
+impl BrokerSink {
+    fn spawn(broker: i32, pool: Arc<ConnectionPool>, events: mpsc::UnboundedSender<Event>) -> Self {
+        let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (slow, rx) = mpsc::unbounded_channel();
+        tokio::spawn(slow_sink(broker, pool, rx, events, backlog.clone()));
+        BrokerSink {
+            broker,
+            backlog,
+            slow,
+        }
+    }
+
+    fn send(
+        &self,
+        req: ProduceRequest,
+        pool: &ConnectionPool,
+        events: &mpsc::UnboundedSender<Event>,
+    ) {
+        // Acquire pairs with the slow path's Release: at zero, everything it was handed
+        // is already queued on a connection, so this request goes behind it.
+        if self.backlog.load(Ordering::Acquire) == 0 {
+            if let Some(conn) = pool.ready(self.broker) {
+                if let Some(permit) = conn.try_reserve() {
+                    produce_on(&conn, permit, req, events);
+                    return;
+                }
+            }
+        }
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::error::SendError(req)) = self.slow.send(req) {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            let _ = events.send(Event::Produced(
+                req.id,
+                ProduceResult::Transport {
+                    maybe_written: false,
+                },
+            ));
+        }
+    }
+}
+
+/// The slow path of a [`BrokerSink`]: connects when needed and waits for window slots,
+/// taking requests in order.
+async fn slow_sink(
     broker: i32,
     pool: Arc<ConnectionPool>,
     mut requests: mpsc::UnboundedReceiver<ProduceRequest>,
     events: mpsc::UnboundedSender<Event>,
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     while let Some(req) = requests.recv().await {
         let id = req.id;
-        let conn = match pool.get(broker).await {
-            Ok(c) => c,
+        let not_sent = || {
+            let _ = events.send(Event::Produced(
+                id,
+                ProduceResult::Transport {
+                    maybe_written: false,
+                },
+            ));
+        };
+        match pool.get(broker).await {
             Err(e) => {
                 tracing::debug!(broker, error = %e, "no connection for a Produce request");
-                let _ = events.send(Event::Produced(
-                    id,
-                    ProduceResult::Transport {
-                        maybe_written: false,
-                    },
-                ));
-                continue;
+                not_sent();
             }
-        };
-        let permit = match conn.reserve().await {
-            Ok(p) => p,
-            Err(_) => {
-                let _ = events.send(Event::Produced(
-                    id,
-                    ProduceResult::Transport {
-                        maybe_written: false,
-                    },
-                ));
-                continue;
-            }
-        };
-        let mut topics: Vec<net::TopicRecords> = Vec::new();
-        for (topic, partition, batch) in req.batches {
-            match topics.iter_mut().find(|(t, _)| **t == *topic) {
-                Some((_, parts)) => parts.push((partition, Some(batch))),
-                None => topics.push((topic.to_string(), vec![(partition, Some(batch))])),
-            }
+            Ok(conn) => match conn.reserve().await {
+                Ok(permit) => produce_on(&conn, permit, req, &events),
+                Err(_) => not_sent(),
+            },
         }
-        let parts = ProduceRequestParts {
-            transactional_id: None,
-            acks: req.acks,
-            timeout_ms: req.timeout_ms,
-            topics,
-        };
-        // Queued on the connection before the next request is looked at: the write
-        // order is the engine's order.
-        let pending = conn.start_produce(permit, parts);
-        let events = events.clone();
-        tokio::spawn(async move {
-            let result = match pending.await {
-                Ok(None) => ProduceResult::WrittenNoAck,
-                Ok(Some(resp)) => ProduceResult::Response(
-                    resp.responses
-                        .iter()
-                        .flat_map(|t| {
-                            let name = t.name.0.to_string();
-                            t.partition_responses.iter().map(move |p| {
-                                courier_core::producer::PartitionResponse {
-                                    topic: name.clone(),
-                                    partition: p.index,
-                                    error_code: p.error_code,
-                                    base_offset: p.base_offset,
-                                    log_append_time: p.log_append_time_ms,
-                                    error_message: p.error_message.as_ref().map(|m| m.to_string()),
-                                }
-                            })
-                        })
-                        .collect(),
-                ),
-                Err(e) => {
-                    tracing::debug!(broker, error = %e, "Produce request failed");
-                    ProduceResult::Transport {
-                        maybe_written: e.maybe_written(),
-                    }
-                }
-            };
-            let _ = events.send(Event::Produced(id, result));
-        });
+        backlog.fetch_sub(1, Ordering::Release);
     }
+}
+
+/// Queues `req` on `conn`; its outcome comes back to the driver as [`Event::Produced`].
+fn produce_on(
+    conn: &net::BrokerConnection,
+    permit: net::InFlightPermit,
+    req: ProduceRequest,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let ProduceRequest {
+        id,
+        broker,
+        acks,
+        timeout_ms,
+        batches,
+    } = req;
+    let mut topics: Vec<net::TopicRecords> = Vec::new();
+    for (topic, partition, batch) in batches {
+        match topics.iter_mut().find(|(t, _)| **t == *topic) {
+            Some((_, parts)) => parts.push((partition, Some(batch))),
+            None => topics.push((topic.to_string(), vec![(partition, Some(batch))])),
+        }
+    }
+    let parts = ProduceRequestParts {
+        transactional_id: None,
+        acks,
+        timeout_ms,
+        topics,
+    };
+    let events = events.clone();
+    conn.produce_with(permit, parts, move |outcome| {
+        let result = match outcome {
+            Ok(None) => ProduceResult::WrittenNoAck,
+            Ok(Some(resp)) => ProduceResult::Response(
+                resp.responses
+                    .iter()
+                    .flat_map(|t| {
+                        let name = t.name.0.to_string();
+                        t.partition_responses.iter().map(move |p| {
+                            courier_core::producer::PartitionResponse {
+                                topic: name.clone(),
+                                partition: p.index,
+                                error_code: p.error_code,
+                                base_offset: p.base_offset,
+                                log_append_time: p.log_append_time_ms,
+                                error_message: p.error_message.as_ref().map(|m| m.to_string()),
+                            }
+                        })
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::debug!(broker, error = %e, "Produce request failed");
+                ProduceResult::Transport {
+                    maybe_written: e.maybe_written(),
+                }
+            }
+        };
+        let _ = events.send(Event::Produced(id, result));
+    });
 }
 
 async fn any_connection(pool: &ConnectionPool) -> Result<Arc<net::BrokerConnection>, NetError> {

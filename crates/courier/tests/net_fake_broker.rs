@@ -806,3 +806,102 @@ async fn shutdown_gives_up_after_its_timeout_and_fails_what_is_left_as_maybe_wri
     assert!(matches!(e, NetError::ConnectionLost { .. }), "{e}");
     assert!(e.maybe_written());
 }
+
+#[tokio::test]
+async fn produce_with_calls_back_with_the_response_then_with_the_timeout() {
+    let addr = fake_broker(|mut s| async move {
+        handshake(&mut s, modern_apis()).await;
+        let req = read_request(&mut s).await.unwrap();
+        write_response(
+            &mut s,
+            ApiKey::Produce,
+            req.version,
+            req.correlation_id,
+            &produce_response_body(req.version, 42),
+        )
+        .await;
+        // The second request is read and never answered.
+        while read_request(&mut s).await.is_some() {}
+    })
+    .await;
+    let conn = std::sync::Arc::new(
+        BrokerConnection::connect(
+            &addr,
+            &ConnectOptions {
+                request_timeout: Duration::from_millis(300),
+                ..opts()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = Instant::now();
+    for n in 0..2 {
+        let (tx, seen_by) = (tx.clone(), conn.clone());
+        conn.produce_with(
+            conn.try_reserve().unwrap(),
+            produce(-1, b"cb"),
+            move |outcome| {
+                // The window slot is free by the time the outcome is known.
+                let _ = tx.send((n, outcome, seen_by.in_flight()));
+            },
+        );
+    }
+    let (n, first, in_flight) = rx.recv().await.unwrap();
+    assert_eq!(n, 0);
+    let resp = first.unwrap().expect("acks=-1 has a response");
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 42);
+    assert_eq!(in_flight, 1, "only the unanswered request holds a slot");
+    let (n, second, in_flight) = rx.recv().await.unwrap();
+    assert_eq!(n, 1);
+    let e = second.unwrap_err();
+    assert!(matches!(e, NetError::Timeout { written: true, .. }), "{e}");
+    assert_eq!(in_flight, 0);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert!(matches!(
+        conn.close_reason(),
+        Some(CloseReason::RequestTimeout { .. })
+    ));
+}
+
+#[tokio::test]
+async fn acks_zero_write_that_stalls_times_out() {
+    let addr = fake_broker(|mut s| async move {
+        handshake(&mut s, modern_apis()).await;
+        // Reads nothing more: once the socket buffers fill, the client's write stalls.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(s);
+    })
+    .await;
+    let conn = BrokerConnection::connect(
+        &addr,
+        &ConnectOptions {
+            request_timeout: Duration::from_millis(300),
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
+    // More than loopback's socket buffers hold (a few MiB each way).
+    let parts = ProduceRequestParts {
+        transactional_id: None,
+        acks: 0,
+        timeout_ms: 1000,
+        topics: vec![(
+            "t".into(),
+            vec![(0, Some(Bytes::from(vec![0u8; 64 << 20])))],
+        )],
+    };
+    let start = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(5), conn.send_produce(parts))
+        .await
+        .expect("a stalled acks=0 write must time out, not hang")
+        .unwrap_err();
+    assert!(matches!(e, NetError::Timeout { written: true, .. }), "{e}");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}

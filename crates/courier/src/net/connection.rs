@@ -23,15 +23,19 @@
 //! | being written, or written and awaiting its response | [`NetError::ConnectionLost`] | `true` |
 //! | the one whose timeout closed the connection | [`NetError::Timeout`] | whether its write had started |
 //!
-//! `request.timeout.ms` counts from submission and is enforced by the caller's future: when
-//! it elapses the connection is closed (a late response could not be matched safely), as
-//! the Java client does.
+//! `request.timeout.ms` counts from submission and is enforced by the connection's
+//! **watchdog task**: when the oldest request's time is up the connection is closed (a late
+//! response could not be matched safely), as the Java client does. Every request gets the
+//! same timeout, so the oldest request always expires first and one timer per connection
+//! does the work of one per request.
 //!
 //! The in-flight window (`max.in.flight.requests.per.connection`) is a semaphore: a slot
 //! is taken before a request is queued and freed when its outcome is known. The producer
 //! core can reserve slots without waiting ([`BrokerConnection::try_reserve`]) and queue a
-//! Produce at once with [`BrokerConnection::start_produce`], which returns a spawnable
-//! future: the order of `start_produce` calls is the write order.
+//! Produce at once, either with [`BrokerConnection::start_produce`], which returns a
+//! spawnable future, or with [`BrokerConnection::produce_with`], which calls a function
+//! with the outcome on the connection task that learns it (no task waits per request). The
+//! order of those calls is the write order.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -125,25 +129,58 @@ pub struct InFlightPermit {
 /// included), or `None` for a request that expects no response (`acks=0`).
 type Reply = Result<Option<Bytes>, NetError>;
 
+/// A function that takes a request's outcome and the connection's address.
+type OnReply = Box<dyn FnOnce(Reply, &str) + Send>;
+
+/// Where a request's outcome goes.
+enum ReplyTo {
+    /// A caller awaiting a future.
+    Channel(oneshot::Sender<Reply>),
+    /// Called on the connection task that learns the outcome (the reader, for a response),
+    /// with the connection's address: no task has to wake up just to pass the outcome on.
+    Call(OnReply),
+}
+
+impl ReplyTo {
+    fn send(self, reply: Reply, shared: &Shared) {
+        match self {
+            ReplyTo::Channel(tx) => {
+                let _ = tx.send(reply);
+            }
+            ReplyTo::Call(f) => f(reply, &shared.addr),
+        }
+    }
+}
+
 /// A request written (or being written) and waiting for its response.
 struct Pending {
     correlation_id: i32,
     api: &'static str,
-    reply: oneshot::Sender<Reply>,
+    reply: ReplyTo,
     /// Held until the response arrives: the in-flight window counts this request.
     permit: OwnedSemaphorePermit,
+    /// Submission time plus `request.timeout.ms`.
+    deadline: tokio::time::Instant,
 }
 
 impl Pending {
     /// Frees the window slot, then answers: a caller woken by the answer must already see
     /// the slot free (it may reserve again at once).
-    fn complete(self, reply: Reply) {
+    fn complete(self, reply: Reply, shared: &Shared) {
         let Pending {
             reply: tx, permit, ..
         } = self;
         drop(permit);
-        let _ = tx.send(reply);
+        tx.send(reply, shared);
     }
+}
+
+/// The request whose timeout the watchdog waits for.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: tokio::time::Instant,
+    correlation_id: i32,
+    api: &'static str,
 }
 
 /// A request queued for the writer. If it is dropped before being answered (the writer
@@ -154,9 +191,10 @@ struct Outgoing {
     api: &'static str,
     frame: Segments,
     expects_response: bool,
-    reply: Option<oneshot::Sender<Reply>>,
+    reply: Option<ReplyTo>,
     permit: Option<OwnedSemaphorePermit>,
     write_started: bool,
+    deadline: tokio::time::Instant,
     shared: Arc<Shared>,
 }
 
@@ -167,7 +205,7 @@ impl Drop for Outgoing {
             let err =
                 self.shared
                     .error_for(self.correlation_id, self.api, self.write_started, &reason);
-            let _ = reply.send(Err(err));
+            reply.send(Err(err), &self.shared);
         }
     }
 }
@@ -176,6 +214,9 @@ struct State {
     closed: Option<(CloseReason, Instant)>,
     /// Requests written (or being written) and awaiting a response, oldest first.
     in_flight: VecDeque<Pending>,
+    /// The oldest request of a write under way that includes requests expecting no
+    /// response (`acks=0`): those are not in `in_flight`, yet a stalled write must time out.
+    writing: Option<Deadline>,
     tasks: Vec<AbortHandle>,
 }
 
@@ -260,7 +301,7 @@ impl Shared {
         }
         for p in pending {
             let err = self.error_for(p.correlation_id, p.api, true, &reason);
-            p.complete(Err(err));
+            p.complete(Err(err), self);
         }
         for t in tasks {
             t.abort();
@@ -350,6 +391,7 @@ impl BrokerConnection {
             state: Mutex::new(State {
                 closed: None,
                 in_flight: VecDeque::new(),
+                writing: None,
                 tasks: Vec::new(),
             }),
             window: Arc::new(Semaphore::new(max_in_flight)),
@@ -358,15 +400,16 @@ impl BrokerConnection {
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_loop(shared.clone(), write_half, rx));
         let reader = tokio::spawn(read_loop(shared.clone(), read_half));
+        let watchdog = tokio::spawn(watch_timeouts(shared.clone()));
         {
             let mut st = shared.lock();
             // The reader may already have closed the connection (the broker hung up).
-            if st.closed.is_some() {
-                writer.abort();
-                reader.abort();
-            } else {
-                st.tasks.push(writer.abort_handle());
-                st.tasks.push(reader.abort_handle());
+            for task in [writer, reader, watchdog] {
+                if st.closed.is_some() {
+                    task.abort();
+                } else {
+                    st.tasks.push(task.abort_handle());
+                }
             }
         }
         BrokerConnection {
@@ -617,28 +660,66 @@ impl BrokerConnection {
         permit: InFlightPermit,
         parts: ProduceRequestParts,
     ) -> impl Future<Output = Result<Option<ProduceResponse>, NetError>> + Send + 'static {
-        let submitted = self
-            .versions()
-            .version(ApiKey::Produce)
-            .and_then(|version| {
-                let permit = self.own_permit(permit);
-                self.submit(permit, "Produce", parts.acks != 0, |cid| {
-                    codec::encode_produce(&parts, version, cid, &self.client_id)
-                })
-                .map(|s| (s, version))
-            });
-        // The batches live on in the encoded frame; `parts` itself is not needed anymore.
-        drop(parts);
+        let (tx, rx) = oneshot::channel();
+        self.produce_with(permit, parts, move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        let shared = self.shared.clone();
         async move {
-            let (submitted, version) = submitted?;
-            let shared = submitted.shared.clone();
-            match submitted.wait().await? {
-                None => Ok(None),
-                Some(body) => {
-                    decode_body(&shared.addr, body, ApiKey::Produce, version, "Produce").map(Some)
-                }
-            }
+            rx.await.unwrap_or_else(|_| {
+                Err(NetError::NotSent {
+                    addr: shared.addr.clone(),
+                    api: "Produce",
+                    reason: shared.close_reason().unwrap_or(CloseReason::Shutdown),
+                })
+            })
         }
+    }
+
+    /// Queues a Produce request now, in a slot reserved earlier, and calls `on_done` with
+    /// its outcome: `None` once written for `acks=0`, else the decoded response or the
+    /// error.
+    ///
+    /// `on_done` runs exactly once, on whichever task learns the outcome: the caller's
+    /// (if encoding fails), the connection's reader (a response), writer (an `acks=0`
+    /// request written) or whichever closes the connection. It must be quick and must not
+    /// block: passing the outcome to a channel is the intended use. Nothing waits per
+    /// request, which saves a task wake-up per request over
+    /// [`start_produce`](Self::start_produce). The write order and the
+    /// `request.timeout.ms` clock are as there.
+    pub fn produce_with(
+        &self,
+        permit: InFlightPermit,
+        parts: ProduceRequestParts,
+        on_done: impl FnOnce(Result<Option<ProduceResponse>, NetError>) + Send + 'static,
+    ) {
+        let permit = self.own_permit(permit);
+        let version = match self.versions().version(ApiKey::Produce) {
+            Ok(v) => v,
+            Err(e) => return on_done(Err(e)),
+        };
+        let correlation_id = self.next_correlation_id();
+        let frame = match codec::encode_produce(&parts, version, correlation_id, &self.client_id) {
+            Ok(f) => f,
+            Err(e) => return on_done(Err(e)),
+        };
+        // The batches live on in the encoded frame; `parts` itself is not needed anymore.
+        let expects_response = parts.acks != 0;
+        drop(parts);
+        let reply = ReplyTo::Call(Box::new(move |reply: Reply, addr: &str| {
+            on_done(reply.and_then(|body| {
+                body.map(|b| decode_body(addr, b, ApiKey::Produce, version, "Produce"))
+                    .transpose()
+            }))
+        }));
+        self.enqueue(
+            correlation_id,
+            "Produce",
+            frame,
+            expects_response,
+            permit,
+            reply,
+        );
     }
 
     fn own_permit(&self, permit: InFlightPermit) -> OwnedSemaphorePermit {
@@ -670,6 +751,38 @@ impl BrokerConnection {
         }
     }
 
+    /// A fresh correlation id. They only need to be unique among the requests in flight;
+    /// wrapping is fine (the window is tiny compared with 2^32).
+    fn next_correlation_id(&self) -> i32 {
+        self.next_correlation_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues an encoded request for the writer; `reply` gets its outcome.
+    fn enqueue(
+        &self,
+        correlation_id: i32,
+        api: &'static str,
+        frame: Segments,
+        expects_response: bool,
+        permit: OwnedSemaphorePermit,
+        reply: ReplyTo,
+    ) {
+        let out = Outgoing {
+            correlation_id,
+            api,
+            frame,
+            expects_response,
+            reply: Some(reply),
+            permit: Some(permit),
+            write_started: false,
+            deadline: tokio::time::Instant::now() + self.shared.request_timeout,
+            shared: self.shared.clone(),
+        };
+        // If the writer is gone the request comes back inside the error and its `Drop`
+        // answers it with NotSent.
+        drop(self.tx.send(out));
+    }
+
     /// Encodes a request with a fresh correlation id and queues it for the writer.
     fn submit(
         &self,
@@ -678,30 +791,21 @@ impl BrokerConnection {
         expects_response: bool,
         encode: impl FnOnce(i32) -> Result<Segments, NetError>,
     ) -> Result<Submitted, NetError> {
-        // Correlation ids only need to be unique among the requests in flight; wrapping is
-        // fine (the window is tiny compared with 2^32).
-        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let correlation_id = self.next_correlation_id();
         let frame = encode(correlation_id)?;
         let (reply_tx, reply_rx) = oneshot::channel();
-        let out = Outgoing {
+        self.enqueue(
             correlation_id,
             api,
             frame,
             expects_response,
-            reply: Some(reply_tx),
-            permit: Some(permit),
-            write_started: false,
-            shared: self.shared.clone(),
-        };
-        // If the writer is gone the request comes back inside the error and its `Drop`
-        // answers `reply_rx` with NotSent.
-        drop(self.tx.send(out));
+            permit,
+            ReplyTo::Channel(reply_tx),
+        );
         Ok(Submitted {
-            correlation_id,
             api,
             reply: reply_rx,
             shared: self.shared.clone(),
-            deadline: tokio::time::Instant::now() + self.shared.request_timeout,
         })
     }
 
@@ -731,45 +835,22 @@ impl BrokerConnection {
 
 /// A request queued on a connection, waiting for its reply.
 struct Submitted {
-    correlation_id: i32,
     api: &'static str,
     reply: oneshot::Receiver<Reply>,
     shared: Arc<Shared>,
-    deadline: tokio::time::Instant,
 }
 
 impl Submitted {
-    /// Waits for the reply until `request.timeout.ms` after submission; on timeout closes
-    /// the connection (a late response could not be matched safely on a pipelined
-    /// connection, Java's `NetworkClient` does the same).
-    async fn wait(mut self) -> Result<Option<Bytes>, NetError> {
-        match tokio::time::timeout_at(self.deadline, &mut self.reply).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(NetError::NotSent {
+    /// Waits for the reply. Every request gets one, at the latest when the watchdog closes
+    /// the connection at `request.timeout.ms`.
+    async fn wait(self) -> Result<Option<Bytes>, NetError> {
+        match self.reply.await {
+            Ok(reply) => reply,
+            Err(_) => Err(NetError::NotSent {
                 addr: self.shared.addr.clone(),
                 api: self.api,
                 reason: self.shared.close_reason().unwrap_or(CloseReason::Shutdown),
             }),
-            Err(_) => {
-                let timeout = self.shared.request_timeout;
-                self.shared.close(CloseReason::RequestTimeout {
-                    correlation_id: self.correlation_id,
-                    api: self.api,
-                    timeout,
-                });
-                // Closing answered this request too (in flight: Timeout{written: true};
-                // still queued: the writer's abort drops it, Timeout{written: false}).
-                // Wait briefly for that answer; assume the worst if it does not come.
-                match tokio::time::timeout(Duration::from_secs(1), self.reply).await {
-                    Ok(Ok(reply)) => reply,
-                    _ => Err(NetError::Timeout {
-                        addr: self.shared.addr.clone(),
-                        api: self.api,
-                        timeout,
-                        written: true,
-                    }),
-                }
-            }
         }
     }
 }
@@ -884,20 +965,32 @@ async fn write_loop(
                         api: out.api,
                         reply: out.reply.take().expect("unanswered request"),
                         permit: out.permit.take().expect("permit"),
+                        deadline: out.deadline,
                     });
                 } else {
                     fire_and_forget.push(out);
                 }
             }
+            st.writing = fire_and_forget
+                .iter()
+                .map(|o| Deadline {
+                    at: o.deadline,
+                    correlation_id: o.correlation_id,
+                    api: o.api,
+                })
+                .min_by_key(|d| d.at);
         }
         if let Err(e) = socket.write_all_buf(&mut frame).await {
             shared.close(CloseReason::Io(Arc::new(e)));
             return; // dropping `fire_and_forget` answers ConnectionLost
         }
+        if !fire_and_forget.is_empty() {
+            shared.lock().writing = None;
+        }
         for mut out in fire_and_forget {
             out.permit.take(); // free the slot before answering, as `Pending::complete`
             if let Some(reply) = out.reply.take() {
-                let _ = reply.send(Ok(None));
+                reply.send(Ok(None), &shared);
             }
         }
     }
@@ -934,7 +1027,7 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
             Some(p) if p.correlation_id == correlation_id => {
                 let p = st.in_flight.pop_front().expect("front exists");
                 drop(st);
-                p.complete(Ok(Some(body)));
+                p.complete(Ok(Some(body)), &shared);
             }
             Some(p) => {
                 let expected = p.correlation_id;
@@ -953,4 +1046,44 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
         }
     };
     shared.close(reason);
+}
+
+/// The watchdog task: closes the connection when the oldest request outlives
+/// `request.timeout.ms`. Deadlines are submission time plus one constant, so the front of
+/// the in-flight queue (or a write under way with `acks=0` requests in it) holds the
+/// earliest one; the timer is re-armed about once per timeout, not once per request.
+async fn watch_timeouts(shared: Arc<Shared>) {
+    loop {
+        let oldest = {
+            let st = shared.lock();
+            if st.closed.is_some() {
+                return;
+            }
+            let front = st.in_flight.front().map(|p| Deadline {
+                at: p.deadline,
+                correlation_id: p.correlation_id,
+                api: p.api,
+            });
+            [front, st.writing]
+                .into_iter()
+                .flatten()
+                .min_by_key(|d| d.at)
+        };
+        match oldest {
+            Some(d) if d.at <= tokio::time::Instant::now() => {
+                shared.close(CloseReason::RequestTimeout {
+                    correlation_id: d.correlation_id,
+                    api: d.api,
+                    timeout: shared.request_timeout,
+                });
+                return;
+            }
+            Some(d) => tokio::time::sleep_until(d.at).await,
+            // Nothing written is waiting: a request submitted from now on expires one
+            // timeout from its submission at the earliest, so looking again one timeout
+            // from now misses none. (One still queued for the writer at this moment is
+            // looked at then, late by the moments it spent in the queue.)
+            None => tokio::time::sleep(shared.request_timeout).await,
+        }
+    }
 }

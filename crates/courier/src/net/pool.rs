@@ -236,6 +236,15 @@ impl ConnectionPool {
         Err(last_err.expect("at least one bootstrap server"))
     }
 
+    /// The open connection to broker `node_id`, if there is one and nobody is connecting
+    /// to it right now: a look-up that never waits (the Produce fast path), where
+    /// [`get`](Self::get) may connect.
+    pub fn ready(&self, node_id: i32) -> Option<Arc<BrokerConnection>> {
+        let slot = lock(&self.slots).get(&BrokerKey::Node(node_id))?.clone();
+        let st = slot.state.try_lock().ok()?;
+        st.conn.as_ref().filter(|c| !c.is_closed()).cloned()
+    }
+
     /// An open connection with the fewest requests in flight, if any (for requests any
     /// broker can answer, like Metadata: Java's "least loaded node").
     pub fn least_loaded(&self) -> Option<Arc<BrokerConnection>> {
