@@ -528,19 +528,35 @@ impl RecordBatchBuilder {
     /// The builder is left empty and ready for the next batch. Uncompressed batches hand
     /// their buffer over (no copy); compressed ones copy the compressed bytes into a
     /// right-sized buffer and keep the work area for the next batch.
+    ///
+    /// The same as [`prepare`](Self::prepare) then [`PreparedBatch::seal`].
     pub fn seal(
         &mut self,
         producer: ProducerFields,
         compression: Compression,
         compressor: &mut Compressor,
     ) -> Result<SealedBatch, BuildError> {
+        Ok(self.prepare(compression, compressor)?.seal(producer))
+    }
+
+    /// The costly half of [`seal`](Self::seal): compresses the records, leaving the header
+    /// (producer id, epoch, base sequence, CRC) to [`PreparedBatch::seal`]. Compression
+    /// does not depend on those fields, so a producer can compress a closed batch on
+    /// another thread and stamp it with its sequence when it sends it.
+    ///
+    /// The builder is left empty and ready for the next batch, as by `seal`.
+    pub fn prepare(
+        &mut self,
+        compression: Compression,
+        compressor: &mut Compressor,
+    ) -> Result<PreparedBatch, BuildError> {
         if self.is_empty() {
             return Err(BuildError::Empty);
         }
         let records = &self.buf[RECORD_BATCH_OVERHEAD..self.pos];
         let mut info = BatchInfo {
             record_count: self.record_count,
-            producer,
+            producer: ProducerFields::NONE,
             codec: Codec::None,
             first_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
@@ -562,22 +578,75 @@ impl RecordBatchBuilder {
                 let mut out = BytesMut::with_capacity(RECORD_BATCH_OVERHEAD + frame.len());
                 out.put_bytes(0, RECORD_BATCH_OVERHEAD);
                 out.extend_from_slice(frame);
-                write_header(&mut out, &info, self.transactional);
-                out.freeze()
+                out
             }
             None => {
                 self.buf.truncate(self.pos);
-                write_header(&mut self.buf, &info, self.transactional);
                 // The next batch is likely the same size: plan its work area for that.
                 self.capacity_hint = (self.pos + WRITE_SLACK).max(self.initial_capacity);
                 // Move the whole buffer out (not `split`, which would leave the builder
                 // sharing the allocation): the sealed bytes stay uniquely owned, so an
                 // epoch-bump rewrite can happen in place.
-                std::mem::take(&mut self.buf).freeze()
+                std::mem::take(&mut self.buf)
             }
         };
+        let transactional = self.transactional;
         self.reset();
-        Ok(SealedBatch { bytes, info })
+        Ok(PreparedBatch {
+            bytes,
+            info,
+            transactional,
+        })
+    }
+}
+
+/// A batch with its records encoded and compressed, waiting for its header: the result
+/// of [`RecordBatchBuilder::prepare`]. [`seal`](Self::seal) writes the producer fields and
+/// the CRC.
+pub struct PreparedBatch {
+    /// Header placeholder, then the (compressed) records.
+    bytes: BytesMut,
+    info: BatchInfo,
+    transactional: bool,
+}
+
+impl std::fmt::Debug for PreparedBatch {
+    // Not derived: the bytes would be printed in full.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedBatch")
+            .field("len", &self.bytes.len())
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl PreparedBatch {
+    /// Encoded size in bytes, header included.
+    #[inline]
+    #[allow(clippy::len_without_is_empty)] // a prepared batch always has records
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Number of records.
+    #[inline]
+    pub fn record_count(&self) -> i32 {
+        self.info.record_count
+    }
+
+    /// Writes the header with `producer` fields and the CRC: the batch is final.
+    pub fn seal(self, producer: ProducerFields) -> SealedBatch {
+        let PreparedBatch {
+            mut bytes,
+            mut info,
+            transactional,
+        } = self;
+        info.producer = producer;
+        write_header(&mut bytes, &info, transactional);
+        SealedBatch {
+            bytes: bytes.freeze(),
+            info,
+        }
     }
 }
 

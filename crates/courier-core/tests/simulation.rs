@@ -61,11 +61,12 @@ use courier_core::decode::decode_batch;
 use courier_core::partitioner::XorShiftRng;
 use courier_core::producer::classify::{classify_produce_error, codes, error_name, Disposition};
 use courier_core::producer::{
-    Action, EngineConfig, Failure, FailureReason, PartitionMetadata, PartitionResponse,
-    Persistence, ProduceRequest, ProduceResult, ProducerEngine, Record, TopicMetadata,
+    Action, CompressJob, EngineConfig, Failure, FailureReason, PartitionMetadata,
+    PartitionResponse, Persistence, ProduceRequest, ProduceResult, ProducerEngine, Record,
+    TopicMetadata,
 };
 use courier_core::sequence::increment_sequence;
-use courier_core::Compression;
+use courier_core::{Compression, Compressor};
 
 type Token = u64;
 /// An InitProducerId answer: `(producer id, epoch)` or an error code.
@@ -330,6 +331,9 @@ struct Sim {
     stats: Stats,
     faulting: bool,
     outstanding_actions: Vec<Action<Token>>,
+    /// Batches handed out for compression and when each comes back.
+    compressing: Vec<(Instant, CompressJob)>,
+    compressor: Compressor,
     /// Scripted refusals: the next batch for the partition is answered with the code.
     poison: HashMap<usize, i16>,
     /// `SIM_TRACE=1`: print every event (use with `SIM_SEED`).
@@ -380,7 +384,17 @@ impl Sim {
             metadata_max_age: Duration::from_secs(5 + rng.below(60)),
             max_block: Duration::from_secs(5 + rng.below(30)),
             compression: Compression::None,
+            compress_elsewhere_from: None,
         };
+        // A third of the seeds compress (LZ4) and hand batches out for compression, whose
+        // results come back late and out of order. Drawn from a stream of its own so the
+        // other seeds keep the scenarios they always had.
+        let mut cfg = cfg;
+        let mut side = Rng::new(seed ^ 0x6c7a_3400);
+        if side.chance(33) {
+            cfg.compression = Compression::Lz4;
+            cfg.compress_elsewhere_from = Some(side.below(600) as usize);
+        }
         Self::with(seed, rng, knobs, cfg)
     }
 
@@ -428,6 +442,8 @@ impl Sim {
             stats: Stats::default(),
             faulting: false,
             outstanding_actions: Vec::new(),
+            compressing: Vec::new(),
+            compressor: Compressor::new(),
             poison: HashMap::new(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
             steps: 0,
@@ -606,6 +622,12 @@ impl Sim {
                     "engine bumps producer {producer_id} to epoch {epoch}"
                 ));
                 self.stats.bump("epoch bumps")
+            }
+            Action::Compress(job) => {
+                // Another thread's work: done a while later, in any order.
+                let delay = self.rng.ms_between(0, 40);
+                self.stats.bump("batches compressed elsewhere");
+                self.compressing.push((self.now + delay, job));
             }
         }
     }
@@ -997,6 +1019,16 @@ impl Sim {
             let (_, answer) = self.pid_answer.take().expect("checked");
             self.engine.on_producer_id(answer, now);
         }
+        let mut i = 0;
+        while i < self.compressing.len() {
+            if self.compressing[i].0 <= now {
+                let (_, job) = self.compressing.swap_remove(i);
+                let done = job.run(&mut self.compressor);
+                self.engine.on_compressed(done);
+            } else {
+                i += 1;
+            }
+        }
         self.client_timeouts();
     }
 
@@ -1028,6 +1060,7 @@ impl Sim {
         if let Some((t, _)) = &self.pid_answer {
             consider(*t);
         }
+        self.compressing.iter().for_each(|(t, _)| consider(*t));
         for b in &self.brokers {
             if let Some(w) = b.conn.front() {
                 consider(w.sent_at + self.cfg.request_timeout);
@@ -1520,6 +1553,7 @@ fn script_cfg() -> EngineConfig {
         metadata_max_age: Duration::from_secs(30),
         max_block: Duration::from_secs(10),
         compression: Compression::None,
+        compress_elsewhere_from: None,
     }
 }
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::batch::{
-    Header, ProducerFields, RecordBatchBuilder, SealedBatch, RECORD_BATCH_OVERHEAD,
+    Header, PreparedBatch, ProducerFields, RecordBatchBuilder, SealedBatch, RECORD_BATCH_OVERHEAD,
 };
 use crate::compression::{Compression, Compressor};
 use crate::partitioner::{partition_for_key, StickyPartitioner, TopicPartitions, XorShiftRng};
@@ -76,6 +76,11 @@ pub struct EngineConfig {
     pub max_block: Duration,
     /// Codec for batches.
     pub compression: Compression,
+    /// Compress closed batches of at least this many bytes elsewhere: the engine hands
+    /// them out as [`Action::Compress`] and takes them back with
+    /// [`ProducerEngine::on_compressed`], so the thread that appends records need not also
+    /// compress them. `None`: compress inline when a batch is first sent.
+    pub compress_elsewhere_from: Option<usize>,
 }
 
 impl Default for EngineConfig {
@@ -95,6 +100,7 @@ impl Default for EngineConfig {
             metadata_max_age: Duration::from_secs(300),
             max_block: Duration::from_secs(60),
             compression: Compression::None,
+            compress_elsewhere_from: None,
         }
     }
 }
@@ -268,6 +274,48 @@ pub enum Action<T> {
         /// New epoch.
         epoch: i16,
     },
+    /// Compress a closed batch ([`CompressJob::run`], on any thread) and hand the result
+    /// to [`ProducerEngine::on_compressed`]. Only with
+    /// [`EngineConfig::compress_elsewhere_from`].
+    Compress(CompressJob),
+}
+
+/// A closed batch to compress; see [`Action::Compress`].
+#[derive(Debug)]
+pub struct CompressJob {
+    topic: usize,
+    partition: usize,
+    batch_id: u64,
+    builder: RecordBatchBuilder,
+    compression: Compression,
+}
+
+impl CompressJob {
+    /// Compresses the batch. Costly (it is why the job exists); needs no engine state.
+    pub fn run(mut self, compressor: &mut Compressor) -> Compressed {
+        let prepared = self
+            .builder
+            .prepare(self.compression, compressor)
+            .expect("only non-empty batches are handed out");
+        Compressed {
+            topic: self.topic,
+            partition: self.partition,
+            batch_id: self.batch_id,
+            prepared,
+            builder: self.builder,
+        }
+    }
+}
+
+/// A batch compressed by [`CompressJob::run`], for [`ProducerEngine::on_compressed`].
+#[derive(Debug)]
+pub struct Compressed {
+    topic: usize,
+    partition: usize,
+    batch_id: u64,
+    prepared: PreparedBatch,
+    /// The emptied builder, for the next batch.
+    builder: RecordBatchBuilder,
 }
 
 /// One partition's answer in a Produce response.
@@ -334,6 +382,12 @@ enum BatchState {
 
 enum Payload {
     Open(RecordBatchBuilder),
+    /// Handed out as [`Action::Compress`]; `size` is its uncompressed size.
+    Compressing {
+        size: usize,
+    },
+    /// Compressed, waiting for its header (stamped when first sent).
+    Prepared(PreparedBatch),
     Sealed(SealedBatch),
 }
 
@@ -359,6 +413,8 @@ impl<T> Batch<T> {
     fn size(&self) -> usize {
         match &self.payload {
             Payload::Open(b) => b.size_in_bytes(),
+            Payload::Compressing { size } => *size,
+            Payload::Prepared(p) => p.len(),
             Payload::Sealed(s) => s.len(),
         }
     }
@@ -771,8 +827,92 @@ impl<T> ProducerEngine<T> {
         self.expire(now);
         self.poll_metadata(now, out);
         self.poll_producer_id(now, out);
+        self.compress_elsewhere(now, out);
         self.drain(now, out);
         out.append(&mut self.deliveries);
+    }
+
+    /// Hands closed batches out for compression (see
+    /// [`EngineConfig::compress_elsewhere_from`]), oldest first, whether or not they can be
+    /// sent yet: a batch waiting for a window slot is compressed by the time it gets one.
+    fn compress_elsewhere(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
+        let Some(min) = self.cfg.compress_elsewhere_from else {
+            return;
+        };
+        let compression = self.cfg.compression;
+        if compression == Compression::None {
+            return;
+        }
+        for ti in 0..self.topics.len() {
+            for pi in 0..self.topics[ti].partitions.len() {
+                // Batches not yet handed out sit at the back of the queue, after those
+                // that were (handed out in order): look at the open run at the back only.
+                let batches = &self.topics[ti].partitions[pi].batches;
+                let open = batches
+                    .iter()
+                    .rev()
+                    .take_while(|b| {
+                        b.state == BatchState::Ready && matches!(b.payload, Payload::Open(_))
+                    })
+                    .count();
+                let first = batches.len() - open;
+                for idx in first..batches.len() {
+                    let b = &self.topics[ti].partitions[pi].batches[idx];
+                    let size = b.size();
+                    if !self.batch_ready(b, now) {
+                        // Younger batches are not ready either.
+                        break;
+                    }
+                    if size < min {
+                        // Small batches are compressed inline when sent (cheap; no hop).
+                        continue;
+                    }
+                    let b = &mut self.topics[ti].partitions[pi].batches[idx];
+                    let Payload::Open(builder) =
+                        std::mem::replace(&mut b.payload, Payload::Compressing { size })
+                    else {
+                        unreachable!("only open batches are looked at")
+                    };
+                    b.closed = true;
+                    out.push(Action::Compress(CompressJob {
+                        topic: ti,
+                        partition: pi,
+                        batch_id: b.id,
+                        builder,
+                        compression,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Takes back a batch compressed elsewhere ([`Action::Compress`]). A batch that ended
+    /// meanwhile (expired, failed) is dropped.
+    pub fn on_compressed(&mut self, c: Compressed) {
+        let Compressed {
+            topic,
+            partition,
+            batch_id,
+            prepared,
+            builder,
+        } = c;
+        Self::keep_spare(
+            &mut self.spare,
+            self.spare_max,
+            self.cfg.batch_size,
+            builder,
+        );
+        let batch = self
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.partitions.get_mut(partition))
+            .and_then(|p| p.batches.iter_mut().find(|b| b.id == batch_id));
+        if let Some(b) = batch {
+            if matches!(b.payload, Payload::Compressing { .. }) {
+                self.records_hint = (prepared.record_count() as usize).min(4096);
+                b.payload = Payload::Prepared(prepared);
+            }
+        }
     }
 
     fn poll_metadata(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
@@ -933,7 +1073,8 @@ impl<T> ProducerEngine<T> {
 
     fn batch_ready(&self, b: &Batch<T>, now: Instant) -> bool {
         match &b.payload {
-            Payload::Sealed(_) => true,
+            Payload::Sealed(_) | Payload::Prepared(_) => true,
+            Payload::Compressing { .. } => false,
             Payload::Open(builder) => {
                 !builder.is_empty()
                     && (b.closed
@@ -1083,9 +1224,11 @@ impl<T> ProducerEngine<T> {
                 self.records_hint = (sealed.record_count() as usize).min(4096);
                 batch.payload = Payload::Sealed(sealed);
             }
+            Payload::Prepared(p) => batch.payload = Payload::Sealed(p.seal(fields)),
             Payload::Sealed(s) if restamp => {
                 batch.payload = Payload::Sealed(s.with_producer_fields(fields));
             }
+            Payload::Compressing { .. } => unreachable!("a compressing batch is not ready"),
             sealed => batch.payload = sealed,
         }
         if restamp {

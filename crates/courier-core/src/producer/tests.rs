@@ -143,6 +143,8 @@ struct Harness {
     delivered: BTreeMap<Token, Result<(i32, i64), Failure>>,
     bumps: Vec<i16>,
     next_pid: i64,
+    /// Batches handed out for compression, not yet run.
+    compress: VecDeque<CompressJob>,
 }
 
 impl Harness {
@@ -156,6 +158,7 @@ impl Harness {
             delivered: BTreeMap::new(),
             bumps: Vec::new(),
             next_pid: 1000,
+            compress: VecDeque::new(),
         }
     }
 
@@ -196,6 +199,7 @@ impl Harness {
                         }
                     }
                     Action::EpochBumped { epoch, .. } => self.bumps.push(epoch),
+                    Action::Compress(job) => self.compress.push_back(job),
                 }
             }
         }
@@ -848,4 +852,119 @@ fn batch_builders_are_reused_and_outsized_work_areas_are_not_kept() {
     );
     assert_eq!(h.delivered.len(), 11);
     assert!(h.delivered.values().all(|r| r.is_ok()));
+}
+
+fn compressing_cfg() -> EngineConfig {
+    EngineConfig {
+        compression: crate::compression::Compression::Lz4,
+        compress_elsewhere_from: Some(0),
+        linger: Duration::from_secs(60),
+        batch_size: 200,
+        ..cfg()
+    }
+}
+
+impl Harness {
+    /// Runs the compression jobs handed out so far and gives them back.
+    fn run_compressions(&mut self) {
+        let mut compressor = crate::compression::Compressor::new();
+        while let Some(job) = self.compress.pop_front() {
+            let done = job.run(&mut compressor);
+            self.engine.on_compressed(done);
+        }
+        self.poll();
+    }
+}
+
+#[test]
+fn batches_compressed_elsewhere_are_sent_once_back_with_their_sequences() {
+    let mut h = Harness::new(compressing_cfg(), 1);
+    h.poll();
+    for t in 0..40 {
+        h.append(Some("k"), t);
+    }
+    h.poll();
+    assert!(h.compress.len() >= 2, "full batches are handed out");
+    assert!(
+        h.produce.is_empty(),
+        "nothing is sent before it is compressed"
+    );
+    // Batches may come back in any order: the second first.
+    let first = h.compress.pop_front().unwrap();
+    h.run_compressions();
+    assert!(
+        h.produce.is_empty(),
+        "a later batch does not overtake the first"
+    );
+    let mut compressor = crate::compression::Compressor::new();
+    h.engine.on_compressed(first.run(&mut compressor));
+    h.poll();
+    let req = h.produce.pop_front().expect("the first batch goes out");
+    let (batch, _) = decode_batch(&req.batches[0].2).unwrap();
+    assert_eq!(batch.header.base_sequence, 0);
+    assert_eq!(batch.header.attributes & 7, 3, "LZ4");
+    let n = batch.records.len() as i32;
+    let mut broker = SimBroker::default();
+    let mut sent = 0;
+    let mut req = Some(req);
+    while let Some(r) = req.take().or_else(|| h.produce.pop_front()) {
+        let (b, _) = decode_batch(&r.batches[0].2).unwrap();
+        assert_eq!(b.header.base_sequence, sent, "sequences follow send order");
+        sent += b.records.len() as i32;
+        let resp = broker.handle(&r);
+        h.engine
+            .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
+        h.poll();
+        h.run_compressions();
+    }
+    assert!(sent > n);
+    h.engine.set_flushing(true);
+    h.poll();
+    h.run_compressions();
+    while let Some(r) = h.produce.pop_front() {
+        let resp = broker.handle(&r);
+        h.engine
+            .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
+        h.poll();
+        h.run_compressions();
+    }
+    assert_eq!(h.delivered.len(), 40);
+    assert!(h.delivered.values().all(|r| r.is_ok()));
+    let offsets: Vec<i64> = (0..40)
+        .map(|t| h.delivered[&t].clone().unwrap().1)
+        .collect();
+    assert_eq!(offsets, (0..40).collect::<Vec<i64>>());
+    assert!(h.engine.is_idle());
+}
+
+#[test]
+fn batch_that_expires_while_compressing_fails_unsent_and_its_late_result_is_dropped() {
+    let mut c = compressing_cfg();
+    c.delivery_timeout = Duration::from_secs(5);
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    for t in 0..10 {
+        h.append(Some("k"), t);
+    }
+    h.poll();
+    let job = h.compress.pop_front().expect("a full batch is handed out");
+    h.advance(Duration::from_secs(6));
+    let expired: Vec<_> = h.delivered.values().filter(|r| r.is_err()).collect();
+    assert!(!expired.is_empty());
+    for f in expired {
+        let f = f.clone().unwrap_err();
+        assert_eq!(f.persistence, Persistence::NotPersisted);
+    }
+    let mut compressor = crate::compression::Compressor::new();
+    h.engine.on_compressed(job.run(&mut compressor));
+    h.poll();
+    assert!(h.produce.is_empty(), "the expired batch is not sent");
+    // The next record starts at sequence 0: the expired batch never took one.
+    h.append(Some("k"), 100);
+    h.engine.set_flushing(true);
+    h.poll();
+    h.run_compressions();
+    let r = h.produce.pop_front().expect("sent");
+    let (b, _) = decode_batch(&r.batches[0].2).unwrap();
+    assert_eq!(b.header.base_sequence, 0);
 }
