@@ -5,9 +5,15 @@
 //! carries out the engine's actions (Produce requests, metadata, producer id) over the
 //! connection pool, and completes each record's delivery future or callback.
 //!
-//! Produce requests for one broker go through one sink task that writes them to the
-//! connection in the order the engine issued them: the engine pipelines several
-//! batches of a partition, and the broker must see them in sequence order.
+//! Produce requests for one broker are queued on its connection in the order the engine
+//! issued them (the engine pipelines several batches of a partition, and the broker must
+//! see them in sequence order): by the driver itself when the connection is open and has a
+//! free in-flight slot, else by the broker's sink task, which connects or waits for a slot
+//! first. The connection's reader hands each outcome straight back to the driver.
+//!
+//! With a `compression.type`, full batches (8 KiB or more) are compressed on one thread
+//! per producer, `courier-compress`, started with the first such batch: the driver goes
+//! on appending records meanwhile. Smaller batches are compressed by the driver when sent.
 
 use std::collections::HashMap;
 use std::future::Future;
