@@ -1278,6 +1278,10 @@ impl Sim {
                     self.append_record();
                 }
             }
+        } else if r < 125 && self.cfg.compress_elsewhere_from.is_some() {
+            // A driver turns the hand-out on and off with its load.
+            let on = self.rng.chance(50);
+            self.engine.set_compress_elsewhere(on);
         } else if r < 400 {
             self.process_one();
         } else if r < 680 {

@@ -28,6 +28,10 @@ pub struct DeliveryMetrics {
     pub requests_in_flight: u64,
     /// Bytes of `buffer.memory` held by records not yet delivered.
     pub queued_bytes: u64,
+    /// Batches compressed on the producer's compression thread (`courier-compress`),
+    /// which takes full batches while the producer is busy; the others are compressed
+    /// when sent.
+    pub batches_compressed_elsewhere: u64,
 }
 
 impl DeliveryMetrics {
@@ -74,6 +78,7 @@ pub(crate) struct Counters {
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) dead_letter_failures: AtomicU64,
     pub(crate) requests_in_flight: AtomicU64,
+    pub(crate) batches_compressed_elsewhere: AtomicU64,
 }
 
 impl Counters {
@@ -103,6 +108,7 @@ impl Counters {
             dead_letter_failures: self.dead_letter_failures.load(Ordering::Relaxed),
             requests_in_flight: self.requests_in_flight.load(Ordering::Relaxed),
             queued_bytes,
+            batches_compressed_elsewhere: self.batches_compressed_elsewhere.load(Ordering::Relaxed),
         }
     }
 }

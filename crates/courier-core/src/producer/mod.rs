@@ -526,6 +526,9 @@ pub struct ProducerEngine<T> {
     spare_max: usize,
     /// Records in the last batch sealed, to size the next one's token list.
     records_hint: usize,
+    /// Whether batches are handed out for compression now (see
+    /// [`ProducerEngine::set_compress_elsewhere`]).
+    compress_elsewhere: bool,
 }
 
 /// Bytes of work areas the engine keeps for reuse (see `ProducerEngine::spare`).
@@ -569,6 +572,7 @@ impl<T> ProducerEngine<T> {
             spare: Vec::new(),
             spare_max: (SPARE_BYTES / cfg_batch_size).clamp(2, 256),
             records_hint: 0,
+            compress_elsewhere: true,
         }
     }
 
@@ -585,6 +589,14 @@ impl<T> ProducerEngine<T> {
     /// While set, batches are sent without waiting for `linger` (flush and close).
     pub fn set_flushing(&mut self, flushing: bool) {
         self.flushing = flushing;
+    }
+
+    /// Turns the hand-out of batches for compression ([`Action::Compress`], with
+    /// [`EngineConfig::compress_elsewhere_from`]) on or off from now on; on at the start.
+    /// Off, batches are compressed inline when sent. A driver turns it off while its
+    /// thread has time to spare: the hand-over then costs more than it saves.
+    pub fn set_compress_elsewhere(&mut self, on: bool) {
+        self.compress_elsewhere = on;
     }
 
     /// Whether nothing is queued, parked or in flight.
@@ -836,7 +848,11 @@ impl<T> ProducerEngine<T> {
     /// [`EngineConfig::compress_elsewhere_from`]), oldest first, whether or not they can be
     /// sent yet: a batch waiting for a window slot is compressed by the time it gets one.
     fn compress_elsewhere(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
-        let Some(min) = self.cfg.compress_elsewhere_from else {
+        let Some(min) = self
+            .cfg
+            .compress_elsewhere_from
+            .filter(|_| self.compress_elsewhere)
+        else {
             return;
         };
         let compression = self.cfg.compression;
