@@ -213,7 +213,8 @@ enum Event {
     Metadata(Result<Vec<TopicMetadata>, NetError>),
     ProducerId(Result<(i64, i16), i16>),
     Audit(Arc<str>, Result<DurabilityReport, ProducerError>),
-    Compressed(Compressed),
+    /// A batch compressed, by the compression thread (`true`) or inline.
+    Compressed(Compressed, bool),
 }
 
 struct Shared {
@@ -329,6 +330,11 @@ fn engine_config(config: &ProducerConfig) -> Result<EngineConfig, ProducerError>
 /// inline: for them the hand-over would cost more than it saves, in CPU and latency.
 const COMPRESS_ELSEWHERE_FROM: usize = 8 * 1024;
 
+/// Batches the compression thread may hold at once. Beyond that it is the slower of the
+/// two (a costly codec) and the driver compresses the next ones itself, so both work and
+/// the thread's queue stays short.
+const COMPRESS_JOBS_MAX: usize = 4;
+
 impl Producer {
     /// Starts a producer on the current tokio runtime. Connections open lazily: an
     /// unreachable cluster shows up in the first records' delivery reports.
@@ -389,6 +395,9 @@ impl Producer {
             admitted: None,
             dlq,
             compress_jobs: None,
+            compress_outstanding: 0,
+            compress_thread_gone: false,
+            inline_compressor: None,
         };
         tokio::spawn(driver.run(commands.clone()));
         Ok(Producer {
@@ -633,6 +642,12 @@ struct Driver {
     dlq: Option<DeadLetterQueue>,
     /// The compression thread's job queue, started with the first job.
     compress_jobs: Option<std::sync::mpsc::Sender<CompressJob>>,
+    /// Jobs on the compression thread's queue or in its hands.
+    compress_outstanding: usize,
+    /// The thread could not start or ended early: compress inline.
+    compress_thread_gone: bool,
+    /// For batches compressed by the driver after all.
+    inline_compressor: Option<Box<Compressor>>,
 }
 
 impl Driver {
@@ -794,45 +809,59 @@ impl Driver {
         }
     }
 
-    /// Hands a batch to the compression thread, starting it first if needed. The thread
-    /// ends when the driver does (its job queue closes). Should it be gone or fail to
-    /// start, the batch is compressed here: a batch must never be left waiting.
-    fn compress(&mut self, job: CompressJob) {
-        if self.compress_jobs.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel::<CompressJob>();
-            let events = self.events();
-            let started = std::thread::Builder::new()
-                .name("courier-compress".into())
-                .spawn(move || {
-                    let mut compressor = Compressor::new();
-                    while let Ok(job) = rx.recv() {
-                        if events
-                            .send(Event::Compressed(job.run(&mut compressor)))
-                            .is_err()
-                        {
-                            return;
+    /// Hands a batch to the compression thread, starting it first if needed, or
+    /// compresses it here when [`COMPRESS_JOBS_MAX`] are already out (the thread is the
+    /// slower one then: both work) or the thread cannot run. The thread ends when the
+    /// driver does (its job queue closes).
+    fn compress(&mut self, mut job: CompressJob) {
+        if self.compress_outstanding < COMPRESS_JOBS_MAX && !self.compress_thread_gone {
+            if self.compress_jobs.is_none() {
+                let (tx, rx) = std::sync::mpsc::channel::<CompressJob>();
+                let events = self.events();
+                let started = std::thread::Builder::new()
+                    .name("courier-compress".into())
+                    .spawn(move || {
+                        let mut compressor = Compressor::new();
+                        while let Ok(job) = rx.recv() {
+                            let done = job.run(&mut compressor);
+                            if events.send(Event::Compressed(done, true)).is_err() {
+                                return;
+                            }
                         }
+                    });
+                match started {
+                    Ok(_) => self.compress_jobs = Some(tx),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not start the compression thread; compressing inline");
+                        self.compress_thread_gone = true;
                     }
-                });
-            match started {
-                Ok(_) => self.compress_jobs = Some(tx),
-                Err(e) => tracing::warn!(error = %e, "could not start the compression thread"),
+                }
+            }
+            if let Some(tx) = &self.compress_jobs {
+                match tx.send(job) {
+                    Ok(()) => {
+                        self.compress_outstanding += 1;
+                        return;
+                    }
+                    Err(std::sync::mpsc::SendError(j)) => {
+                        // Only a panic ends the thread early: a bug. The jobs it held are
+                        // lost; their batches expire at `delivery.timeout.ms`, reported
+                        // not persisted. Compress inline from now on.
+                        tracing::error!("the compression thread ended; compressing inline");
+                        self.compress_jobs = None;
+                        self.compress_thread_gone = true;
+                        job = j;
+                    }
+                }
             }
         }
-        let job = match &self.compress_jobs {
-            Some(tx) => match tx.send(job) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError(job)) => {
-                    self.compress_jobs = None;
-                    job
-                }
-            },
-            None => job,
-        };
         // Through the event queue like the thread's results: the driver polls the engine
         // again after taking an event, which sends the batch.
-        let done = job.run(&mut Compressor::new());
-        let _ = self.events().send(Event::Compressed(done));
+        let compressor = self
+            .inline_compressor
+            .get_or_insert_with(|| Box::new(Compressor::new()));
+        let done = job.run(compressor);
+        let _ = self.events().send(Event::Compressed(done, false));
     }
 
     fn events(&self) -> mpsc::UnboundedSender<Event> {
@@ -908,10 +937,13 @@ impl Driver {
                 self.engine.on_metadata_failed(now);
             }
             Event::Audit(topic, result) => self.on_audit(topic, result),
-            Event::Compressed(c) => {
-                self.counters
-                    .batches_compressed_elsewhere
-                    .fetch_add(1, Ordering::Relaxed);
+            Event::Compressed(c, by_thread) => {
+                if by_thread {
+                    self.compress_outstanding -= 1;
+                    self.counters
+                        .batches_compressed_elsewhere
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 self.engine.on_compressed(c)
             }
             Event::ProducerId(r) => {

@@ -905,3 +905,26 @@ async fn acks_zero_write_that_stalls_times_out() {
     assert!(matches!(e, NetError::Timeout { written: true, .. }), "{e}");
     assert!(start.elapsed() >= Duration::from_millis(300));
 }
+
+#[tokio::test]
+async fn produce_on_a_closed_connection_is_answered_not_sent_at_once() {
+    let addr = fake_broker(|mut s| async move {
+        handshake(&mut s, modern_apis()).await;
+        while read_request(&mut s).await.is_some() {}
+    })
+    .await;
+    let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
+    let permit = conn.try_reserve().unwrap();
+    conn.close();
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = answered.clone();
+    conn.produce_with(permit, produce(-1, b"late"), move |outcome| {
+        *slot.lock().unwrap() = Some(outcome);
+    });
+    // Answered before `produce_with` returned: the request never reached the writer's
+    // queue, which is being torn down (a request slipped in then could wait forever).
+    let outcome = answered.lock().unwrap().take().expect("answered at once");
+    let e = outcome.unwrap_err();
+    assert!(matches!(e, NetError::NotSent { .. }), "{e}");
+    assert!(!e.maybe_written());
+}

@@ -681,9 +681,11 @@ impl BrokerConnection {
     /// error.
     ///
     /// `on_done` runs exactly once, on whichever task learns the outcome: the caller's
-    /// (if encoding fails), the connection's reader (a response), writer (an `acks=0`
-    /// request written) or whichever closes the connection. It must be quick and must not
-    /// block: passing the outcome to a channel is the intended use. Nothing waits per
+    /// (if encoding fails or the connection is closed), the connection's reader (a
+    /// response), writer (an `acks=0` request written) or whichever closes the connection,
+    /// which can be a thread dropping the last handle, even inside the pool. It must be
+    /// quick, must not block and must not call into this connection or the pool: passing
+    /// the outcome to a channel is the intended use. Nothing waits per
     /// request, which saves a task wake-up per request over
     /// [`start_produce`](Self::start_produce). The write order and the
     /// `request.timeout.ms` clock are as there.
@@ -778,9 +780,21 @@ impl BrokerConnection {
             deadline: tokio::time::Instant::now() + self.shared.request_timeout,
             shared: self.shared.clone(),
         };
-        // If the writer is gone the request comes back inside the error and its `Drop`
-        // answers it with NotSent.
-        drop(self.tx.send(out));
+        // Queued under the state lock, and only while the connection is open: `close`
+        // sets `closed` under the same lock before it stops the writer, whose queue is
+        // then emptied and every request in it answered. Without the lock a send could
+        // pass the channel's own closed check and land after that emptying, unanswered
+        // for as long as a handle to the connection lives (the watchdog is gone by then).
+        let refused = {
+            let st = self.shared.lock();
+            if st.closed.is_some() {
+                Some(out)
+            } else {
+                self.tx.send(out).err().map(|e| e.0)
+            }
+        };
+        // Dropped outside the lock (its `Drop` takes it): answers NotSent.
+        drop(refused);
     }
 
     /// Encodes a request with a fresh correlation id and queues it for the writer.
