@@ -12,8 +12,9 @@
 //! first. The connection's reader hands each outcome straight back to the driver.
 //!
 //! With a `compression.type`, full batches (8 KiB or more) are compressed on one thread
-//! per producer, `courier-compress`, started with the first such batch: the driver goes
-//! on appending records meanwhile. Smaller batches are compressed by the driver when sent.
+//! per producer, `courier-compress`, while the driver is busy (see `Duty`): the driver
+//! goes on appending records meanwhile. Otherwise, and for smaller batches, the driver
+//! compresses a batch when it sends it.
 
 use std::collections::HashMap;
 use std::future::Future;
