@@ -334,7 +334,7 @@ const COMPRESS_ELSEWHERE_FROM: usize = 8 * 1024;
 /// Batches the compression thread may hold at once. Beyond that it is the slower of the
 /// two (a costly codec) and the driver compresses the next ones itself, so both work and
 /// the thread's queue stays short.
-const COMPRESS_JOBS_MAX: usize = 4;
+const COMPRESS_JOBS_MAX: usize = 16;
 
 impl Producer {
     /// Starts a producer on the current tokio runtime. Connections open lazily: an
@@ -396,7 +396,7 @@ impl Producer {
             admitted: None,
             dlq,
             compress_jobs: None,
-            compress_outstanding: 0,
+            compress_queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             compress_thread_gone: false,
             inline_compressor: None,
         };
@@ -643,8 +643,8 @@ struct Driver {
     dlq: Option<DeadLetterQueue>,
     /// The compression thread's job queue, started with the first job.
     compress_jobs: Option<std::sync::mpsc::Sender<CompressJob>>,
-    /// Jobs on the compression thread's queue or in its hands.
-    compress_outstanding: usize,
+    /// Jobs on the compression thread's queue or in its hands (the thread counts down).
+    compress_queued: Arc<std::sync::atomic::AtomicUsize>,
     /// The thread could not start or ended early: compress inline.
     compress_thread_gone: bool,
     /// For batches compressed by the driver after all.
@@ -815,16 +815,21 @@ impl Driver {
     /// slower one then: both work) or the thread cannot run. The thread ends when the
     /// driver does (its job queue closes).
     fn compress(&mut self, mut job: CompressJob) {
-        if self.compress_outstanding < COMPRESS_JOBS_MAX && !self.compress_thread_gone {
+        // The thread's own count, not the results the driver has taken back: those can
+        // wait in the event queue while the driver appends a long run of records.
+        let queued = self.compress_queued.load(Ordering::Acquire);
+        if queued < COMPRESS_JOBS_MAX && !self.compress_thread_gone {
             if self.compress_jobs.is_none() {
                 let (tx, rx) = std::sync::mpsc::channel::<CompressJob>();
                 let events = self.events();
+                let in_hand = self.compress_queued.clone();
                 let started = std::thread::Builder::new()
                     .name("courier-compress".into())
                     .spawn(move || {
                         let mut compressor = Compressor::new();
                         while let Ok(job) = rx.recv() {
                             let done = job.run(&mut compressor);
+                            in_hand.fetch_sub(1, Ordering::Release);
                             if events.send(Event::Compressed(done, true)).is_err() {
                                 return;
                             }
@@ -839,16 +844,16 @@ impl Driver {
                 }
             }
             if let Some(tx) = &self.compress_jobs {
+                // Counted before the send: the thread may finish it at once.
+                self.compress_queued.fetch_add(1, Ordering::Relaxed);
                 match tx.send(job) {
-                    Ok(()) => {
-                        self.compress_outstanding += 1;
-                        return;
-                    }
+                    Ok(()) => return,
                     Err(std::sync::mpsc::SendError(j)) => {
                         // Only a panic ends the thread early: a bug. The jobs it held are
                         // lost; their batches expire at `delivery.timeout.ms`, reported
                         // not persisted. Compress inline from now on.
                         tracing::error!("the compression thread ended; compressing inline");
+                        self.compress_queued.fetch_sub(1, Ordering::Relaxed);
                         self.compress_jobs = None;
                         self.compress_thread_gone = true;
                         job = j;
@@ -940,7 +945,6 @@ impl Driver {
             Event::Audit(topic, result) => self.on_audit(topic, result),
             Event::Compressed(c, by_thread) => {
                 if by_thread {
-                    self.compress_outstanding -= 1;
                     self.counters
                         .batches_compressed_elsewhere
                         .fetch_add(1, Ordering::Relaxed);
