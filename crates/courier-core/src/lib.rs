@@ -18,8 +18,8 @@ pub mod sequence;
 pub mod varint;
 
 pub use batch::{
-    encode_batch, encoded_record_size, rewrite_producer_fields, BuildError, Header, ProducerFields,
-    RecordBatchBuilder, RecordRef, SealedBatch, RECORD_BATCH_OVERHEAD,
+    encode_batch, encoded_record_size, rewrite_producer_fields, BuildError, Header, PreparedBatch,
+    ProducerFields, RecordBatchBuilder, RecordRef, SealedBatch, RECORD_BATCH_OVERHEAD,
 };
 pub use compression::{Codec, Compression, Compressor};
 pub use decode::{
