@@ -879,11 +879,11 @@ impl Driver {
             Action::Deliver(d) => self.complete(d),
             Action::Produce(req) => {
                 let broker = req.broker;
-                let events = self.events();
+                let events = self.events_tx.as_ref().expect("set in run");
                 let sink = self.sinks.entry(broker).or_insert_with(|| {
                     BrokerSink::spawn(broker, self.pool.clone(), events.clone())
                 });
-                sink.send(req, &self.pool, &events);
+                sink.send(req, &self.pool, events);
             }
             Action::FetchMetadata { topics } => {
                 tracing::debug!(topics = topics.len(), "refreshing metadata");
@@ -1328,12 +1328,7 @@ impl BrokerSink {
         self.backlog.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(req)) = self.slow.send(req) {
             self.backlog.fetch_sub(1, Ordering::Relaxed);
-            let _ = events.send(Event::Produced(
-                req.id,
-                ProduceResult::Transport {
-                    maybe_written: false,
-                },
-            ));
+            not_sent(events, req.id);
         }
     }
 }
@@ -1349,26 +1344,28 @@ async fn slow_sink(
 ) {
     while let Some(req) = requests.recv().await {
         let id = req.id;
-        let not_sent = || {
-            let _ = events.send(Event::Produced(
-                id,
-                ProduceResult::Transport {
-                    maybe_written: false,
-                },
-            ));
-        };
         match pool.get(broker).await {
             Err(e) => {
                 tracing::debug!(broker, error = %e, "no connection for a Produce request");
-                not_sent();
+                not_sent(&events, id);
             }
             Ok(conn) => match conn.reserve().await {
                 Ok(permit) => produce_on(&conn, permit, req, &events),
-                Err(_) => not_sent(),
+                Err(_) => not_sent(&events, id),
             },
         }
         backlog.fetch_sub(1, Ordering::Release);
     }
+}
+
+/// Reports Produce request `id` as never written (no connection, or none accepting it).
+fn not_sent(events: &mpsc::UnboundedSender<Event>, id: u64) {
+    let _ = events.send(Event::Produced(
+        id,
+        ProduceResult::Transport {
+            maybe_written: false,
+        },
+    ));
 }
 
 /// Queues `req` on `conn`; its outcome comes back to the driver as [`Event::Produced`].

@@ -144,6 +144,18 @@ fn opts() -> ConnectOptions {
     }
 }
 
+async fn connect_with_request_timeout(addr: &str, request_timeout: Duration) -> BrokerConnection {
+    BrokerConnection::connect(
+        addr,
+        &ConnectOptions {
+            request_timeout,
+            ..opts()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn produce(acks: i16, payload: &'static [u8]) -> ProduceRequestParts {
     ProduceRequestParts {
         transactional_id: None,
@@ -333,15 +345,7 @@ async fn missing_response_times_out_and_fails_every_in_flight_request_as_possibl
         while read_request(&mut s).await.is_some() {}
     })
     .await;
-    let conn = BrokerConnection::connect(
-        &addr,
-        &ConnectOptions {
-            request_timeout: Duration::from_millis(300),
-            ..opts()
-        },
-    )
-    .await
-    .unwrap();
+    let conn = connect_with_request_timeout(&addr, Duration::from_millis(300)).await;
     let start = Instant::now();
     let parts: Vec<ProduceRequestParts> = (0..3).map(|_| produce(-1, b"z")).collect();
     let (a, b, c) = tokio::join!(
@@ -824,17 +828,8 @@ async fn produce_with_calls_back_with_the_response_then_with_the_timeout() {
         while read_request(&mut s).await.is_some() {}
     })
     .await;
-    let conn = std::sync::Arc::new(
-        BrokerConnection::connect(
-            &addr,
-            &ConnectOptions {
-                request_timeout: Duration::from_millis(300),
-                ..opts()
-            },
-        )
-        .await
-        .unwrap(),
-    );
+    let conn =
+        std::sync::Arc::new(connect_with_request_timeout(&addr, Duration::from_millis(300)).await);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();
     for n in 0..2 {
@@ -878,15 +873,7 @@ async fn acks_zero_write_that_stalls_times_out() {
         drop(s);
     })
     .await;
-    let conn = BrokerConnection::connect(
-        &addr,
-        &ConnectOptions {
-            request_timeout: Duration::from_millis(300),
-            ..opts()
-        },
-    )
-    .await
-    .unwrap();
+    let conn = connect_with_request_timeout(&addr, Duration::from_millis(300)).await;
     // More than loopback's socket buffers hold (a few MiB each way).
     let parts = ProduceRequestParts {
         transactional_id: None,

@@ -239,6 +239,15 @@ impl Shared {
         self.lock().closed.as_ref().map(|(r, _)| r.clone())
     }
 
+    /// The error for a request that never reached the writer.
+    fn not_sent(&self, api: &'static str) -> NetError {
+        NetError::NotSent {
+            addr: self.addr.clone(),
+            api,
+            reason: self.close_reason().unwrap_or(CloseReason::Shutdown),
+        }
+    }
+
     fn error_for(
         &self,
         correlation_id: i32,
@@ -665,15 +674,7 @@ impl BrokerConnection {
             let _ = tx.send(outcome);
         });
         let shared = self.shared.clone();
-        async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(NetError::NotSent {
-                    addr: shared.addr.clone(),
-                    api: "Produce",
-                    reason: shared.close_reason().unwrap_or(CloseReason::Shutdown),
-                })
-            })
-        }
+        async move { rx.await.unwrap_or_else(|_| Err(shared.not_sent("Produce"))) }
     }
 
     /// Queues a Produce request now, in a slot reserved earlier, and calls `on_done` with
@@ -746,11 +747,7 @@ impl BrokerConnection {
     }
 
     fn not_sent(&self, api: &'static str) -> NetError {
-        NetError::NotSent {
-            addr: self.shared.addr.clone(),
-            api,
-            reason: self.close_reason().unwrap_or(CloseReason::Shutdown),
-        }
+        self.shared.not_sent(api)
     }
 
     /// A fresh correlation id. They only need to be unique among the requests in flight;
@@ -860,11 +857,7 @@ impl Submitted {
     async fn wait(self) -> Result<Option<Bytes>, NetError> {
         match self.reply.await {
             Ok(reply) => reply,
-            Err(_) => Err(NetError::NotSent {
-                addr: self.shared.addr.clone(),
-                api: self.api,
-                reason: self.shared.close_reason().unwrap_or(CloseReason::Shutdown),
-            }),
+            Err(_) => Err(self.shared.not_sent(self.api)),
         }
     }
 }
