@@ -271,7 +271,16 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
         null_empty: args.null_empty,
         count: args.count,
     };
-    let partition = (args.partition >= 0).then_some(args.partition);
+    // kcat's -1 (RD_KAFKA_PARTITION_UA) is the only negative value with a meaning.
+    let partition = match args.partition {
+        -1 => None,
+        p if p >= 0 => Some(p),
+        p => {
+            return Err(format!(
+                "-p {p}: a partition is a number from 0, or -1 to let the partitioner choose"
+            ))
+        }
+    };
     let (tx, rx) = mpsc::channel(1024);
     let files = args.files.clone();
     let lines = args.lines;

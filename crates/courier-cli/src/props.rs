@@ -6,12 +6,23 @@ use courier::config::ProducerConfigBuilder;
 use courier::ProducerConfig;
 
 /// Splits `key=value` (at the first `=`).
+///
+/// The error never repeats the argument beyond its leading key-like characters: a
+/// mistyped `sasl.password:hunter2` must not print the password.
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!(
-            "{s:?} is not a property: write key=value, e.g. linger.ms=10"
-        )),
+        _ => {
+            let shown: String = s
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                .take(64)
+                .collect();
+            let rest = if shown.len() < s.len() { "..." } else { "" };
+            Err(format!(
+                "'{shown}{rest}' is not a property: write key=value, e.g. linger.ms=10"
+            ))
+        }
     }
 }
 
@@ -37,8 +48,10 @@ pub fn builder_with(
     builder: ProducerConfigBuilder,
     props: &[(String, String)],
 ) -> Result<ProducerConfigBuilder, String> {
+    // The config's error names the key and shows the value only where it is the problem
+    // and not a secret, so nothing here repeats the value.
     props.iter().try_fold(builder, |b, (k, v)| {
-        b.set(k, v).map_err(|e| format!("property {k}={v}: {e}"))
+        b.set(k, v).map_err(|e| format!("property {k}: {e}"))
     })
 }
 
@@ -61,6 +74,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("lingr.ms"), "{err}");
+    }
+
+    #[test]
+    fn refused_properties_never_echo_secret_values() {
+        for (k, v) in [
+            ("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" password=\"hunter2\";"),
+            ("sasl.pasword", "hunter2"),
+            ("sasl.password", "hunter2"),
+            ("ssl.key.password", "hunter2"),
+        ] {
+            let err = builder_with(ProducerConfig::builder(), &[(k.to_string(), v.to_string())])
+                .err()
+                .unwrap_or_default();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let err = parse_kv("sasl.password:hunter2").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("sasl.password"), "{err}");
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub struct ProducerConfigBuilder {
     metadata_max_age: Option<Duration>,
     max_block: Option<Duration>,
     partitioner: Option<Partitioner>,
+    ignore_keys: Option<bool>,
     socket_connection_setup_timeout: Option<Duration>,
     socket_connection_setup_timeout_max: Option<Duration>,
     reconnect_backoff: Option<Duration>,
@@ -145,6 +146,8 @@ impl ProducerConfigBuilder {
         max_block: Duration => max_block;
         /// `partitioner`.
         partitioner: Partitioner => partitioner;
+        /// `partitioner.ignore.keys` (Java): `true` spreads keyed records like unkeyed ones.
+        partitioner_ignore_keys: bool => ignore_keys;
         /// `socket.connection.setup.timeout.ms`.
         socket_connection_setup_timeout: Duration => socket_connection_setup_timeout;
         /// `socket.connection.setup.timeout.max.ms`.
@@ -153,7 +156,7 @@ impl ProducerConfigBuilder {
         reconnect_backoff: Duration => reconnect_backoff;
         /// `reconnect.backoff.max.ms`.
         reconnect_backoff_max: Duration => reconnect_backoff_max;
-        /// `connections.max.idle.ms`.
+        /// `connections.max.idle.ms` (zero: never close idle connections).
         connections_max_idle: Duration => connections_max_idle;
         /// `durability.check`.
         durability_check: DurabilityCheck => durability_check;
@@ -205,14 +208,18 @@ impl ProducerConfigBuilder {
         let invalid = |expected: String| ConfigError::InvalidValue {
             key: key.to_string(),
             expected,
-            value: (!spec.secret).then(|| value.to_string()),
+            value: (!keys::looks_secret(key)).then(|| value.to_string()),
         };
         let number =
             || values::parse_u64(value).ok_or_else(|| invalid(NON_NEGATIVE_INTEGER.to_string()));
-        let millis = || {
-            values::parse_u64(value)
-                .map(Duration::from_millis)
-                .ok_or_else(|| invalid(NON_NEGATIVE_INTEGER.to_string()))
+        // Every duration is bounded like the Java client's int settings: a larger one is a
+        // typo, and it would overflow the clock arithmetic of deadlines built from it.
+        let millis = || match values::parse_u64(value) {
+            Some(ms) if ms <= INT_MAX => Ok(Duration::from_millis(ms)),
+            Some(_) => Err(invalid(format!(
+                "at most {INT_MAX} milliseconds (about 24.8 days)"
+            ))),
+            None => Err(invalid(NON_NEGATIVE_INTEGER.to_string())),
         };
         let boolean =
             || values::parse_bool(value).ok_or_else(|| invalid("true or false".to_string()));
@@ -261,18 +268,9 @@ impl ProducerConfigBuilder {
             Key::MetadataMaxAgeMs => self.metadata_max_age = Some(millis()?),
             Key::MaxBlockMs => self.max_block = Some(millis()?),
             Key::Partitioner => {
-                self.partitioner = Some(
-                    values::parse_choice(value, values::PARTITIONER_CHOICES)
-                        .ok_or_else(|| invalid(partitioner_expectation(value)))?,
-                )
+                self.partitioner = Some(choice(value, values::PARTITIONER_CHOICES, invalid)?)
             }
-            Key::PartitionerIgnoreKeys => {
-                self.partitioner = Some(if boolean()? {
-                    Partitioner::IgnoreKeys
-                } else {
-                    Partitioner::Default
-                })
-            }
+            Key::PartitionerIgnoreKeys => self.ignore_keys = Some(boolean()?),
             Key::SocketConnectionSetupTimeoutMs => {
                 self.socket_connection_setup_timeout = Some(millis()?)
             }
@@ -310,7 +308,7 @@ impl ProducerConfigBuilder {
                     values::parse_choice(value, values::SASL_MECHANISM_CHOICES).ok_or_else(
                         || {
                             invalid(format!(
-                                "{} (GSSAPI and OAUTHBEARER are not supported)",
+                                "{} (GSSAPI/Kerberos is not supported)",
                                 values::one_of(values::SASL_MECHANISM_CHOICES)
                             ))
                         },
@@ -487,8 +485,12 @@ impl ProducerConfigBuilder {
         }
 
         // A record must get at least its linger time plus one full attempt. Java errors if the
-        // user set delivery.timeout.ms too low, and quietly raises the default otherwise.
-        let minimum_delivery = linger.saturating_add(request_timeout);
+        // user set delivery.timeout.ms too low, and quietly raises the default otherwise, up
+        // to the largest value it can hold (a huge linger.ms alone must not fail on a
+        // delivery.timeout.ms the user never set).
+        let minimum_delivery = linger
+            .saturating_add(request_timeout)
+            .min(Duration::from_millis(INT_MAX));
         let delivery_timeout = match self.delivery_timeout {
             Some(d) if d < minimum_delivery => {
                 return Err(invalid(
@@ -562,12 +564,39 @@ impl ProducerConfigBuilder {
             ),
             &mut notices,
         )?;
+        // librdkafka's floors: a zero backoff would retry (or reconnect) in a busy loop, and
+        // no setting may make the producer hammer a broker.
+        for (key, value) in [
+            (Key::RetryBackoffMs, retry_backoff),
+            (Key::ReconnectBackoffMs, reconnect_backoff),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(
+                    key,
+                    "must be at least 1 ms, got 0 ms: a zero backoff would retry in a busy \
+                     loop against the broker"
+                        .to_string(),
+                ));
+            }
+        }
         if socket_connection_setup_timeout.is_zero() {
             return Err(invalid(
                 Key::SocketConnectionSetupTimeoutMs,
                 "must be at least 1 ms, got 0 ms".to_string(),
             ));
         }
+
+        let compression = self.compression.unwrap_or(defaults::COMPRESSION);
+        if compression == CompressionType::Zstd {
+            return Err(invalid(
+                Key::CompressionType,
+                "zstd is not supported for sending yet (courier reads zstd batches but has no \
+                 zstd encoder yet): use lz4 (the fastest), snappy or gzip"
+                    .to_string(),
+            ));
+        }
+
+        let partitioner = resolve_partitioner(self.partitioner, self.ignore_keys)?;
 
         let security_protocol = self
             .security_protocol
@@ -578,6 +607,18 @@ impl ProducerConfigBuilder {
             self.sasl_username,
             self.sasl_password,
         )?;
+        // Checked after the SASL settings, so their own mistakes are named first.
+        if security_protocol != SecurityProtocol::Plaintext {
+            return Err(invalid(
+                Key::SecurityProtocol,
+                format!(
+                    "security.protocol={security_protocol} is not supported yet: this courier \
+                     version connects over plaintext only and will not send records or \
+                     credentials unencrypted to a cluster that asks for TLS or SASL; use a \
+                     plaintext listener, or a courier version with TLS and SASL"
+                ),
+            ));
+        }
 
         let durability_check = self.durability_check.unwrap_or(defaults::DURABILITY_CHECK);
         let mut durability_issues = Vec::new();
@@ -620,12 +661,12 @@ impl ProducerConfigBuilder {
             batch_size,
             buffer_memory,
             max_request_size,
-            compression: self.compression.unwrap_or(defaults::COMPRESSION),
+            compression,
             delivery_timeout,
             request_timeout,
             metadata_max_age: self.metadata_max_age.unwrap_or(defaults::METADATA_MAX_AGE),
             max_block: self.max_block.unwrap_or(defaults::MAX_BLOCK),
-            partitioner: self.partitioner.unwrap_or(defaults::PARTITIONER),
+            partitioner,
             socket_connection_setup_timeout,
             socket_connection_setup_timeout_max,
             reconnect_backoff,
@@ -797,27 +838,32 @@ fn parse_bootstrap_servers(key: &str, raw: &str) -> Result<Vec<BrokerAddress>, C
     Ok(servers)
 }
 
-/// What `partitioner` accepts, with an explanation for librdkafka's other partitioners, whose
-/// key placement differs from the Java client's.
-fn partitioner_expectation(value: &str) -> String {
-    let accepted = values::one_of(values::PARTITIONER_CHOICES);
-    let v = value.trim().to_ascii_lowercase();
-    let why = match v.as_str() {
-        "consistent" | "consistent_random" => {
-            " (librdkafka's consistent partitioners hash keys with CRC32 and place them \
-             differently from the Java client; courier implements only the Java-compatible \
-             murmur2)"
+/// `partitioner` and Java's `partitioner.ignore.keys` together: the Java key may only
+/// confirm what `partitioner` says, never silently undo it.
+fn resolve_partitioner(
+    partitioner: Option<Partitioner>,
+    ignore_keys: Option<bool>,
+) -> Result<Partitioner, ConfigError> {
+    match (partitioner, ignore_keys) {
+        (None, None) => Ok(defaults::PARTITIONER),
+        (Some(p), None) => Ok(p),
+        (None | Some(Partitioner::Default | Partitioner::IgnoreKeys), Some(true)) => {
+            Ok(Partitioner::IgnoreKeys)
         }
-        "fnv1a" | "fnv1a_random" => {
-            " (FNV-1a places keys differently from the Java client; courier implements only \
-             the Java-compatible murmur2)"
-        }
-        "murmur2" => {
-            " (librdkafka's plain murmur2 sends all unkeyed records to one partition; use \
-             murmur2_random or default, which hash keys identically)"
-        }
-        "random" => " (for unkeyed records only, use ignore_keys: it also batches better)",
-        _ => "",
-    };
-    format!("{accepted}{why}")
+        (None | Some(Partitioner::Default), Some(false)) => Ok(Partitioner::Default),
+        (Some(Partitioner::IgnoreKeys), Some(false)) => Err(invalid(
+            Key::PartitionerIgnoreKeys,
+            "partitioner.ignore.keys=false contradicts partitioner=ignore_keys: remove one of \
+             them"
+                .to_string(),
+        )),
+        (Some(p), Some(ignore)) => Err(invalid(
+            Key::PartitionerIgnoreKeys,
+            format!(
+                "partitioner.ignore.keys={ignore} (a setting of Java's default partitioner) \
+                 cannot be combined with partitioner={p}: remove partitioner.ignore.keys, or use \
+                 partitioner=random to ignore keys"
+            ),
+        )),
+    }
 }

@@ -233,6 +233,32 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
     ("enable.metrics.push", "client metrics push (KIP-714) is not implemented"),
 ];
 
+/// Whether a key's value must never be shown: a secret courier knows as such, or any key
+/// whose name looks like it holds one (a password, a secret, a JAAS line with credentials,
+/// a token, a private key), known to courier or not: a misspelt `sasl.pasword` is still a
+/// password.
+pub(crate) fn looks_secret(name: &str) -> bool {
+    if lookup(name).is_some_and(|s| s.secret) {
+        return true;
+    }
+    let n = name.to_ascii_lowercase();
+    const MARKERS: &[&str] = &[
+        "pass",
+        "pasw",
+        "pwd",
+        "secret",
+        "jaas",
+        "token",
+        "credential",
+        "private",
+        "auth",
+    ];
+    MARKERS.iter().any(|m| n.contains(m))
+        || n.ends_with(".key")
+        || n.contains("key.pem")
+        || n.contains("keystore.key")
+}
+
 pub(crate) fn unsupported_reason(name: &str) -> Option<&'static str> {
     UNSUPPORTED
         .iter()
@@ -339,6 +365,32 @@ mod tests {
             suggest("max.in.flight.request.per.connection"),
             Some("max.in.flight.requests.per.connection")
         );
+    }
+
+    #[test]
+    fn secret_looking_keys_are_recognised_known_or_not() {
+        for k in [
+            "sasl.password",
+            "sasl.pasword",
+            "sasl.jaas.config",
+            "ssl.key.password",
+            "ssl.key.pem",
+            "ssl.keystore.key",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.token",
+            "my.private.thing",
+            "basic.auth.user.info",
+        ] {
+            assert!(looks_secret(k), "{k}");
+        }
+        for k in [
+            "linger.ms",
+            "key.serializer",
+            "sasl.username",
+            "bootstrap.servers",
+        ] {
+            assert!(!looks_secret(k), "{k}");
+        }
     }
 
     #[test]

@@ -180,6 +180,13 @@ pub fn canonical_key(key: &str) -> Option<&'static str> {
     keys::lookup(key).map(|s| s.name)
 }
 
+/// Whether the value of `key` must never be shown (in errors, logs or `Debug`): a secret
+/// courier knows as such, or a key whose name looks like it holds one, known or not.
+/// Tools that echo properties (the `courier` CLI) check this first.
+pub fn is_secret_key(key: &str) -> bool {
+    keys::looks_secret(key)
+}
+
 /// Every canonical key courier accepts.
 pub fn known_keys() -> impl Iterator<Item = &'static str> {
     keys::KEYS.iter().map(|s| s.name)

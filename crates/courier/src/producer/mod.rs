@@ -1,0 +1,570 @@
+//! The async producer: a thin driver around `courier_core::producer::ProducerEngine`.
+//!
+//! One driver task owns the engine. Application calls put records on a channel
+//! (after taking their share of `buffer.memory`), the driver feeds them to the engine,
+//! carries out the engine's actions (Produce requests, metadata, producer id) over the
+//! connection pool, and completes each record's delivery future or callback.
+//!
+//! Produce requests for one broker are queued on its connection in the order the engine
+//! issued them (the engine pipelines several batches of a partition, and the broker must
+//! see them in sequence order): by the driver itself when the connection is open and has a
+//! free in-flight slot, else by the broker's sink task, which connects or waits for a slot
+//! first. The connection's reader hands each outcome straight back to the driver.
+//!
+//! With a `compression.type`, full batches (8 KiB or more) are compressed on one thread
+//! per producer, `courier-compress`, while the driver is busy (see `Duty`): the driver
+//! goes on appending records meanwhile. Otherwise, and for smaller batches, the driver
+//! compresses a batch when it sends it.
+
+mod compress;
+mod driver;
+mod report;
+mod sink;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use courier_core::producer::{EngineConfig, ProducerEngine, Record};
+use courier_core::Compression;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::audit::{audit_with_pool, DurabilityReport};
+use crate::config::{Acks, CompressionType, DlqPossiblyPersisted, DurabilityCheck, ProducerConfig};
+use crate::dlq::Original;
+use crate::error::ProducerError;
+use crate::metrics::{Counters, DeliveryMetrics};
+use crate::net::ConnectionPool;
+use crate::queue::BatchQueue;
+
+use compress::COMPRESS_ELSEWHERE_FROM;
+use driver::{Command, Driver};
+use report::{Completion, Token};
+/// A record to send.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    /// Topic. Shared, so that a producer writing many records to one topic clones a
+    /// pointer per record instead of allocating a name (`Arc<str>` converts from
+    /// `&str` and `String`).
+    pub topic: Arc<str>,
+    /// Explicit partition; `None` lets the partitioner choose (Java's murmur2 of the key,
+    /// or a sticky partition for unkeyed records).
+    pub partition: Option<i32>,
+    /// Key; `None` is a null key.
+    pub key: Option<Bytes>,
+    /// Value; `None` is a null value (a tombstone on compacted topics).
+    pub value: Option<Bytes>,
+    /// Headers, in order; names may repeat.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// CreateTime in milliseconds since the epoch; `None` takes the current time.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A topic name for [`ProducerRecord::new`]: `&str`, `String` and `&String` (one
+/// allocation), or an `Arc<str>` the caller keeps (a pointer copy, no allocation per
+/// record).
+pub trait IntoTopic {
+    /// The shared name.
+    fn into_topic(self) -> Arc<str>;
+}
+
+impl IntoTopic for Arc<str> {
+    fn into_topic(self) -> Arc<str> {
+        self
+    }
+}
+
+impl IntoTopic for &Arc<str> {
+    fn into_topic(self) -> Arc<str> {
+        self.clone()
+    }
+}
+
+impl IntoTopic for &str {
+    fn into_topic(self) -> Arc<str> {
+        self.into()
+    }
+}
+
+impl IntoTopic for String {
+    fn into_topic(self) -> Arc<str> {
+        self.into()
+    }
+}
+
+impl IntoTopic for &String {
+    fn into_topic(self) -> Arc<str> {
+        self.as_str().into()
+    }
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with no key and no value yet.
+    pub fn new(topic: impl IntoTopic) -> Self {
+        Self {
+            topic: topic.into_topic(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((name.into(), Some(value.into())));
+        self
+    }
+
+    /// Sends to this partition instead of letting the partitioner choose.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the CreateTime timestamp in milliseconds.
+    pub fn timestamp_ms(mut self, ts: i64) -> Self {
+        self.timestamp_ms = Some(ts);
+        self
+    }
+
+    /// Bytes the record holds in `buffer.memory` until it is delivered: what it adds
+    /// to a batch, a bound the encoder never exceeds.
+    fn buffered_size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 10)
+            .sum();
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + headers
+            + 32
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition; -1 when the broker did not say (acks=0).
+    pub offset: i64,
+    /// The record's timestamp: its CreateTime, or the broker's LogAppendTime when the
+    /// topic uses that.
+    pub timestamp_ms: i64,
+}
+
+/// The outcome of one record.
+pub type DeliveryResult = Result<RecordMetadata, ProducerError>;
+
+/// Resolves to a record's delivery report.
+#[must_use = "a delivery future does nothing unless awaited; drop it only if you do not need the report"]
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<DeliveryResult>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = DeliveryResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DeliveryResult> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ProducerError::Closed)))
+    }
+}
+
+struct Shared {
+    config: ProducerConfig,
+    commands: Arc<BatchQueue<Command>>,
+    memory: Arc<Semaphore>,
+    closed: AtomicBool,
+    pool: Arc<ConnectionPool>,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last producer handle is gone: the driver delivers what is left and stops.
+        self.commands.close_senders();
+    }
+}
+
+/// The dead letter queue: its own durable producer and where it writes.
+#[derive(Clone)]
+struct DeadLetterQueue {
+    producer: Producer,
+    topic: Arc<str>,
+    possibly_persisted: DlqPossiblyPersisted,
+}
+
+/// A Kafka producer. Cheap to clone: clones share one driver and one buffer.
+///
+/// ```no_run
+/// use courier::{Producer, ProducerConfig, ProducerRecord};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ProducerConfig::builder()
+///     .set("bootstrap.servers", "127.0.0.1:9092")?
+///     .set("compression.type", "lz4")?
+///     .build()?;
+/// let producer = Producer::new(config)?;
+/// let md = producer
+///     .send(ProducerRecord::new("orders").key("order-1").value("{\"amount\":10}"))
+///     .await?;
+/// println!("{} [{}] @ {}", md.topic, md.partition, md.offset);
+/// producer.close(std::time::Duration::from_secs(30)).await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("client_id", &self.shared.config.client_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn engine_config(config: &ProducerConfig) -> Result<EngineConfig, ProducerError> {
+    let compression = match config.compression() {
+        CompressionType::None => Compression::None,
+        CompressionType::Gzip => Compression::gzip(),
+        CompressionType::Snappy => Compression::Snappy,
+        CompressionType::Lz4 => Compression::Lz4,
+        CompressionType::Zstd => {
+            return Err(ProducerError::Fatal {
+                code: None,
+                reason: "compression.type=zstd is not supported for sending yet (no pure-Rust \
+                         zstd encoder is good enough): use lz4, snappy or gzip"
+                    .into(),
+            })
+        }
+    };
+    Ok(EngineConfig {
+        acks: match config.acks() {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        },
+        idempotence: config.enable_idempotence(),
+        batch_size: config.batch_size(),
+        linger: config.linger(),
+        max_in_flight: config.max_in_flight_requests_per_connection() as usize,
+        max_request_size: config.max_request_size(),
+        request_timeout: config.request_timeout(),
+        delivery_timeout: config.delivery_timeout(),
+        retries: config.retries(),
+        retry_backoff: config.retry_backoff(),
+        retry_backoff_max: config.retry_backoff_max(),
+        metadata_max_age: config.metadata_max_age(),
+        max_block: config.max_block(),
+        compression,
+        compress_elsewhere_from: Some(COMPRESS_ELSEWHERE_FROM),
+    })
+}
+
+impl Producer {
+    /// Starts a producer on the current tokio runtime. Connections open lazily: an
+    /// unreachable cluster shows up in the first records' delivery reports.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn new(config: ProducerConfig) -> Result<Producer, ProducerError> {
+        let engine_cfg = engine_config(&config)?;
+        for notice in config.notices() {
+            tracing::info!(%notice, "producer configuration adjusted");
+        }
+        let bootstrap = config
+            .bootstrap_servers()
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let pool = Arc::new(ConnectionPool::from_config(&config));
+        let memory = Arc::new(Semaphore::new(
+            config.buffer_memory().min(Semaphore::MAX_PERMITS),
+        ));
+        let commands = Arc::new(BatchQueue::new());
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        tracing::info!(
+            client_id = config.client_id(),
+            bootstrap = %bootstrap,
+            acks = engine_cfg.acks,
+            idempotence = engine_cfg.idempotence,
+            "producer starting"
+        );
+        let counters = Arc::new(Counters::default());
+        let dlq = match config.dlq_topic() {
+            Some(topic) => Some(DeadLetterQueue {
+                producer: Producer::new(dead_letter_config(&config))?,
+                topic: Arc::from(topic),
+                possibly_persisted: config.dlq_possibly_persisted(),
+            }),
+            None => None,
+        };
+        let driver = Driver {
+            engine: ProducerEngine::new(engine_cfg, seed),
+            pool: pool.clone(),
+            memory: memory.clone(),
+            sinks: HashMap::new(),
+            flush_waiters: Vec::new(),
+            close: None,
+            events_tx: None,
+            last_metadata_error: None,
+            counters: counters.clone(),
+            durability_check: config.durability_check(),
+            acks: config.acks(),
+            idempotence: config.enable_idempotence(),
+            audits: HashMap::new(),
+            admitted: None,
+            dlq,
+            compress_jobs: None,
+            compress_queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            compress_thread_gone: false,
+            inline_compressor: None,
+        };
+        tokio::spawn(driver.run(commands.clone()));
+        Ok(Producer {
+            shared: Arc::new(Shared {
+                config,
+                commands,
+                memory,
+                closed: AtomicBool::new(false),
+                pool,
+                counters,
+            }),
+        })
+    }
+
+    /// The configuration the producer runs with.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// The delivery counters so far.
+    pub fn metrics(&self) -> DeliveryMetrics {
+        let limit = self
+            .shared
+            .config
+            .buffer_memory()
+            .min(Semaphore::MAX_PERMITS);
+        let free = self.shared.memory.available_permits().min(limit);
+        self.shared.counters.snapshot((limit - free) as u64)
+    }
+
+    /// Audits `topic` against this producer's `acks` and idempotence: its replication
+    /// factor and effective `min.insync.replicas` (see [`crate::audit`]).
+    pub async fn durability_report(&self, topic: &str) -> Result<DurabilityReport, ProducerError> {
+        audit_with_pool(
+            &self.shared.pool,
+            self.shared.config.acks(),
+            self.shared.config.enable_idempotence(),
+            topic,
+            self.shared.config.max_block(),
+        )
+        .await
+    }
+
+    /// Sends a record and waits for its delivery report.
+    ///
+    /// To have many records in flight, call [`produce`](Self::produce) for each and
+    /// await the returned futures later, or run several `send`s concurrently.
+    pub async fn send(&self, record: ProducerRecord) -> DeliveryResult {
+        self.produce(record).await?.await
+    }
+
+    /// Queues a record, waiting up to `max.block.ms` for room in `buffer.memory`, and
+    /// returns the future of its delivery report.
+    pub async fn produce(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProducerError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(record, Completion::Future(tx), true).await?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Queues a record and calls `callback` with its delivery report (on the
+    /// producer's driver task: keep it short). Waits up to `max.block.ms` for room in
+    /// `buffer.memory`.
+    pub async fn produce_with_callback(
+        &self,
+        record: ProducerRecord,
+        callback: impl FnOnce(DeliveryResult) + Send + 'static,
+    ) -> Result<(), ProducerError> {
+        self.enqueue(record, Completion::Callback(Box::new(callback)), true)
+            .await
+    }
+
+    /// Queues a record without waiting: fails with [`ProducerError::BufferFull`] at once
+    /// when `buffer.memory` is full.
+    pub fn try_produce(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProducerError> {
+        let (tx, rx) = oneshot::channel();
+        let bytes = self.check(&record)?;
+        let permit =
+            self.shared
+                .memory
+                .try_acquire_many(bytes)
+                .map_err(|_| ProducerError::BufferFull {
+                    buffer_memory: self.shared.config.buffer_memory(),
+                    max_block: Duration::ZERO,
+                })?;
+        permit.forget();
+        self.submit(record, Completion::Future(tx), bytes)?;
+        Ok(DeliveryFuture { rx })
+    }
+
+    fn check(&self, record: &ProducerRecord) -> Result<u32, ProducerError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(ProducerError::Closed);
+        }
+        let size = record.buffered_size();
+        let limit = self
+            .shared
+            .config
+            .buffer_memory()
+            .min(Semaphore::MAX_PERMITS);
+        if size > limit {
+            return Err(ProducerError::RecordExceedsBufferMemory {
+                size,
+                buffer_memory: self.shared.config.buffer_memory(),
+            });
+        }
+        Ok(size as u32)
+    }
+
+    async fn enqueue(
+        &self,
+        record: ProducerRecord,
+        completion: Completion,
+        block: bool,
+    ) -> Result<(), ProducerError> {
+        let bytes = self.check(&record)?;
+        // Fast path: room in the buffer now, no timer needed.
+        if let Ok(permit) = self.shared.memory.try_acquire_many(bytes) {
+            permit.forget();
+            return self.submit(record, completion, bytes);
+        }
+        let max_block = self.shared.config.max_block();
+        let acquire = self.shared.memory.clone().acquire_many_owned(bytes);
+        let permit = if block {
+            match tokio::time::timeout(max_block, acquire).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(ProducerError::Closed),
+                Err(_) => {
+                    return Err(ProducerError::BufferFull {
+                        buffer_memory: self.shared.config.buffer_memory(),
+                        max_block,
+                    })
+                }
+            }
+        } else {
+            unreachable!("non-blocking sends go through try_produce")
+        };
+        // The driver gives the bytes back when the record is delivered.
+        permit.forget();
+        self.submit(record, completion, bytes)
+    }
+
+    fn submit(
+        &self,
+        record: ProducerRecord,
+        completion: Completion,
+        bytes: u32,
+    ) -> Result<(), ProducerError> {
+        let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
+        let original = self.shared.config.dlq_topic().map(|_| {
+            Box::new(Original {
+                key: record.key.clone(),
+                value: record.value.clone(),
+                headers: record.headers.clone(),
+            })
+        });
+        let rec = Record {
+            topic: record.topic,
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp_ms,
+            token: Token {
+                completion,
+                bytes,
+                original,
+            },
+        };
+        self.shared.commands.push(Command::Send(rec)).map_err(|_| {
+            self.shared.memory.add_permits(bytes as usize);
+            ProducerError::Closed
+        })?;
+        self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sends every queued record without waiting for `linger.ms` and waits until each
+    /// has its delivery report.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.commands.push(Command::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Stops accepting records, delivers what is queued and in flight, and shuts the
+    /// connections. Records still undelivered after `timeout` fail with
+    /// [`ProducerError::Closed`] (in flight: possibly persisted).
+    pub async fn close(&self, timeout: Duration) {
+        self.shared.closed.store(true, Ordering::Release);
+        let (tx, rx) = oneshot::channel();
+        if self
+            .shared
+            .commands
+            .push(Command::Close(timeout, tx))
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The dead letter queue's own producer: durable whatever the main one is, with no
+/// queue of its own and no audit (a failed dead letter is reported, not looped).
+fn dead_letter_config(config: &ProducerConfig) -> ProducerConfig {
+    let mut c = config.clone();
+    c.acks = Acks::All;
+    c.enable_idempotence = true;
+    c.retries = c.retries.max(1);
+    c.max_in_flight_requests_per_connection = c.max_in_flight_requests_per_connection.clamp(1, 5);
+    c.dlq_topic = None;
+    c.durability_check = DurabilityCheck::Off;
+    c.client_id = format!("{}-dlq", c.client_id);
+    c
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

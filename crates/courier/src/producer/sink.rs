@@ -1,0 +1,215 @@
+//! Where Produce requests and the control-plane calls go: one sink per broker, and the
+//! Metadata and InitProducerId calls over the pool.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_core::producer::{ProduceRequest, ProduceResult, TopicMetadata};
+use tokio::sync::mpsc;
+
+use crate::error::ErrorCode;
+use crate::net::{self, ConnectionPool, NetError, ProduceRequestParts};
+
+use super::driver::Event;
+
+/// Where the driver hands one broker's Produce requests, in the order the engine issued
+/// them.
+///
+/// The fast path queues a request on the broker's connection from the driver itself, and
+/// the connection's reader passes the outcome straight back (`produce_with`): per request
+/// that is one wake-up of the connection's writer and one of the driver. A request takes
+/// the slow path - a task that may connect or wait for a window slot - when there is no
+/// open connection, the window is full, or requests before it are still on the slow path
+/// (order is kept: they are queued on the connection first).
+pub(super) struct BrokerSink {
+    broker: i32,
+    /// Requests handed to the slow path and not yet queued on a connection.
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
+    slow: mpsc::UnboundedSender<ProduceRequest>,
+}
+
+impl BrokerSink {
+    pub(super) fn spawn(
+        broker: i32,
+        pool: Arc<ConnectionPool>,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Self {
+        let backlog = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (slow, rx) = mpsc::unbounded_channel();
+        tokio::spawn(slow_sink(broker, pool, rx, events, backlog.clone()));
+        BrokerSink {
+            broker,
+            backlog,
+            slow,
+        }
+    }
+
+    pub(super) fn send(
+        &self,
+        req: ProduceRequest,
+        pool: &ConnectionPool,
+        events: &mpsc::UnboundedSender<Event>,
+    ) {
+        // Acquire pairs with the slow path's Release: at zero, everything it was handed
+        // is already queued on a connection, so this request goes behind it.
+        if self.backlog.load(Ordering::Acquire) == 0 {
+            if let Some(conn) = pool.ready(self.broker) {
+                if let Some(permit) = conn.try_reserve() {
+                    produce_on(&conn, permit, req, events);
+                    return;
+                }
+            }
+        }
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::error::SendError(req)) = self.slow.send(req) {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            not_sent(events, req.id);
+        }
+    }
+}
+
+/// The slow path of a [`BrokerSink`]: connects when needed and waits for window slots,
+/// taking requests in order.
+pub(super) async fn slow_sink(
+    broker: i32,
+    pool: Arc<ConnectionPool>,
+    mut requests: mpsc::UnboundedReceiver<ProduceRequest>,
+    events: mpsc::UnboundedSender<Event>,
+    backlog: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    while let Some(req) = requests.recv().await {
+        let id = req.id;
+        match pool.get(broker).await {
+            Err(e) => {
+                tracing::debug!(broker, error = %e, "no connection for a Produce request");
+                not_sent(&events, id);
+            }
+            Ok(conn) => match conn.reserve().await {
+                Ok(permit) => produce_on(&conn, permit, req, &events),
+                Err(_) => not_sent(&events, id),
+            },
+        }
+        backlog.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Reports Produce request `id` as never written (no connection, or none accepting it).
+pub(super) fn not_sent(events: &mpsc::UnboundedSender<Event>, id: u64) {
+    let _ = events.send(Event::Produced(
+        id,
+        ProduceResult::Transport {
+            maybe_written: false,
+        },
+    ));
+}
+
+/// Queues `req` on `conn`; its outcome comes back to the driver as [`Event::Produced`].
+pub(super) fn produce_on(
+    conn: &net::BrokerConnection,
+    permit: net::InFlightPermit,
+    req: ProduceRequest,
+    events: &mpsc::UnboundedSender<Event>,
+) {
+    let ProduceRequest {
+        id,
+        broker,
+        acks,
+        timeout_ms,
+        batches,
+    } = req;
+    let mut topics: Vec<net::TopicRecords> = Vec::new();
+    for (topic, partition, batch) in batches {
+        match topics.iter_mut().find(|(t, _)| **t == *topic) {
+            Some((_, parts)) => parts.push((partition, Some(batch))),
+            None => topics.push((topic.to_string(), vec![(partition, Some(batch))])),
+        }
+    }
+    let parts = ProduceRequestParts {
+        transactional_id: None,
+        acks,
+        timeout_ms,
+        topics,
+    };
+    let events = events.clone();
+    conn.produce_with(permit, parts, move |outcome| {
+        let result = match outcome {
+            Ok(None) => ProduceResult::WrittenNoAck,
+            Ok(Some(resp)) => ProduceResult::Response(
+                resp.responses
+                    .iter()
+                    .flat_map(|t| {
+                        let name = t.name.0.to_string();
+                        t.partition_responses.iter().map(move |p| {
+                            courier_core::producer::PartitionResponse {
+                                topic: name.clone(),
+                                partition: p.index,
+                                error_code: p.error_code,
+                                base_offset: p.base_offset,
+                                log_append_time: p.log_append_time_ms,
+                                error_message: p.error_message.as_ref().map(|m| m.to_string()),
+                            }
+                        })
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::debug!(broker, error = %e, "Produce request failed");
+                ProduceResult::Transport {
+                    maybe_written: e.maybe_written(),
+                }
+            }
+        };
+        let _ = events.send(Event::Produced(id, result));
+    });
+}
+
+pub(super) async fn any_connection(
+    pool: &ConnectionPool,
+) -> Result<Arc<net::BrokerConnection>, NetError> {
+    match pool.least_loaded() {
+        Some(c) => Ok(c),
+        None => pool.get_bootstrap().await,
+    }
+}
+
+pub(super) async fn fetch_metadata(
+    pool: &ConnectionPool,
+    topics: &[String],
+) -> Result<Vec<TopicMetadata>, NetError> {
+    let conn = any_connection(pool).await?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let md = net::fetch_metadata(&conn, &names).await?;
+    pool.update_brokers(&md);
+    Ok(md
+        .topics
+        .iter()
+        .map(|t| TopicMetadata {
+            name: t.name.clone(),
+            error_code: t.error_code,
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| courier_core::producer::PartitionMetadata {
+                    partition: p.partition,
+                    leader: p.leader_id,
+                    error_code: p.error_code,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+pub(super) async fn init_producer_id(
+    pool: &ConnectionPool,
+    timeout: Duration,
+) -> Result<(i64, i16), i16> {
+    let conn = any_connection(pool)
+        .await
+        .map_err(|_| ErrorCode::NETWORK_EXCEPTION.code())?;
+    match net::init_producer_id(&conn, None, timeout).await {
+        Ok(g) if g.error_code == 0 => Ok((g.producer_id, g.producer_epoch)),
+        Ok(g) => Err(g.error_code),
+        Err(_) => Err(ErrorCode::NETWORK_EXCEPTION.code()),
+    }
+}
