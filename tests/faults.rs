@@ -217,7 +217,7 @@ async fn traffic(
             }
         }
     }
-    producer.close(close_timeout).await;
+    producer.close(close_timeout).await.expect("close");
     let metrics = producer.metrics();
     drop(producer);
     drop(tx);

@@ -104,7 +104,8 @@ fn run(c: &mut Criterion, group: &str, bootstrap: &str, topics: &[(String, i32)]
                 start.elapsed()
             })
         });
-        rt.block_on(p.close(Duration::from_secs(30)));
+        rt.block_on(p.close(Duration::from_secs(30)))
+            .expect("close");
     }
     g.finish();
 }

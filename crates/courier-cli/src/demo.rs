@@ -244,9 +244,12 @@ async fn produce(topic: &str, n: usize, config: ProducerConfig) -> Result<Produc
                 .add(&e);
         }
     }
-    producer.flush().await;
+    let flushed = producer.flush().await;
     let elapsed = start.elapsed();
-    producer.close(Duration::from_secs(30)).await;
+    let closed = producer.close(Duration::from_secs(30)).await;
+    if let Err(e) = flushed.and(closed) {
+        return Err(format!("the producer stopped: {e}"));
+    }
     let acc = std::mem::take(&mut *acc.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Produced {
         acked: acc.acked,

@@ -252,7 +252,7 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
     })));
     let cpu0 = cpu_time();
     let start = Instant::now();
-    rt.block_on(send_all(&args, config, payloads, stats, start))?;
+    let stopped = rt.block_on(send_all(&args, config, payloads, stats, start))?;
     let elapsed = start.elapsed();
     let cpu = cpu_time().saturating_sub(cpu0);
     drop(rt);
@@ -299,10 +299,24 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
             eprintln!("{line}");
         }
     }
+    if let Some(e) = &stopped {
+        eprintln!("courier perf: the producer stopped: {e}");
+    }
+    let unreported = summary.unreported();
+    if unreported > 0 {
+        eprintln!(
+            "courier perf: {unreported} records got no delivery report (an internal error in \
+             courier, please report it)"
+        );
+    }
     if json {
         println!("{}", summary.to_json());
     }
-    Ok(if failed > 0 { 1 } else { 0 })
+    Ok(if failed > 0 || stopped.is_some() || unreported > 0 {
+        1
+    } else {
+        0
+    })
 }
 
 async fn send_all(
@@ -311,7 +325,7 @@ async fn send_all(
     payloads: Vec<Bytes>,
     stats: &'static Mutex<PerfStats>,
     start: Instant,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
     let topic: Arc<str> = args.topic.as_str().into();
     let mut rng = XorShift::seeded();
@@ -360,7 +374,12 @@ async fn send_all(
                 .add(&e);
         }
     }
-    producer.flush().await;
-    producer.close(Duration::from_secs(30)).await;
-    Ok(())
+    // A producer that stopped on a fatal error has failed every pending record with it
+    // (they are counted); say why it stopped, once.
+    let flushed = producer.flush().await;
+    let closed = producer.close(Duration::from_secs(30)).await;
+    match flushed.and(closed) {
+        Ok(()) => Ok(None),
+        Err(e) => Ok(Some(e.to_string())),
+    }
 }

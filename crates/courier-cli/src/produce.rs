@@ -327,6 +327,18 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
             );
         }
     }
+    if let Some(e) = &outcome.stopped {
+        eprintln!("courier produce: the producer stopped: {e}");
+    }
+    // Every record read must have a report; a gap would be a courier bug, and must
+    // never pass for success.
+    let unreported = summary.unreported();
+    if unreported > 0 {
+        eprintln!(
+            "courier produce: {unreported} records got no delivery report (an internal error \
+             in courier, please report it)"
+        );
+    }
     if outcome.interrupted {
         eprintln!(
             "courier produce: interrupted; {} records were read before that",
@@ -346,7 +358,11 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
     }
     Ok(if outcome.interrupted {
         130
-    } else if failed > 0 || !outcome.input_errors.is_empty() {
+    } else if failed > 0
+        || !outcome.input_errors.is_empty()
+        || outcome.stopped.is_some()
+        || unreported > 0
+    {
         1
     } else {
         0
@@ -373,6 +389,8 @@ struct Outcome {
     acc: Acc,
     input_errors: Vec<String>,
     interrupted: bool,
+    /// The producer's fatal error, if it stopped on one.
+    stopped: Option<String>,
 }
 
 async fn produce_all(
@@ -451,13 +469,15 @@ async fn produce_all(
     }
     // Stop the reader (it may be blocked on a full channel) before waiting.
     drop(rx);
-    producer.flush().await;
-    producer.close(Duration::from_secs(30)).await;
+    let flushed = producer.flush().await;
+    let closed = producer.close(Duration::from_secs(30)).await;
+    let stopped = flushed.and(closed).err().map(|e| e.to_string());
     let acc = std::mem::take(&mut *acc.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Outcome {
         records,
         acc,
         input_errors,
         interrupted,
+        stopped,
     })
 }

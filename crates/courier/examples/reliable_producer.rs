@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
     }
-    producer.flush().await;
-    producer.close(Duration::from_secs(30)).await;
+    producer.flush().await?;
+    producer.close(Duration::from_secs(30)).await?;
     Ok(())
 }

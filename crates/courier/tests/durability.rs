@@ -70,7 +70,7 @@ async fn min_insync_one_is_misaligned_warn_sends_and_enforce_refuses() {
     warn.send(ProducerRecord::new(&topic).value("sent under warn"))
         .await
         .unwrap();
-    warn.close(Duration::from_secs(10)).await;
+    warn.close(Duration::from_secs(10)).await.expect("close");
 
     let enforce = Producer::new(config(cluster, &[("durability.check", "enforce")])).unwrap();
     let err = enforce
@@ -87,7 +87,7 @@ async fn min_insync_one_is_misaligned_warn_sends_and_enforce_refuses() {
         "{text}"
     );
     assert_eq!(err.persistence(), Persistence::NotPersisted);
-    enforce.close(Duration::from_secs(10)).await;
+    enforce.close(Duration::from_secs(10)).await.expect("close");
 
     let read = read_all(cluster, &topic).await;
     assert_eq!(read.len(), 1, "only the warn-mode record is in the log");
@@ -116,7 +116,10 @@ async fn rf3_with_broker_default_min_insync_two_is_aligned_and_enforce_sends() {
         .await
         .unwrap();
     assert_eq!(md.offset, 0);
-    producer.close(Duration::from_secs(10)).await;
+    producer
+        .close(Duration::from_secs(10))
+        .await
+        .expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +185,10 @@ async fn too_large_record_lands_in_the_dlq_and_metrics_match_the_reader() {
             .unwrap();
     }
     let m = producer.metrics();
-    producer.close(Duration::from_secs(10)).await;
+    producer
+        .close(Duration::from_secs(10))
+        .await
+        .expect("close");
 
     let main = read_all(cluster, &topic).await;
     assert_eq!(main.len(), 20);
@@ -310,7 +316,10 @@ async fn authorization_failure_lands_in_the_dlq() {
         source.to_string().contains("WRITE"),
         "the message says what to grant: {source}"
     );
-    producer.close(Duration::from_secs(10)).await;
+    producer
+        .close(Duration::from_secs(10))
+        .await
+        .expect("close");
 
     let dead = read_all(cluster, &dlq).await;
     assert_eq!(dead.len(), 1);

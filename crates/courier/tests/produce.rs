@@ -64,7 +64,10 @@ async fn exactly_once_in_order(cluster: &'static KafkaCluster, n: usize, partiti
         compressed_elsewhere > 0,
         "no batch went through the compression thread"
     );
-    producer.close(Duration::from_secs(30)).await;
+    producer
+        .close(Duration::from_secs(30))
+        .await
+        .expect("close");
 
     let records =
         tokio::task::spawn_blocking(move || cluster.consume_all(&topic).map(|r| (r, topic)))
@@ -195,7 +198,10 @@ async fn every_acks_level_and_codec_round_trips_headers_and_nulls() {
                     assert!(md.offset >= 0);
                 }
             }
-            producer.close(Duration::from_secs(10)).await;
+            producer
+                .close(Duration::from_secs(10))
+                .await
+                .expect("close");
             let t = topic.clone();
             let read = tokio::task::spawn_blocking(move || cluster.consume_all(&t))
                 .await
@@ -240,7 +246,10 @@ async fn oversized_record_fails_clearly_and_others_are_unaffected() {
     assert_eq!(err.persistence(), Persistence::NotPersisted);
     assert!(small.await.is_ok());
     assert!(after.await.is_ok());
-    producer.close(Duration::from_secs(10)).await;
+    producer
+        .close(Duration::from_secs(10))
+        .await
+        .expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,7 +291,8 @@ async fn flush_and_close_deliver_records_in_flight() {
     }
     tokio::time::timeout(Duration::from_secs(30), producer.flush())
         .await
-        .expect("flush must not wait for linger.ms");
+        .expect("flush must not wait for linger.ms")
+        .expect("flush");
     for f in first {
         // Flush returned: every report is already there.
         assert!(tokio::time::timeout(Duration::from_millis(1), f)
@@ -304,7 +314,10 @@ async fn flush_and_close_deliver_records_in_flight() {
             .unwrap();
     }
     drop(tx);
-    producer.close(Duration::from_secs(30)).await;
+    producer
+        .close(Duration::from_secs(30))
+        .await
+        .expect("close");
     let mut n = 0;
     while let Some(r) = rx.recv().await {
         assert!(r.is_ok());

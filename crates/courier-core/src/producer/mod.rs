@@ -581,6 +581,12 @@ impl<T> ProducerEngine<T> {
         &self.cfg
     }
 
+    /// The failure that stopped the engine for good (a producer id the broker refused),
+    /// if one did: every record fails with it from then on.
+    pub fn fatal(&self) -> Option<&Failure> {
+        self.fatal.as_ref()
+    }
+
     /// Producer id and epoch, once known.
     pub fn producer_id(&self) -> Option<(i64, i16)> {
         (self.pid_state == PidState::Known).then_some((self.producer_id, self.epoch))

@@ -23,7 +23,7 @@ use crate::net::{self, ConnectionPool, NetError};
 use crate::queue::BatchQueue;
 
 use super::compress::Duty;
-use super::report::{deliver, to_producer_error, Token};
+use super::report::{to_producer_error, Token};
 use super::sink::{fetch_metadata, init_producer_id, BrokerSink};
 use super::{DeadLetterQueue, RecordMetadata};
 
@@ -81,6 +81,45 @@ pub(super) struct Driver {
     pub(super) compress_thread_gone: bool,
     /// For batches compressed by the driver after all.
     pub(super) inline_compressor: Option<Box<Compressor>>,
+    /// The producer's fatal error, once there is one (shared with the handles).
+    pub(super) fatal: Arc<std::sync::OnceLock<ProducerError>>,
+    #[cfg(feature = "fault-injection")]
+    pub(super) fault: InjectedFault,
+}
+
+/// A bug on demand, for the tests that prove a failure inside the producer is never
+/// reported as a success (cargo feature `fault-injection`, never in a release build):
+/// `COURIER_FAULT_INJECTION=driver-panic-after-records=N` makes the driver panic when the
+/// N-th record reaches it.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Default)]
+pub(super) struct InjectedFault {
+    panic_after_records: Option<u64>,
+    records: u64,
+}
+
+#[cfg(feature = "fault-injection")]
+impl InjectedFault {
+    pub(super) fn from_env() -> Self {
+        let panic_after_records = std::env::var("COURIER_FAULT_INJECTION").ok().and_then(|v| {
+            v.strip_prefix("driver-panic-after-records=")
+                .and_then(|n| n.parse().ok())
+        });
+        InjectedFault {
+            panic_after_records,
+            records: 0,
+        }
+    }
+
+    fn on_record(&mut self) {
+        self.records += 1;
+        if self.panic_after_records == Some(self.records) {
+            panic!(
+                "injected fault: driver panic at record {} (COURIER_FAULT_INJECTION)",
+                self.records
+            );
+        }
+    }
 }
 
 impl Driver {
@@ -171,6 +210,12 @@ impl Driver {
             for action in actions.drain(..) {
                 self.on_action(action);
             }
+            if self.fatal.get().is_none() {
+                if let Some(f) = self.engine.fatal() {
+                    let err = to_producer_error("", -1, f, self.engine.config(), None);
+                    let _ = self.fatal.set(err);
+                }
+            }
             self.counters
                 .retries
                 .store(self.engine.retries_total(), Ordering::Relaxed);
@@ -218,6 +263,8 @@ impl Driver {
     pub(super) fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Send(rec) => {
+                #[cfg(feature = "fault-injection")]
+                self.fault.on_record();
                 if self.close.is_some() {
                     let topic = rec.topic.clone();
                     self.fail(
@@ -359,7 +406,7 @@ impl Driver {
                             ts
                         },
                     };
-                    deliver(token.completion, Ok(md));
+                    token.completion.deliver(Ok(md));
                 }
             }
             Err(f) => {
@@ -422,12 +469,12 @@ impl Driver {
                             }
                         }
                     };
-                    deliver(completion, Err(report));
+                    completion.deliver(Err(report));
                 });
                 return;
             }
         }
-        deliver(token.completion, Err(err));
+        token.completion.deliver(Err(err));
     }
 
     /// Hands a record to the engine, or to the durability audit first.

@@ -25,14 +25,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use courier_core::producer::{EngineConfig, ProducerEngine, Record};
 use courier_core::Compression;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::audit::{audit_with_pool, DurabilityReport};
 use crate::config::{Acks, CompressionType, DlqPossiblyPersisted, DurabilityCheck, ProducerConfig};
@@ -44,7 +44,7 @@ use crate::queue::BatchQueue;
 
 use compress::COMPRESS_ELSEWHERE_FROM;
 use driver::{Command, Driver};
-use report::{Completion, Token};
+use report::{Completion, GuardedDriver, Token};
 /// A record to send.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
@@ -195,6 +195,11 @@ struct Shared {
     commands: Arc<BatchQueue<Command>>,
     memory: Arc<Semaphore>,
     closed: AtomicBool,
+    /// Set once the producer cannot go on (its driver stopped on a bug, or a fatal broker
+    /// answer): later sends, `flush` and `close` report it.
+    fatal: Arc<OnceLock<ProducerError>>,
+    /// True once the driver has ended and every record it held has its report.
+    finished: watch::Receiver<bool>,
     pool: Arc<ConnectionPool>,
     counters: Arc<Counters>,
 }
@@ -229,7 +234,7 @@ struct DeadLetterQueue {
 ///     .send(ProducerRecord::new("orders").key("order-1").value("{\"amount\":10}"))
 ///     .await?;
 /// println!("{} [{}] @ {}", md.topic, md.partition, md.offset);
-/// producer.close(std::time::Duration::from_secs(30)).await;
+/// producer.close(std::time::Duration::from_secs(30)).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -318,6 +323,7 @@ impl Producer {
             "producer starting"
         );
         let counters = Arc::new(Counters::default());
+        let fatal = Arc::new(OnceLock::new());
         let dlq = match config.dlq_topic() {
             Some(topic) => Some(DeadLetterQueue {
                 producer: Producer::new(dead_letter_config(&config))?,
@@ -346,14 +352,24 @@ impl Producer {
             compress_queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             compress_thread_gone: false,
             inline_compressor: None,
+            fatal: fatal.clone(),
+            #[cfg(feature = "fault-injection")]
+            fault: driver::InjectedFault::from_env(),
         };
-        tokio::spawn(driver.run(commands.clone()));
+        let (finished_tx, finished) = watch::channel(false);
+        tokio::spawn(GuardedDriver::new(
+            driver.run(commands.clone()),
+            fatal.clone(),
+            finished_tx,
+        ));
         Ok(Producer {
             shared: Arc::new(Shared {
                 config,
                 commands,
                 memory,
                 closed: AtomicBool::new(false),
+                fatal,
+                finished,
                 pool,
                 counters,
             }),
@@ -401,19 +417,22 @@ impl Producer {
     /// returns the future of its delivery report.
     pub async fn produce(&self, record: ProducerRecord) -> Result<DeliveryFuture, ProducerError> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(record, Completion::Future(tx), true).await?;
+        self.enqueue(record, Completion::future(tx)).await?;
         Ok(DeliveryFuture { rx })
     }
 
     /// Queues a record and calls `callback` with its delivery report (on the
     /// producer's driver task: keep it short). Waits up to `max.block.ms` for room in
     /// `buffer.memory`.
+    ///
+    /// The callback runs exactly once if this returns `Ok`, and never if it returns an
+    /// error. A panic in the callback is caught and logged; the producer carries on.
     pub async fn produce_with_callback(
         &self,
         record: ProducerRecord,
         callback: impl FnOnce(DeliveryResult) + Send + 'static,
     ) -> Result<(), ProducerError> {
-        self.enqueue(record, Completion::Callback(Box::new(callback)), true)
+        self.enqueue(record, Completion::callback(Box::new(callback)))
             .await
     }
 
@@ -431,11 +450,29 @@ impl Producer {
                     max_block: Duration::ZERO,
                 })?;
         permit.forget();
-        self.submit(record, Completion::Future(tx), bytes)?;
+        self.submit(record, Completion::future(tx), bytes)?;
         Ok(DeliveryFuture { rx })
     }
 
+    /// Waits until the driver has ended and every record it held has its report.
+    async fn driver_finished(&self) {
+        let mut finished = self.shared.finished.clone();
+        let _ = finished.wait_for(|done| *done).await;
+    }
+
+    /// Why the producer accepts no more records: its fatal error, or that it was closed.
+    fn stopped(&self) -> ProducerError {
+        self.shared
+            .fatal
+            .get()
+            .cloned()
+            .unwrap_or(ProducerError::Closed)
+    }
+
     fn check(&self, record: &ProducerRecord) -> Result<u32, ProducerError> {
+        if let Some(e) = self.shared.fatal.get() {
+            return Err(e.clone());
+        }
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(ProducerError::Closed);
         }
@@ -454,37 +491,44 @@ impl Producer {
         Ok(size as u32)
     }
 
+    /// Takes the record's share of `buffer.memory` (waiting up to `max.block.ms`) and
+    /// queues it. On an error the completion is disarmed: the caller is told by the
+    /// returned error, and a callback must then never run.
     async fn enqueue(
         &self,
         record: ProducerRecord,
         completion: Completion,
-        block: bool,
     ) -> Result<(), ProducerError> {
-        let bytes = self.check(&record)?;
+        match self.reserve(&record).await {
+            Ok(bytes) => self.submit(record, completion, bytes),
+            Err(e) => {
+                completion.disarm();
+                Err(e)
+            }
+        }
+    }
+
+    async fn reserve(&self, record: &ProducerRecord) -> Result<u32, ProducerError> {
+        let bytes = self.check(record)?;
         // Fast path: room in the buffer now, no timer needed.
         if let Ok(permit) = self.shared.memory.try_acquire_many(bytes) {
             permit.forget();
-            return self.submit(record, completion, bytes);
+            return Ok(bytes);
         }
         let max_block = self.shared.config.max_block();
         let acquire = self.shared.memory.clone().acquire_many_owned(bytes);
-        let permit = if block {
-            match tokio::time::timeout(max_block, acquire).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => return Err(ProducerError::Closed),
-                Err(_) => {
-                    return Err(ProducerError::BufferFull {
-                        buffer_memory: self.shared.config.buffer_memory(),
-                        max_block,
-                    })
-                }
+        match tokio::time::timeout(max_block, acquire).await {
+            // The driver gives the bytes back when the record is delivered.
+            Ok(Ok(p)) => {
+                p.forget();
+                Ok(bytes)
             }
-        } else {
-            unreachable!("non-blocking sends go through try_produce")
-        };
-        // The driver gives the bytes back when the record is delivered.
-        permit.forget();
-        self.submit(record, completion, bytes)
+            Ok(Err(_)) => Err(self.stopped()),
+            Err(_) => Err(ProducerError::BufferFull {
+                buffer_memory: self.shared.config.buffer_memory(),
+                max_block,
+            }),
+        }
     }
 
     fn submit(
@@ -514,27 +558,49 @@ impl Producer {
                 original,
             },
         };
-        self.shared.commands.push(Command::Send(rec)).map_err(|_| {
+        if let Err(Command::Send(rec)) = self.shared.commands.push(Command::Send(rec)) {
             self.shared.memory.add_permits(bytes as usize);
-            ProducerError::Closed
-        })?;
+            // The caller learns it from the returned error; the callback must not also run.
+            rec.token.completion.disarm();
+            return Err(self.stopped());
+        }
         self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Sends every queued record without waiting for `linger.ms` and waits until each
-    /// has its delivery report.
-    pub async fn flush(&self) {
+    /// has its delivery report (delivered or failed: the reports say which).
+    ///
+    /// Fails only when the producer itself cannot go on: with its fatal error (then every
+    /// pending record has failed with it too), or [`ProducerError::Closed`] after
+    /// [`close`](Self::close).
+    pub async fn flush(&self) -> Result<(), ProducerError> {
         let (tx, rx) = oneshot::channel();
-        if self.shared.commands.push(Command::Flush(tx)).is_ok() {
-            let _ = rx.await;
+        if self.shared.commands.push(Command::Flush(tx)).is_err() {
+            self.driver_finished().await;
+            return Err(self.stopped());
+        }
+        match rx.await {
+            Ok(()) => match self.shared.fatal.get() {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            },
+            Err(_) => {
+                // The driver is gone: wait until every record it held is reported, so
+                // the caller sees the whole outcome (and the real cause) when this returns.
+                self.driver_finished().await;
+                Err(self.stopped())
+            }
         }
     }
 
     /// Stops accepting records, delivers what is queued and in flight, and shuts the
     /// connections. Records still undelivered after `timeout` fail with
     /// [`ProducerError::Closed`] (in flight: possibly persisted).
-    pub async fn close(&self, timeout: Duration) {
+    ///
+    /// Fails with the producer's fatal error if it stopped on one (every pending record
+    /// has failed with it); closing again is `Ok`.
+    pub async fn close(&self, timeout: Duration) -> Result<(), ProducerError> {
         self.shared.closed.store(true, Ordering::Release);
         let (tx, rx) = oneshot::channel();
         if self
@@ -544,6 +610,11 @@ impl Producer {
             .is_ok()
         {
             let _ = rx.await;
+        }
+        self.driver_finished().await;
+        match self.shared.fatal.get() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
         }
     }
 }

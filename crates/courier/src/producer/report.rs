@@ -2,8 +2,16 @@
 //! the future or callback it completes, and the translation of the engine's failures into
 //! [`ProducerError`]s.
 
+use std::any::Any;
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
 use courier_core::producer::{EngineConfig, FailureReason};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::dlq::Original;
 use crate::error::{ErrorCode, Persistence, ProducerError};
@@ -12,9 +20,75 @@ use super::DeliveryResult;
 
 pub(super) type Callback = Box<dyn FnOnce(DeliveryResult) + Send + 'static>;
 
-pub(super) enum Completion {
+enum Reply {
     Future(oneshot::Sender<DeliveryResult>),
     Callback(Callback),
+}
+
+impl Reply {
+    fn send(self, r: DeliveryResult) {
+        match self {
+            Reply::Future(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Callback(cb) => {
+                // A panicking callback is the application's bug; it must not take the
+                // driver, and every other record's report, down with it (the Java client
+                // catches and logs exceptions thrown by callbacks too).
+                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| cb(r))) {
+                    tracing::error!(
+                        panic = panic_message(&*panic),
+                        "a delivery callback panicked; the producer carries on"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Where one record's delivery report goes: the future returned by `produce`, or the
+/// callback of `produce_with_callback`.
+///
+/// Dropped without a report (the driver stopped on a bug, or a path forgot the record),
+/// it reports the failure itself, so a record is never left without an answer and never
+/// counted as delivered when it was not.
+pub(super) struct Completion(Option<Reply>);
+
+impl Completion {
+    pub(super) fn future(tx: oneshot::Sender<DeliveryResult>) -> Self {
+        Completion(Some(Reply::Future(tx)))
+    }
+
+    pub(super) fn callback(cb: Callback) -> Self {
+        Completion(Some(Reply::Callback(cb)))
+    }
+
+    /// Drops the completion without a report: for a record the caller is told about at
+    /// once (`produce` returned an error), so its callback must never run.
+    pub(super) fn disarm(mut self) {
+        self.0.take();
+    }
+
+    /// Reports `r`.
+    pub(super) fn deliver(mut self, r: DeliveryResult) {
+        if let Some(reply) = self.0.take() {
+            reply.send(r);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let Some(reply) = self.0.take() else { return };
+        if std::thread::panicking() {
+            // Unwinding through the driver: running a callback now could panic again
+            // and abort the process. The driver's guard reports these once it has caught
+            // the panic.
+            ORPHANS.with(|o| o.borrow_mut().push(reply));
+            return;
+        }
+        reply.send(Err(lost_report()));
+    }
 }
 
 /// The engine's per-record token: how to report, and what to give back to
@@ -27,12 +101,108 @@ pub(super) struct Token {
     pub(super) original: Option<Box<Original>>,
 }
 
-pub(super) fn deliver(c: Completion, r: DeliveryResult) {
-    match c {
-        Completion::Future(tx) => {
-            let _ = tx.send(r);
+thread_local! {
+    /// Why the driver stopped, while its guard drops the driver's state on this thread.
+    static DRIVER_FAILURE: RefCell<Option<ProducerError>> = const { RefCell::new(None) };
+    /// Reports dropped while this thread was unwinding.
+    static ORPHANS: RefCell<Vec<Reply>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The error for a record dropped without a report.
+fn lost_report() -> ProducerError {
+    DRIVER_FAILURE
+        .with(|f| f.borrow().clone())
+        .unwrap_or_else(|| ProducerError::Fatal {
+            code: None,
+            reason: "a record was dropped without a delivery report (an internal error in \
+                     courier, please report it)"
+                .into(),
+        })
+}
+
+/// The text of a panic's payload.
+pub(super) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// Runs the driver, and if it panics, stops the producer cleanly: the error is recorded
+/// (later sends, `flush` and `close` return it) and every record the driver held, queued
+/// or in flight, fails with it - a bug inside the producer is never reported as success,
+/// and nothing waits forever.
+///
+/// `finished` turns true once the driver is gone and every record it held has its
+/// report: `flush` and `close` wait for it before they say how the producer ended.
+pub(super) struct GuardedDriver<F> {
+    inner: Option<Pin<Box<F>>>,
+    fatal: Arc<OnceLock<ProducerError>>,
+    finished: watch::Sender<bool>,
+}
+
+impl<F: Future<Output = ()>> GuardedDriver<F> {
+    pub(super) fn new(
+        driver: F,
+        fatal: Arc<OnceLock<ProducerError>>,
+        finished: watch::Sender<bool>,
+    ) -> Self {
+        GuardedDriver {
+            inner: Some(Box::pin(driver)),
+            fatal,
+            finished,
         }
-        Completion::Callback(cb) => cb(r),
+    }
+}
+
+impl<F> Drop for GuardedDriver<F> {
+    fn drop(&mut self) {
+        // Also when the runtime shuts down with the driver still running: whoever waits
+        // must not wait forever.
+        drop(self.inner.take());
+        self.finished.send_replace(true);
+    }
+}
+
+impl<F: Future<Output = ()>> Future for GuardedDriver<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(());
+        };
+        let panic = match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(())) => {
+                self.inner = None;
+                self.finished.send_replace(true);
+                return Poll::Ready(());
+            }
+            Err(panic) => panic,
+        };
+        let message = panic_message(&*panic);
+        let err = ProducerError::Fatal {
+            code: None,
+            reason: format!(
+                "the producer's driver stopped on an internal error (a bug in courier, please \
+                 report it): {message}"
+            ),
+        };
+        tracing::error!(error = %err, "producer driver panicked; failing every pending record");
+        let _ = self.fatal.set(err.clone());
+        DRIVER_FAILURE.with(|f| *f.borrow_mut() = Some(err.clone()));
+        // Dropping the driver drops every record it held; each reports `err`.
+        drop(self.inner.take());
+        let orphans = ORPHANS.with(|o| std::mem::take(&mut *o.borrow_mut()));
+        for reply in orphans {
+            reply.send(Err(err.clone()));
+        }
+        DRIVER_FAILURE.with(|f| *f.borrow_mut() = None);
+        self.finished.send_replace(true);
+        Poll::Ready(())
     }
 }
 
