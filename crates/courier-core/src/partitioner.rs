@@ -1,23 +1,82 @@
-//! Choosing the partition of a record, compatible with the Java client.
+//! Choosing the partition of a record, compatible with the Java client and with librdkafka.
 //!
 //! A record's partition is decided in this order, the same order as the Java producer's
-//! built-in partitioner (KIP-794):
+//! built-in partitioner (KIP-794) and librdkafka's `rd_kafka_msg_partitioner`:
 //!
 //! 1. **An explicit partition on the record wins.** The caller uses it as given (after checking
 //!    it against the topic's partition count); nothing in this module is consulted.
-//! 2. **A record with a key** goes to [`partition_for_key`]: `(murmur2(key) & 0x7fffffff) % n`,
-//!    bit-for-bit the Java default. Keyed records written by courier and by a Java, Kafka
-//!    Streams or librdkafka (`partitioner=murmur2_random`) producer land on the same partition,
-//!    which is what log compaction and per-key ordering across clients rely on. An empty key
-//!    (`Some(&[])`) is a key: it hashes like any other, as in Java.
-//! 3. **A record without a key** goes to the [`StickyPartitioner`], which keeps sending to one
-//!    partition until about a batch worth of bytes went there, then moves on (KIP-480, refined
-//!    by KIP-794).
+//! 2. **Otherwise the `partitioner` setting decides**, through [`PartitionerKind::partition`]:
+//!    a key hash, the topic's [`StickyPartitioner`], or a fresh random choice, as in the table
+//!    below.
+//!
+//! # The `partitioner` values
+//!
+//! `default` and `ignore_keys` are the Java client's two behaviours; the other seven are
+//! librdkafka's values with librdkafka's placement of keys, so that moving a producer from
+//! librdkafka (or kcat, confluent-kafka-python, ...) to courier with the same setting keeps
+//! every key on its partition. `n` is the topic's partition count. "Empty" is a present key of
+//! zero bytes (`Some(&[])`), "none" a record without a key (`None`).
+//!
+//! | value | non-empty key | empty key | no key |
+//! | --- | --- | --- | --- |
+//! | `default` (Java's default) | murmur2 | murmur2 (of zero bytes) | sticky |
+//! | `ignore_keys` (Java's `partitioner.ignore.keys=true`) | sticky | sticky | sticky |
+//! | `random` | random | random | random |
+//! | `consistent` | CRC-32 | partition 0 | partition 0 |
+//! | `consistent_random` (librdkafka's default) | CRC-32 | random | random |
+//! | `murmur2` | murmur2 | murmur2 (of zero bytes) | murmur2 (of zero bytes) |
+//! | `murmur2_random` | murmur2 | murmur2 (of zero bytes) | random |
+//! | `fnv1a` | FNV-1a | FNV-1a (of zero bytes) | FNV-1a (of zero bytes) |
+//! | `fnv1a_random` | FNV-1a | FNV-1a (of zero bytes) | random |
+//!
+//! * **murmur2** is `(murmur2(key) & 0x7fffffff) % n` ([`partition_for_key`]): Java's
+//!   `BuiltInPartitioner.partitionForKey` and librdkafka's `rd_kafka_msg_partitioner_murmur2`
+//!   (`rd_murmur2` is the same hash with the same seed). Zero bytes hash to `275646681`.
+//! * **CRC-32** is `crc32(key) % n` computed in `u32`: librdkafka's `rd_crc32` is zlib's
+//!   CRC-32 (reflected polynomial `0xedb88320`, initial and final XOR `0xffffffff`, the one
+//!   of gzip and PNG, *not* the CRC-32C of record batches), and
+//!   `rd_kafka_msg_partitioner_consistent` takes its modulo unsigned. The CRC of zero bytes is
+//!   0, hence partition 0 for empty and absent keys.
+//! * **FNV-1a** is 32-bit FNV-1a (offset basis `0x811c9dc5`, prime `0x01000193`), read as
+//!   an `i32`, made non-negative by negation (librdkafka's `rd_fnv1a` copies Sarama's
+//!   `NewHashPartitioner`), then `% n` unsigned. Negating `i32::MIN` overflows in C and leaves
+//!   it `0x80000000`, so that hash reduces as `2^31 % n`; this module does the same with
+//!   [`i32::unsigned_abs`]. Zero bytes hash to `0x811c9dc5`, i.e. `0x7ee3623b % n`.
+//! * **sticky** is the topic's [`StickyPartitioner`]: one partition until about `batch.size`
+//!   bytes went there (KIP-480, refined by KIP-794).
+//! * **random** is a uniform choice among the available partitions, made again for every
+//!   record, and it leaves the sticky state alone.
+//!
+//! Key hashes use every partition of the topic, available or not, as both Java and librdkafka
+//! do: a key's partition must not depend on which leaders happen to be reachable, so keyed
+//! records wait for their partition's leader instead of moving. Random and sticky choices only
+//! go to available partitions (all partitions if none is known to be available).
+//!
+//! ## Where courier differs from librdkafka, on purpose
+//!
+//! Both differences concern records librdkafka itself spreads at random; no key is placed
+//! differently.
+//!
+//! * **Records librdkafka spreads at random get a per-record random partition** under
+//!   `random` and the `*_random` values (the "random" cells above). librdkafka 1.6 and later
+//!   does that only with `sticky.partitioning.linger.ms=0`: by default (twice `linger.ms`,
+//!   10 ms) it sends every record *without a key* to one randomly chosen partition for
+//!   10 ms at a time (`rd_kafka_msg_sticky_partition`; with `consistent_random` empty keys
+//!   too), while present keys under `random` are still spread per record. courier has no
+//!   time-based stickiness, and these values say "random" in librdkafka's own documentation
+//!   of `partitioner`, so they mean it here; `default` is the value for sticky batching.
+//! * **A random choice never goes to an unavailable partition** while some partition is
+//!   available. librdkafka's `rd_kafka_msg_partitioner_random` draws once, draws again if the
+//!   first partition has no leader, and keeps the second draw even if it has none either.
 //!
 //! Everything here is sans-I/O: no clock, no global random generator. The caller passes the
 //! partition count and the partitions that currently have a reachable leader, and a
 //! [`RandomSource`] (for example the seedable [`XorShiftRng`]), so tests and simulations are
 //! deterministic.
+//!
+//! `tests/fixtures/partitioners/librdkafka.tsv` holds where the real librdkafka (2.16.0) put
+//! 110 keys for each of its seven values and 1 to 100 partitions, and
+//! `tests/librdkafka_partitioners.rs` checks every row against [`PartitionerKind`].
 
 /// Kafka's 32-bit MurmurHash2, byte-for-byte the same as Java's `Utils.murmur2`.
 ///
@@ -355,6 +414,235 @@ impl StickyPartitioner {
     }
 }
 
+/// The `partitioner` setting: how a record without an explicit partition is placed.
+///
+/// See the [module documentation](self) for the table of what each value does with keyed,
+/// empty-keyed and unkeyed records, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PartitionerKind {
+    /// `default`: the Java client's default. Keys (empty ones included) by murmur2, records
+    /// without a key by the sticky partitioner.
+    #[default]
+    Default,
+    /// `ignore_keys`: Java's `partitioner.ignore.keys=true` (KIP-794). Every record goes to
+    /// the sticky partitioner, keyed or not; per-key ordering is lost.
+    IgnoreKeys,
+    /// `random` (librdkafka): every record to a random available partition; keys are ignored.
+    Random,
+    /// `consistent` (librdkafka): keys by CRC-32; empty and absent keys to partition 0.
+    Consistent,
+    /// `consistent_random` (librdkafka's default): keys by CRC-32; empty and absent keys to a
+    /// random available partition.
+    ConsistentRandom,
+    /// `murmur2` (librdkafka): keys by murmur2 as Java; absent keys hash as the empty key.
+    Murmur2,
+    /// `murmur2_random` (librdkafka): keys (empty ones included) by murmur2 as Java; absent
+    /// keys to a random available partition.
+    Murmur2Random,
+    /// `fnv1a` (librdkafka): keys by FNV-1a; absent keys hash as the empty key.
+    Fnv1a,
+    /// `fnv1a_random` (librdkafka): keys (empty ones included) by FNV-1a; absent keys to a
+    /// random available partition.
+    Fnv1aRandom,
+}
+
+/// Where [`PartitionerKind::partition`] put a record, and how it chose.
+///
+/// The caller reports the append of a [`Placement::Sticky`] record, and only of those, to the
+/// topic's [`StickyPartitioner::record_appended`]: as in Java (`RecordAccumulator` updates the
+/// built-in partitioner only for records it placed), bytes that went to the sticky partition
+/// for another reason must not bring the switch forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// Decided by the key's hash: the same key lands here as long as the partition count stays.
+    Hashed(i32),
+    /// The topic's current sticky partition.
+    Sticky(i32),
+    /// A uniform random choice among the available partitions, for this record only.
+    Random(i32),
+}
+
+impl Placement {
+    /// The chosen partition.
+    pub const fn partition(self) -> i32 {
+        match self {
+            Placement::Hashed(p) | Placement::Sticky(p) | Placement::Random(p) => p,
+        }
+    }
+}
+
+/// What a partitioner value does with one key: the single place the table of the module
+/// documentation is written down in code.
+enum Route<'k> {
+    Hash(KeyHash, &'k [u8]),
+    Sticky,
+    Random,
+}
+
+#[derive(Clone, Copy)]
+enum KeyHash {
+    Murmur2,
+    Crc32,
+    Fnv1a,
+}
+
+impl KeyHash {
+    fn partition(self, key: &[u8], num_partitions: i32) -> i32 {
+        debug_assert!(num_partitions > 0);
+        match self {
+            KeyHash::Murmur2 => partition_for_key(key, num_partitions),
+            KeyHash::Crc32 => consistent_partition(key, num_partitions),
+            KeyHash::Fnv1a => fnv1a_partition(key, num_partitions),
+        }
+    }
+}
+
+impl PartitionerKind {
+    /// Every value, in the order of the module documentation's table.
+    pub const ALL: [PartitionerKind; 9] = [
+        PartitionerKind::Default,
+        PartitionerKind::IgnoreKeys,
+        PartitionerKind::Random,
+        PartitionerKind::Consistent,
+        PartitionerKind::ConsistentRandom,
+        PartitionerKind::Murmur2,
+        PartitionerKind::Murmur2Random,
+        PartitionerKind::Fnv1a,
+        PartitionerKind::Fnv1aRandom,
+    ];
+
+    /// The value as written in configuration (`"default"`, `"consistent_random"`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            PartitionerKind::Default => "default",
+            PartitionerKind::IgnoreKeys => "ignore_keys",
+            PartitionerKind::Random => "random",
+            PartitionerKind::Consistent => "consistent",
+            PartitionerKind::ConsistentRandom => "consistent_random",
+            PartitionerKind::Murmur2 => "murmur2",
+            PartitionerKind::Murmur2Random => "murmur2_random",
+            PartitionerKind::Fnv1a => "fnv1a",
+            PartitionerKind::Fnv1aRandom => "fnv1a_random",
+        }
+    }
+
+    /// The value named `name`, exactly as [`name`](Self::name) spells it (librdkafka compares
+    /// case-sensitively too), or `None`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    fn route(self, key: Option<&[u8]>) -> Route<'_> {
+        // librdkafka hands an absent key to the non-random hash partitioners as (NULL, 0): they
+        // hash zero bytes (`rd_kafka_msg_partitioner` only diverts NULL keys to the sticky path
+        // for the *_random values and `random`).
+        const NO_KEY: &[u8] = &[];
+        match (self, key) {
+            (PartitionerKind::Default, Some(k)) => Route::Hash(KeyHash::Murmur2, k),
+            (PartitionerKind::Default, None) | (PartitionerKind::IgnoreKeys, _) => Route::Sticky,
+            (PartitionerKind::Random, _) => Route::Random,
+            (PartitionerKind::Consistent, k) => Route::Hash(KeyHash::Crc32, k.unwrap_or(NO_KEY)),
+            // `rd_kafka_msg_partitioner_consistent_random` tests `keylen == 0`, so an empty key
+            // is random too; the other *_random values test `!key`, so only an absent key is.
+            (PartitionerKind::ConsistentRandom, None | Some([])) => Route::Random,
+            (PartitionerKind::ConsistentRandom, Some(k)) => Route::Hash(KeyHash::Crc32, k),
+            (PartitionerKind::Murmur2, k) => Route::Hash(KeyHash::Murmur2, k.unwrap_or(NO_KEY)),
+            (PartitionerKind::Murmur2Random, None) | (PartitionerKind::Fnv1aRandom, None) => {
+                Route::Random
+            }
+            (PartitionerKind::Murmur2Random, Some(k)) => Route::Hash(KeyHash::Murmur2, k),
+            (PartitionerKind::Fnv1a, k) => Route::Hash(KeyHash::Fnv1a, k.unwrap_or(NO_KEY)),
+            (PartitionerKind::Fnv1aRandom, Some(k)) => Route::Hash(KeyHash::Fnv1a, k),
+        }
+    }
+
+    /// The partition this value always gives `key` on a topic of `num_partitions`, or `None`
+    /// when the record is placed by the sticky partitioner or at random (or the topic has no
+    /// partitions). What a tool needs to answer "where does this key go?".
+    pub fn hashed_partition(self, key: Option<&[u8]>, num_partitions: i32) -> Option<i32> {
+        if num_partitions <= 0 {
+            return None;
+        }
+        match self.route(key) {
+            Route::Hash(hash, k) => Some(hash.partition(k, num_partitions)),
+            Route::Sticky | Route::Random => None,
+        }
+    }
+
+    /// Places a record that has no explicit partition.
+    ///
+    /// `key` is the record's key (`Some(&[])` for an empty one), `topic` the partition count
+    /// and availability, `sticky` the topic's sticky state (only read and moved for
+    /// [`Placement::Sticky`]; report those appends to it) and `rng` the randomness for sticky
+    /// switches and random choices. Returns `None` only if the topic has no partitions.
+    ///
+    /// `PartitionerKind::Default` is exactly what courier did before the other values existed:
+    /// [`partition_for_key`] for a key, `sticky.partition(topic, rng)` without one, and it
+    /// draws from `rng` only where that did.
+    pub fn partition<R: RandomSource + ?Sized>(
+        self,
+        key: Option<&[u8]>,
+        topic: TopicPartitions<'_>,
+        sticky: &mut StickyPartitioner,
+        rng: &mut R,
+    ) -> Option<Placement> {
+        let n = topic.count();
+        if n <= 0 {
+            return None;
+        }
+        match self.route(key) {
+            Route::Hash(hash, k) => Some(Placement::Hashed(hash.partition(k, n))),
+            Route::Sticky => sticky.partition(topic, rng).map(Placement::Sticky),
+            Route::Random => random_partition(topic, rng).map(Placement::Random),
+        }
+    }
+}
+
+impl std::fmt::Display for PartitionerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// librdkafka's `consistent` reduction: `rd_crc32(key) % n`, with the CRC an unsigned 32-bit
+/// value, so a CRC at or above 2^31 is *not* negative here (unlike Java's `int` hashes).
+fn consistent_partition(key: &[u8], num_partitions: i32) -> i32 {
+    // crc32fast computes the same CRC-32 as zlib's `crc32`, which librdkafka uses for
+    // `rd_crc32` when built with zlib, and as its own table (polynomial 0x04c11db7,
+    // reflected) without.
+    (crc32fast::hash(key) % num_partitions as u32) as i32
+}
+
+/// 32-bit FNV-1a (Fowler, Noll, Vo): for each byte, XOR it in, then multiply by the prime.
+fn fnv1a_32(data: &[u8]) -> u32 {
+    const OFFSET_BASIS: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    data.iter()
+        .fold(OFFSET_BASIS, |h, &b| (h ^ u32::from(b)).wrapping_mul(PRIME))
+}
+
+/// librdkafka's `fnv1a` reduction: the hash as an `i32`, negated when negative (`rd_fnv1a`
+/// does this to match Sarama's hash partitioner), then `% n` unsigned.
+///
+/// `unsigned_abs` is that negation including its C overflow: `-i32::MIN` stays `0x80000000`,
+/// which as the `uint32_t` librdkafka returns is 2^31.
+fn fnv1a_partition(key: &[u8], num_partitions: i32) -> i32 {
+    (fnv1a_non_negative(key) % num_partitions as u32) as i32
+}
+
+fn fnv1a_non_negative(key: &[u8]) -> u32 {
+    (fnv1a_32(key) as i32).unsigned_abs()
+}
+
+/// A uniform choice among the candidates of `topic`, for one record.
+fn random_partition<R: RandomSource + ?Sized>(
+    topic: TopicPartitions<'_>,
+    rng: &mut R,
+) -> Option<i32> {
+    let n = topic.candidate_count();
+    (n > 0).then(|| topic.candidate(uniform_index(rng, n)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,5 +857,286 @@ mod tests {
                 "skewed distribution {counts:?}"
             );
         }
+    }
+
+    // ---- PartitionerKind ----
+
+    /// How a value routed a record, without the partition.
+    #[derive(Debug, PartialEq, Eq)]
+    enum How {
+        Hashed,
+        Sticky,
+        Random,
+    }
+
+    fn how(p: Placement) -> How {
+        match p {
+            Placement::Hashed(_) => How::Hashed,
+            Placement::Sticky(_) => How::Sticky,
+            Placement::Random(_) => How::Random,
+        }
+    }
+
+    #[test]
+    fn every_value_routes_absent_empty_and_present_keys_as_the_documented_table() {
+        use How::{Hashed as H, Random as R, Sticky as S};
+        // (value, no key, empty key, non-empty key): the module documentation's table.
+        let table = [
+            (PartitionerKind::Default, S, H, H),
+            (PartitionerKind::IgnoreKeys, S, S, S),
+            (PartitionerKind::Random, R, R, R),
+            (PartitionerKind::Consistent, H, H, H),
+            (PartitionerKind::ConsistentRandom, R, R, H),
+            (PartitionerKind::Murmur2, H, H, H),
+            (PartitionerKind::Murmur2Random, R, H, H),
+            (PartitionerKind::Fnv1a, H, H, H),
+            (PartitionerKind::Fnv1aRandom, R, H, H),
+        ];
+        assert_eq!(table.len(), PartitionerKind::ALL.len());
+        let topic = TopicPartitions::all(12);
+        let mut rng = XorShiftRng::new(17);
+        for (kind, none, empty, some) in table {
+            for (key, expected) in [(None, none), (Some(&b""[..]), empty), (Some(b"k1"), some)] {
+                let mut sticky = StickyPartitioner::new(16_384);
+                let got = kind.partition(key, topic, &mut sticky, &mut rng).unwrap();
+                assert_eq!(how(got), expected, "{kind} with key {key:?}");
+                assert_eq!(
+                    kind.hashed_partition(key, 12),
+                    (expected == How::Hashed).then_some(got.partition()),
+                    "{kind} with key {key:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_only_exact_spellings_parse() {
+        for kind in PartitionerKind::ALL {
+            assert_eq!(PartitionerKind::from_name(kind.name()), Some(kind));
+            assert_eq!(kind.to_string(), kind.name());
+        }
+        assert_eq!(PartitionerKind::default(), PartitionerKind::Default);
+        for bad in ["", "Murmur2", "murmur2 ", "sticky", "crc32", "fnv1a-random"] {
+            assert_eq!(PartitionerKind::from_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn default_is_bit_for_bit_the_previous_routing() {
+        // Before PartitionerKind, a key went to partition_for_key and no key to the sticky
+        // partitioner; the same seed must give the same partitions and leave the generator in
+        // the same state (so the engine's other draws, e.g. backoff jitter, do not shift).
+        let topic = TopicPartitions::with_available(7, &[0, 2, 3, 6]);
+        let (mut old_rng, mut new_rng) = (XorShiftRng::new(77), XorShiftRng::new(77));
+        let (mut old_sticky, mut new_sticky) =
+            (StickyPartitioner::new(50), StickyPartitioner::new(50));
+        for i in 0..500u32 {
+            let key_bytes = i.to_be_bytes();
+            let key = (i % 3 == 0).then_some(&key_bytes[..]);
+            let old = match key {
+                Some(k) => partition_for_key(k, 7),
+                None => old_sticky.partition(topic, &mut old_rng).unwrap(),
+            };
+            let new = PartitionerKind::Default
+                .partition(key, topic, &mut new_sticky, &mut new_rng)
+                .unwrap();
+            assert_eq!(new.partition(), old, "record {i}");
+            if key.is_none() {
+                assert_eq!(new, Placement::Sticky(old));
+                old_sticky.record_appended(old, 20);
+                new_sticky.record_appended(new.partition(), 20);
+                if i % 5 == 0 {
+                    old_sticky.batch_completed(old);
+                    new_sticky.batch_completed(new.partition());
+                }
+            }
+        }
+        assert_eq!(old_rng, new_rng);
+        assert_eq!(old_sticky, new_sticky);
+    }
+
+    #[test]
+    fn ignore_keys_sends_keyed_records_to_the_sticky_partition() {
+        let topic = TopicPartitions::all(50);
+        let mut rng = XorShiftRng::new(4);
+        let mut sticky = StickyPartitioner::new(1_000_000);
+        let keys: [&[u8]; 4] = [b"alpha", b"beta", b"gamma", b""];
+        let placed: Vec<Placement> = keys
+            .iter()
+            .map(|k| {
+                PartitionerKind::IgnoreKeys
+                    .partition(Some(k), topic, &mut sticky, &mut rng)
+                    .unwrap()
+            })
+            .collect();
+        let current = sticky.current().expect("a sticky partition was chosen");
+        assert!(placed.iter().all(|p| *p == Placement::Sticky(current)));
+        // Under `default` these keys would not all share one partition of 50.
+        let hashed: std::collections::HashSet<i32> =
+            keys.iter().map(|k| partition_for_key(k, 50)).collect();
+        assert!(hashed.len() > 1);
+    }
+
+    #[test]
+    fn key_hashes_ignore_availability_like_java_and_librdkafka() {
+        // A key's home must not move while its leader is away: the record waits for it.
+        for kind in [
+            PartitionerKind::Default,
+            PartitionerKind::Consistent,
+            PartitionerKind::Murmur2Random,
+            PartitionerKind::Fnv1a,
+        ] {
+            let home = kind.hashed_partition(Some(b"order-42"), 8).unwrap();
+            let others: Vec<i32> = (0..8).filter(|&p| p != home).collect();
+            let topic = TopicPartitions::with_available(8, &others);
+            let mut sticky = StickyPartitioner::new(1);
+            let got = kind
+                .partition(
+                    Some(b"order-42"),
+                    topic,
+                    &mut sticky,
+                    &mut XorShiftRng::new(1),
+                )
+                .unwrap();
+            assert_eq!(got, Placement::Hashed(home), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_topic_without_partitions_places_nothing_and_does_not_panic() {
+        for kind in PartitionerKind::ALL {
+            for key in [None, Some(&b""[..]), Some(b"k")] {
+                let mut sticky = StickyPartitioner::new(1);
+                let mut rng = XorShiftRng::new(1);
+                assert_eq!(
+                    kind.partition(key, TopicPartitions::all(0), &mut sticky, &mut rng),
+                    None,
+                    "{kind}"
+                );
+                assert_eq!(kind.hashed_partition(key, 0), None);
+                assert_eq!(kind.hashed_partition(key, -3), None);
+            }
+        }
+    }
+
+    /// (value, key) pairs that librdkafka places at random.
+    const RANDOM_CASES: [(PartitionerKind, Option<&[u8]>); 7] = [
+        (PartitionerKind::Random, None),
+        (PartitionerKind::Random, Some(b"")),
+        (PartitionerKind::Random, Some(b"a key")),
+        (PartitionerKind::ConsistentRandom, None),
+        (PartitionerKind::ConsistentRandom, Some(b"")),
+        (PartitionerKind::Murmur2Random, None),
+        (PartitionerKind::Fnv1aRandom, None),
+    ];
+
+    #[test]
+    fn random_choices_spread_evenly_over_the_available_partitions_only() {
+        let available = [1, 3, 4, 9];
+        let topic = TopicPartitions::with_available(12, &available);
+        for (kind, key) in RANDOM_CASES {
+            let mut rng = XorShiftRng::new(31);
+            let mut sticky = StickyPartitioner::new(1);
+            let mut counts = [0u32; 12];
+            for _ in 0..40_000 {
+                match kind.partition(key, topic, &mut sticky, &mut rng).unwrap() {
+                    Placement::Random(p) => counts[p as usize] += 1,
+                    other => panic!("{kind} {key:?}: {other:?} is not random"),
+                }
+            }
+            for (p, &c) in counts.iter().enumerate() {
+                if available.contains(&(p as i32)) {
+                    assert!((9_000..=11_000).contains(&c), "{kind} {key:?}: {counts:?}");
+                } else {
+                    assert_eq!(c, 0, "{kind} {key:?} used unavailable partition {p}");
+                }
+            }
+            // Per-record random: the sticky state is neither chosen nor moved.
+            assert_eq!(sticky, StickyPartitioner::new(1), "{kind} {key:?}");
+        }
+    }
+
+    #[test]
+    fn random_choices_use_every_partition_when_all_or_none_are_known_available() {
+        for topic in [
+            TopicPartitions::all(7),
+            TopicPartitions::with_available(7, &[]),
+        ] {
+            for (kind, key) in RANDOM_CASES {
+                let mut rng = XorShiftRng::new(5);
+                let mut sticky = StickyPartitioner::new(1);
+                let mut counts = [0u32; 7];
+                for _ in 0..7_000 {
+                    let p = kind.partition(key, topic, &mut sticky, &mut rng).unwrap();
+                    counts[p.partition() as usize] += 1;
+                }
+                assert!(
+                    counts.iter().all(|&c| (800..=1_200).contains(&c)),
+                    "{kind} {key:?}: {counts:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn random_choice_changes_from_record_to_record() {
+        // Not sticky: consecutive records of one topic do not all share a partition.
+        let topic = TopicPartitions::all(12);
+        let mut rng = XorShiftRng::new(9);
+        let mut sticky = StickyPartitioner::new(usize::MAX);
+        let picks: std::collections::HashSet<i32> = (0..64)
+            .map(|_| {
+                PartitionerKind::Murmur2Random
+                    .partition(None, topic, &mut sticky, &mut rng)
+                    .unwrap()
+                    .partition()
+            })
+            .collect();
+        assert!(picks.len() > 6, "{picks:?}");
+    }
+
+    #[test]
+    fn fnv1a_32_matches_the_reference_test_vectors() {
+        // From the FNV reference (Landon Curt Noll's test suite, FNV-1a 32-bit column).
+        assert_eq!(fnv1a_32(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a_32(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a_32(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn fnv1a_is_made_non_negative_by_negation_as_librdkafka_does() {
+        // Values librdkafka's own unit test (`unittest_fnv1a`) expects from `rd_fnv1a`.
+        let cases: [(&[u8], u32); 6] = [
+            (b"kafka", 0x0d33_c4e1),
+            (b"giberish123456789", 0x77a5_8295),
+            (b"1234", 0x023b_dd03),
+            (b"234", 0x2dea_3cd2),
+            (b"PreAmbleWillBeRemoved,ThePrePartThatIs", 0x65cb_d69c),
+            (b"", 0x7ee3_623b),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(fnv1a_non_negative(key), expected, "{key:?}");
+        }
+        // 0x811c9dc5 is negative as an i32: negated to 0x7ee3623b, 35 modulo 1000. Masking the
+        // sign bit instead gives 0x011c9dc5, 613 modulo 1000.
+        assert_eq!(fnv1a_partition(b"", 1_000), 35);
+        // The overflow case: FNV-1a of this key is 0x80000000, and -i32::MIN stays 2^31.
+        assert_eq!(fnv1a_32(b"jG6mct"), 0x8000_0000);
+        assert_eq!(fnv1a_partition(b"jG6mct", 100), 48);
+        assert_eq!(fnv1a_partition(b"jG6mct", 7), 2);
+    }
+
+    #[test]
+    fn consistent_is_zlib_crc32_reduced_unsigned() {
+        // The CRC-32/ISO-HDLC check value; CRC-32C (Castagnoli) would be 0xe3069283.
+        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
+        // 0xcbf43926 is above i32::MAX: unsigned it is 3421780262 % 100 = 62; a signed
+        // reduction would give -34, a masked one 14.
+        assert_eq!(consistent_partition(b"123456789", 100), 62);
+        assert_eq!(consistent_partition(b"", 100), 0);
+        assert_eq!(
+            PartitionerKind::Consistent.hashed_partition(None, 100),
+            Some(0)
+        );
     }
 }
