@@ -21,13 +21,13 @@
 //! | --- | --- | --- | --- |
 //! | `default` (Java's default) | murmur2 | murmur2 (of zero bytes) | sticky |
 //! | `ignore_keys` (Java's `partitioner.ignore.keys=true`) | sticky | sticky | sticky |
-//! | `random` | random | random | random |
+//! | `random` | random | random | sticky |
 //! | `consistent` | CRC-32 | partition 0 | partition 0 |
-//! | `consistent_random` (librdkafka's default) | CRC-32 | random | random |
+//! | `consistent_random` (librdkafka's default) | CRC-32 | random | sticky |
 //! | `murmur2` | murmur2 | murmur2 (of zero bytes) | murmur2 (of zero bytes) |
-//! | `murmur2_random` | murmur2 | murmur2 (of zero bytes) | random |
+//! | `murmur2_random` | murmur2 | murmur2 (of zero bytes) | sticky |
 //! | `fnv1a` | FNV-1a | FNV-1a (of zero bytes) | FNV-1a (of zero bytes) |
-//! | `fnv1a_random` | FNV-1a | FNV-1a (of zero bytes) | random |
+//! | `fnv1a_random` | FNV-1a | FNV-1a (of zero bytes) | sticky |
 //!
 //! * **murmur2** is `(murmur2(key) & 0x7fffffff) % n` ([`partition_for_key`]): Java's
 //!   `BuiltInPartitioner.partitionForKey` and librdkafka's `rd_kafka_msg_partitioner_murmur2`
@@ -52,22 +52,19 @@
 //! records wait for their partition's leader instead of moving. Random and sticky choices only
 //! go to available partitions (all partitions if none is known to be available).
 //!
-//! ## Where courier differs from librdkafka, on purpose
+//! ## Records without a key under the random values
 //!
-//! Both differences concern records librdkafka itself spreads at random; no key is placed
-//! differently.
+//! librdkafka 1.6 and later sends records *without a key* under `random` and the `*_random`
+//! values to one randomly chosen partition for `sticky.partitioning.linger.ms` (by default
+//! twice `linger.ms`, 10 ms) at a time (`rd_kafka_msg_sticky_partition`), and only spreads
+//! them per record with that setting at 0; present keys under `random`, and empty keys under
+//! `consistent_random`, are spread per record either way. courier keeps librdkafka's default
+//! behaviour with its own sticky partitioner, which switches after about `batch.size` bytes
+//! (KIP-794) instead of after a time: the "sticky" cells above. No key is placed differently.
 //!
-//! * **Records librdkafka spreads at random get a per-record random partition** under
-//!   `random` and the `*_random` values (the "random" cells above). librdkafka 1.6 and later
-//!   does that only with `sticky.partitioning.linger.ms=0`: by default (twice `linger.ms`,
-//!   10 ms) it sends every record *without a key* to one randomly chosen partition for
-//!   10 ms at a time (`rd_kafka_msg_sticky_partition`; with `consistent_random` empty keys
-//!   too), while present keys under `random` are still spread per record. courier has no
-//!   time-based stickiness, and these values say "random" in librdkafka's own documentation
-//!   of `partitioner`, so they mean it here; `default` is the value for sticky batching.
-//! * **A random choice never goes to an unavailable partition** while some partition is
-//!   available. librdkafka's `rd_kafka_msg_partitioner_random` draws once, draws again if the
-//!   first partition has no leader, and keeps the second draw even if it has none either.
+//! A random choice never goes to an unavailable partition while some partition is available.
+//! librdkafka's `rd_kafka_msg_partitioner_random` draws once, draws again if the first
+//! partition has no leader, and keeps the second draw even if it has none either.
 //!
 //! Everything here is sans-I/O: no clock, no global random generator. The caller passes the
 //! partition count and the partitions that currently have a reachable leader, and a
@@ -540,15 +537,24 @@ impl PartitionerKind {
         match (self, key) {
             (PartitionerKind::Default, Some(k)) => Route::Hash(KeyHash::Murmur2, k),
             (PartitionerKind::Default, None) | (PartitionerKind::IgnoreKeys, _) => Route::Sticky,
-            (PartitionerKind::Random, _) => Route::Random,
+            // librdkafka (1.6+, `sticky.partitioning.linger.ms` > 0, the default) sends
+            // records *without* a key under `random` and the *_random values to one
+            // partition for a while instead of spreading them per record
+            // (`rd_kafka_msg_sticky_partition`): batching matters more than the spread.
+            // courier's sticky partitioner is that choice, switching after a batch's worth of
+            // bytes (KIP-794) instead of after 10 ms.
+            (PartitionerKind::Random, None) => Route::Sticky,
+            (PartitionerKind::Random, Some(_)) => Route::Random,
             (PartitionerKind::Consistent, k) => Route::Hash(KeyHash::Crc32, k.unwrap_or(NO_KEY)),
             // `rd_kafka_msg_partitioner_consistent_random` tests `keylen == 0`, so an empty key
-            // is random too; the other *_random values test `!key`, so only an absent key is.
-            (PartitionerKind::ConsistentRandom, None | Some([])) => Route::Random,
+            // is random too (per record: the sticky path is only for absent keys); the other
+            // *_random values test `!key`, so only an absent key leaves the hash.
+            (PartitionerKind::ConsistentRandom, None) => Route::Sticky,
+            (PartitionerKind::ConsistentRandom, Some([])) => Route::Random,
             (PartitionerKind::ConsistentRandom, Some(k)) => Route::Hash(KeyHash::Crc32, k),
             (PartitionerKind::Murmur2, k) => Route::Hash(KeyHash::Murmur2, k.unwrap_or(NO_KEY)),
             (PartitionerKind::Murmur2Random, None) | (PartitionerKind::Fnv1aRandom, None) => {
-                Route::Random
+                Route::Sticky
             }
             (PartitionerKind::Murmur2Random, Some(k)) => Route::Hash(KeyHash::Murmur2, k),
             (PartitionerKind::Fnv1a, k) => Route::Hash(KeyHash::Fnv1a, k.unwrap_or(NO_KEY)),
@@ -884,13 +890,13 @@ mod tests {
         let table = [
             (PartitionerKind::Default, S, H, H),
             (PartitionerKind::IgnoreKeys, S, S, S),
-            (PartitionerKind::Random, R, R, R),
+            (PartitionerKind::Random, S, R, R),
             (PartitionerKind::Consistent, H, H, H),
-            (PartitionerKind::ConsistentRandom, R, R, H),
+            (PartitionerKind::ConsistentRandom, S, R, H),
             (PartitionerKind::Murmur2, H, H, H),
-            (PartitionerKind::Murmur2Random, R, H, H),
+            (PartitionerKind::Murmur2Random, S, H, H),
             (PartitionerKind::Fnv1a, H, H, H),
-            (PartitionerKind::Fnv1aRandom, R, H, H),
+            (PartitionerKind::Fnv1aRandom, S, H, H),
         ];
         assert_eq!(table.len(), PartitionerKind::ALL.len());
         let topic = TopicPartitions::all(12);
@@ -1019,15 +1025,22 @@ mod tests {
         }
     }
 
-    /// (value, key) pairs that librdkafka places at random.
-    const RANDOM_CASES: [(PartitionerKind, Option<&[u8]>); 7] = [
-        (PartitionerKind::Random, None),
+    /// (value, key) pairs that librdkafka places at random per record (records without a
+    /// key go to the sticky partition instead, as librdkafka's default does).
+    const RANDOM_CASES: [(PartitionerKind, Option<&[u8]>); 3] = [
         (PartitionerKind::Random, Some(b"")),
         (PartitionerKind::Random, Some(b"a key")),
-        (PartitionerKind::ConsistentRandom, None),
         (PartitionerKind::ConsistentRandom, Some(b"")),
-        (PartitionerKind::Murmur2Random, None),
-        (PartitionerKind::Fnv1aRandom, None),
+    ];
+
+    /// Values that send records without a key to the sticky partition.
+    const STICKY_WITHOUT_KEY: [PartitionerKind; 6] = [
+        PartitionerKind::Default,
+        PartitionerKind::IgnoreKeys,
+        PartitionerKind::Random,
+        PartitionerKind::ConsistentRandom,
+        PartitionerKind::Murmur2Random,
+        PartitionerKind::Fnv1aRandom,
     ];
 
     #[test]
@@ -1086,13 +1099,33 @@ mod tests {
         let mut sticky = StickyPartitioner::new(usize::MAX);
         let picks: std::collections::HashSet<i32> = (0..64)
             .map(|_| {
-                PartitionerKind::Murmur2Random
-                    .partition(None, topic, &mut sticky, &mut rng)
+                PartitionerKind::Random
+                    .partition(Some(b"k"), topic, &mut sticky, &mut rng)
                     .unwrap()
                     .partition()
             })
             .collect();
         assert!(picks.len() > 6, "{picks:?}");
+    }
+
+    #[test]
+    fn records_without_a_key_stay_on_one_partition_under_the_random_values_too() {
+        // librdkafka's default (sticky.partitioning.linger.ms > 0) keeps them together for a
+        // while; courier's sticky partitioner does, until a batch's worth of bytes went there.
+        let topic = TopicPartitions::all(12);
+        for kind in STICKY_WITHOUT_KEY {
+            let mut rng = XorShiftRng::new(9);
+            let mut sticky = StickyPartitioner::new(usize::MAX);
+            let picks: std::collections::HashSet<i32> = (0..64)
+                .map(
+                    |_| match kind.partition(None, topic, &mut sticky, &mut rng).unwrap() {
+                        Placement::Sticky(p) => p,
+                        other => panic!("{kind}: {other:?} is not the sticky partition"),
+                    },
+                )
+                .collect();
+            assert_eq!(picks.len(), 1, "{kind}: {picks:?}");
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use courier_core::decode::decode_batch;
-use courier_core::partitioner::XorShiftRng;
+use courier_core::partitioner::{PartitionerKind, XorShiftRng};
 use courier_core::producer::classify::{classify_produce_error, codes, error_name, Disposition};
 use courier_core::producer::{
     Action, CompressJob, EngineConfig, Failure, FailureReason, PartitionMetadata,
@@ -384,6 +384,7 @@ impl Sim {
             metadata_max_age: Duration::from_secs(5 + rng.below(60)),
             max_block: Duration::from_secs(5 + rng.below(30)),
             compression: Compression::None,
+            partitioner: PartitionerKind::Default,
             compress_elsewhere_from: None,
         };
         // A third of the seeds compress (LZ4) and hand batches out for compression, whose
@@ -394,6 +395,12 @@ impl Sim {
         if side.chance(33) {
             cfg.compression = Compression::Lz4;
             cfg.compress_elsewhere_from = Some(side.below(600) as usize);
+        }
+        // A quarter spread records with another `partitioner` value: the invariants hold
+        // whatever decides the partition.
+        if side.chance(25) {
+            cfg.partitioner =
+                PartitionerKind::ALL[side.below(PartitionerKind::ALL.len() as u64) as usize];
         }
         Self::with(seed, rng, knobs, cfg)
     }
@@ -1557,6 +1564,7 @@ fn script_cfg() -> EngineConfig {
         metadata_max_age: Duration::from_secs(30),
         max_block: Duration::from_secs(10),
         compression: Compression::None,
+        partitioner: PartitionerKind::Default,
         compress_elsewhere_from: None,
     }
 }

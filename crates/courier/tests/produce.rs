@@ -221,6 +221,76 @@ async fn every_acks_level_and_codec_round_trips_headers_and_nulls() {
     }
 }
 
+/// `partitioner` takes effect: hashed values put every key where their library does, and
+/// the values that ignore keys spread them (read back by Kafka's console consumer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_partitioner_setting_places_records_as_it_says() {
+    use courier::config::Partitioner;
+    use std::collections::BTreeSet;
+
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    let cases: [(&[(&str, &str)], Partitioner); 6] = [
+        (&[], Partitioner::Default),
+        (&[("partitioner", "consistent")], Partitioner::Consistent),
+        (&[("partitioner", "fnv1a_random")], Partitioner::Fnv1aRandom),
+        (&[("partitioner", "murmur2")], Partitioner::Murmur2),
+        (&[("partitioner", "random")], Partitioner::Random),
+        (
+            &[("partitioner.ignore.keys", "true")],
+            Partitioner::IgnoreKeys,
+        ),
+    ];
+    for (props, kind) in cases {
+        let topic = create(cluster, &format!("part-{kind}"), 6);
+        let producer = Producer::new(config(cluster, props)).unwrap();
+        assert_eq!(producer.config().partitioner(), kind);
+        let mut futures = Vec::new();
+        for i in 0..120 {
+            let rec = ProducerRecord::new(&topic)
+                .key(format!("key-{}", i % 20))
+                .value(format!("v{i}"));
+            futures.push(producer.produce(rec).await.unwrap());
+        }
+        for f in futures {
+            f.await.unwrap();
+        }
+        producer
+            .close(Duration::from_secs(10))
+            .await
+            .expect("close");
+        let t = topic.clone();
+        let read = tokio::task::spawn_blocking(move || cluster.consume_all(&t))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.len(), 120, "{kind}");
+        let mut partitions_of: BTreeMap<Vec<u8>, BTreeSet<i32>> = BTreeMap::new();
+        for r in &read {
+            let key = r.key.clone().unwrap();
+            if let Some(expected) = kind.hashed_partition(Some(&key), 6) {
+                assert_eq!(r.partition, expected, "{kind}: key {key:?}");
+            }
+            partitions_of.entry(key).or_default().insert(r.partition);
+        }
+        let used: BTreeSet<i32> = read.iter().map(|r| r.partition).collect();
+        match kind {
+            // A 1.5 KB burst stays on one sticky partition (it switches after batch.size).
+            Partitioner::IgnoreKeys => assert_eq!(used.len(), 1, "{kind}: {used:?}"),
+            // Per record: the same key lands on several partitions.
+            Partitioner::Random => assert!(
+                partitions_of.values().any(|p| p.len() > 1),
+                "{kind}: {partitions_of:?}"
+            ),
+            _ => {
+                assert!(partitions_of.values().all(|p| p.len() == 1), "{kind}");
+                assert!(used.len() > 1, "{kind}: 20 keys on one partition");
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_record_fails_clearly_and_others_are_unaffected() {
     let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))

@@ -41,7 +41,9 @@ use crate::batch::{
     Header, PreparedBatch, ProducerFields, RecordBatchBuilder, SealedBatch, RECORD_BATCH_OVERHEAD,
 };
 use crate::compression::{Compression, Compressor};
-use crate::partitioner::{partition_for_key, StickyPartitioner, TopicPartitions, XorShiftRng};
+use crate::partitioner::{
+    PartitionerKind, Placement, StickyPartitioner, TopicPartitions, XorShiftRng,
+};
 use crate::sequence::increment_sequence;
 use classify::{classify_produce_error, codes, Disposition};
 
@@ -76,6 +78,8 @@ pub struct EngineConfig {
     pub max_block: Duration,
     /// Codec for batches.
     pub compression: Compression,
+    /// How records without an explicit partition are placed (`partitioner`).
+    pub partitioner: PartitionerKind,
     /// Compress closed batches of at least this many bytes elsewhere: the engine hands
     /// them out as [`Action::Compress`] and takes them back with
     /// [`ProducerEngine::on_compressed`], so the thread that appends records need not also
@@ -100,6 +104,7 @@ impl Default for EngineConfig {
             metadata_max_age: Duration::from_secs(300),
             max_block: Duration::from_secs(60),
             compression: Compression::None,
+            partitioner: PartitionerKind::Default,
             compress_elsewhere_from: None,
         }
     }
@@ -711,8 +716,9 @@ impl<T> ProducerEngine<T> {
     /// Partitions and appends a record of a topic whose metadata is known.
     fn route(&mut self, ti: usize, record: Record<T>, now: Instant) {
         let n = self.topics[ti].partitions.len() as i32;
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) => {
+        let mut sticky_placed = false;
+        let partition = match record.partition {
+            Some(p) => {
                 if !(0..n).contains(&p) {
                     self.fail_record(
                         record,
@@ -728,16 +734,29 @@ impl<T> ProducerEngine<T> {
                 }
                 p
             }
-            // KIP-480: keyed records go where Java's default partitioner sends them.
-            (None, Some(key)) => partition_for_key(key, n),
-            (None, None) => {
+            // KIP-480 for `default`: keyed records go where Java's default partitioner
+            // sends them; the other values as `partitioner` documents them.
+            None => {
                 let t = &mut self.topics[ti];
                 let view = if t.available.is_empty() || t.available.len() == n as usize {
                     TopicPartitions::all(n)
                 } else {
                     TopicPartitions::with_available(n, &t.available)
                 };
-                t.sticky.partition(view, &mut self.rng).unwrap_or(0)
+                match self.cfg.partitioner.partition(
+                    record.key.as_deref(),
+                    view,
+                    &mut t.sticky,
+                    &mut self.rng,
+                ) {
+                    Some(Placement::Sticky(p)) => {
+                        sticky_placed = true;
+                        p
+                    }
+                    Some(placed) => placed.partition(),
+                    // `n > 0`: the topic is routed only once metadata listed partitions.
+                    None => 0,
+                }
             }
         };
         let batch_size = self.cfg.batch_size;
@@ -820,7 +839,9 @@ impl<T> ProducerEngine<T> {
             return;
         }
         batch.records.push((record.token, ts));
-        if record.partition.is_none() && record.key.is_none() {
+        // Only records the sticky partitioner placed move it on (Java's RecordAccumulator
+        // does the same): keyed or explicitly placed bytes must not bring the switch forward.
+        if sticky_placed {
             self.topics[ti].sticky.record_appended(partition, added);
         }
     }

@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::decode::decode_batch;
+use crate::partitioner::partition_for_key;
 use std::collections::BTreeMap;
 
 type Token = u64;

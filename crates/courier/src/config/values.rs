@@ -88,78 +88,10 @@ impl fmt::Display for CompressionType {
     }
 }
 
-/// How records without an explicit partition are spread (`partitioner`).
-///
-/// `default` is the Java client's; the others are librdkafka's, with librdkafka's exact
-/// key placement, so that a service moving from librdkafka (or kcat) keeps every key on
-/// the partition it was on. "Random" means a uniformly random partition per record, among
-/// those with a leader, as librdkafka does.
-///
-/// | value | keyed records | records with a null key | empty key |
-/// |---|---|---|---|
-/// | `default` | murmur2 (Java) | sticky (KIP-480/794) | murmur2 of `[]` |
-/// | `ignore_keys` | sticky | sticky | sticky |
-/// | `murmur2` | murmur2 | one partition (librdkafka) | murmur2 of `[]` |
-/// | `murmur2_random` | murmur2 | random | murmur2 of `[]` |
-/// | `consistent` | CRC32 | one partition | one partition |
-/// | `consistent_random` | CRC32 | random | random |
-/// | `fnv1a` | FNV-1a | one partition | FNV-1a of `[]` |
-/// | `fnv1a_random` | FNV-1a | random | FNV-1a of `[]` |
-/// | `random` | random | random | random |
-///
-/// librdkafka's own default is `consistent_random`; courier's is Java's (`default`), which
-/// places keys as Java, Kafka Streams and librdkafka's `murmur2`/`murmur2_random` do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Partitioner {
-    /// Keyed records go to `murmur2(key) % partitions`, exactly like the Java client; unkeyed
-    /// records use the sticky partitioner (KIP-480/KIP-794). The default.
-    #[default]
-    Default,
-    /// Keys are ignored: every record without an explicit partition uses the sticky
-    /// partitioner (Java's `partitioner.ignore.keys=true`). Per-key ordering is lost.
-    IgnoreKeys,
-    /// librdkafka `consistent`: CRC32 of the key; null and empty keys all go to one
-    /// partition.
-    Consistent,
-    /// librdkafka `consistent_random`: CRC32 of the key; null and empty keys go to a random
-    /// partition.
-    ConsistentRandom,
-    /// librdkafka `murmur2`: the Java-compatible murmur2 of the key; null keys all go to one
-    /// partition.
-    Murmur2,
-    /// librdkafka `murmur2_random`: murmur2 of the key; null keys go to a random partition.
-    Murmur2Random,
-    /// librdkafka `fnv1a`: FNV-1a of the key; null keys all go to one partition.
-    Fnv1a,
-    /// librdkafka `fnv1a_random`: FNV-1a of the key; null keys go to a random partition.
-    Fnv1aRandom,
-    /// librdkafka `random`: every record goes to a random partition, keyed or not.
-    Random,
-}
-
-impl Partitioner {
-    /// The value as written in configuration.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Partitioner::Default => "default",
-            Partitioner::IgnoreKeys => "ignore_keys",
-            Partitioner::Consistent => "consistent",
-            Partitioner::ConsistentRandom => "consistent_random",
-            Partitioner::Murmur2 => "murmur2",
-            Partitioner::Murmur2Random => "murmur2_random",
-            Partitioner::Fnv1a => "fnv1a",
-            Partitioner::Fnv1aRandom => "fnv1a_random",
-            Partitioner::Random => "random",
-        }
-    }
-}
-
-impl fmt::Display for Partitioner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// How records without an explicit partition are spread (`partitioner`): Java's `default`
+/// and `ignore_keys`, and librdkafka's seven values with librdkafka's exact key placement.
+/// The table of what each does is in [`courier_core::partitioner`].
+pub use courier_core::partitioner::PartitionerKind as Partitioner;
 
 /// What to do when the configuration gives up durability (`durability.check`).
 ///
@@ -567,6 +499,14 @@ mod tests {
         assert_eq!(Acks::All.as_i16(), -1);
         assert_eq!(Acks::Leader.as_i16(), 1);
         assert_eq!(Acks::None.as_i16(), 0);
+    }
+
+    #[test]
+    fn every_partitioner_value_is_a_choice_spelt_as_its_name() {
+        assert_eq!(PARTITIONER_CHOICES.len(), Partitioner::ALL.len());
+        for (name, kind) in PARTITIONER_CHOICES {
+            assert_eq!(*name, kind.name());
+        }
     }
 
     #[test]

@@ -284,6 +284,7 @@ fn engine_config(config: &ProducerConfig) -> Result<EngineConfig, ProducerError>
         metadata_max_age: config.metadata_max_age(),
         max_block: config.max_block(),
         compression,
+        partitioner: config.partitioner(),
         compress_elsewhere_from: Some(COMPRESS_ELSEWHERE_FROM),
     })
 }
