@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::net::NetCounters;
+
 /// A point-in-time copy of the producer's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryMetrics {
@@ -32,6 +34,19 @@ pub struct DeliveryMetrics {
     /// which takes full batches while the producer is busy; the others are compressed
     /// when sent.
     pub batches_compressed_elsewhere: u64,
+    /// Broker connections opened.
+    pub connections_opened: u64,
+    /// Broker connection attempts that failed (refused, unreachable, timed out, refused
+    /// handshake).
+    pub connect_failures: u64,
+    /// Connections closed after `connections.max.idle.ms` without requests.
+    pub connections_closed_idle: u64,
+    /// Connections the broker closed or that broke with a socket error.
+    pub connections_closed_by_peer: u64,
+    /// Connections closed because a request got no response within `request.timeout.ms`.
+    pub connections_closed_timeout: u64,
+    /// Connections closed because the broker's replies broke the protocol.
+    pub protocol_errors: u64,
 }
 
 impl DeliveryMetrics {
@@ -92,7 +107,7 @@ impl Counters {
             .or_default() += n;
     }
 
-    pub(crate) fn snapshot(&self, queued_bytes: u64) -> DeliveryMetrics {
+    pub(crate) fn snapshot(&self, queued_bytes: u64, net: &NetCounters) -> DeliveryMetrics {
         DeliveryMetrics {
             sent: self.sent.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
@@ -109,6 +124,12 @@ impl Counters {
             requests_in_flight: self.requests_in_flight.load(Ordering::Relaxed),
             queued_bytes,
             batches_compressed_elsewhere: self.batches_compressed_elsewhere.load(Ordering::Relaxed),
+            connections_opened: net.opened.load(Ordering::Relaxed),
+            connect_failures: net.connect_failures.load(Ordering::Relaxed),
+            connections_closed_idle: net.closed_idle.load(Ordering::Relaxed),
+            connections_closed_by_peer: net.closed_by_peer.load(Ordering::Relaxed),
+            connections_closed_timeout: net.closed_timeout.load(Ordering::Relaxed),
+            protocol_errors: net.protocol_errors.load(Ordering::Relaxed),
         }
     }
 }
@@ -120,11 +141,11 @@ mod tests {
     #[test]
     fn success_rate_and_pending() {
         let c = Counters::default();
-        assert_eq!(c.snapshot(0).success_rate(), 1.0);
+        assert_eq!(c.snapshot(0, &NetCounters::default()).success_rate(), 1.0);
         c.sent.fetch_add(10, Ordering::Relaxed);
         c.delivered.fetch_add(6, Ordering::Relaxed);
         c.add_failed("NOT_ENOUGH_REPLICAS", 2);
-        let m = c.snapshot(100);
+        let m = c.snapshot(100, &NetCounters::default());
         assert_eq!(m.success_rate(), 0.75);
         assert_eq!(m.pending(), 2);
         assert_eq!(m.failed_by_error["NOT_ENOUGH_REPLICAS"], 2);

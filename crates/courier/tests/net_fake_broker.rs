@@ -915,3 +915,103 @@ async fn produce_on_a_closed_connection_is_answered_not_sent_at_once() {
     assert!(matches!(e, NetError::NotSent { .. }), "{e}");
     assert!(!e.maybe_written());
 }
+
+#[tokio::test]
+async fn idle_connection_is_closed_after_connections_max_idle_and_reopened_at_once() {
+    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut eof_tx = Some(eof_tx);
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let eof_tx = eof_tx.take();
+            tokio::spawn(async move {
+                handshake(&mut s, modern_apis()).await;
+                // Answer Metadata until the client hangs up, then say when it did.
+                while let Some(req) = read_request(&mut s).await {
+                    let body = encode(&MetadataResponse::default(), req.version);
+                    write_response(
+                        &mut s,
+                        ApiKey::Metadata,
+                        req.version,
+                        req.correlation_id,
+                        &body,
+                    )
+                    .await;
+                }
+                if let Some(tx) = eof_tx {
+                    let _ = tx.send(Instant::now());
+                }
+            });
+        }
+    });
+    let idle = Duration::from_millis(300);
+    // The watchdog notices idleness at its next look, at most one request timeout late.
+    let o = ConnectOptions {
+        idle_timeout: Some(idle),
+        request_timeout: Duration::from_millis(200),
+        ..opts()
+    };
+    let pool = ConnectionPool::new("unused:1", o, ReconnectBackoff::default());
+    pool.set_broker_address(1, addr);
+    let first = pool.get(1).await.unwrap();
+    fetch_metadata(&first, &[]).await.unwrap();
+    let answered = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), eof_rx)
+        .await
+        .expect("the idle connection is closed")
+        .unwrap();
+    let waited = closed - answered;
+    assert!(
+        waited >= idle - Duration::from_millis(20) && waited < idle + Duration::from_millis(400),
+        "closed after {waited:?}"
+    );
+    assert!(matches!(
+        first.close_reason(),
+        Some(CloseReason::Idle { .. })
+    ));
+    // Not a failure: no reconnect backoff, and the next request just works.
+    let started = Instant::now();
+    let second = pool.get(1).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(40),
+        "{:?}",
+        started.elapsed()
+    );
+    fetch_metadata(&second, &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_busy_connection_is_never_closed_as_idle() {
+    let addr = fake_broker(|mut s| async move {
+        handshake(&mut s, modern_apis()).await;
+        while let Some(req) = read_request(&mut s).await {
+            // Slower than the idle limit, but a request is in flight all along.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let body = encode(&MetadataResponse::default(), req.version);
+            write_response(
+                &mut s,
+                ApiKey::Metadata,
+                req.version,
+                req.correlation_id,
+                &body,
+            )
+            .await;
+        }
+    })
+    .await;
+    let conn = BrokerConnection::connect(
+        &addr,
+        &ConnectOptions {
+            idle_timeout: Some(Duration::from_millis(100)),
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        fetch_metadata(&conn, &[]).await.unwrap();
+    }
+    assert!(!conn.is_closed());
+}

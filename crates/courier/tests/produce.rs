@@ -291,6 +291,42 @@ async fn every_partitioner_setting_places_records_as_it_says() {
     }
 }
 
+/// `connections.max.idle.ms` closes connections left idle, and the producer reopens them
+/// for the next record without an error or a reconnect backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_the_next_record_reopens_them() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    let topic = create(cluster, "idle", 1);
+    let producer = Producer::new(config(
+        cluster,
+        &[
+            ("connections.max.idle.ms", "300"),
+            // The idle check runs at least once per request timeout.
+            ("request.timeout.ms", "500"),
+        ],
+    ))
+    .unwrap();
+    let first = producer
+        .send(ProducerRecord::new(&topic).value("before"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = producer
+        .send(ProducerRecord::new(&topic).value("after"))
+        .await
+        .unwrap();
+    assert_eq!(second.offset, first.offset + 1);
+    let m = producer.metrics();
+    assert_eq!((m.delivered, m.failed), (2, 0));
+    assert!(m.connections_closed_idle >= 1, "{m:?}");
+    producer
+        .close(Duration::from_secs(10))
+        .await
+        .expect("close");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_record_fails_clearly_and_others_are_unaffected() {
     let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))

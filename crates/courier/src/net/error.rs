@@ -32,6 +32,12 @@ pub enum CloseReason {
     /// The broker sent something we cannot frame or match: a response to a request that is
     /// not the oldest in flight, an impossible frame size, an unreadable header.
     Protocol(String),
+    /// Nothing was in flight for `connections.max.idle.ms`: closed by the client, as the
+    /// Java client does, before the broker's own idle limit (10 minutes) would.
+    Idle {
+        /// The idle time that elapsed.
+        idle: Duration,
+    },
 }
 
 impl fmt::Display for CloseReason {
@@ -51,6 +57,11 @@ impl fmt::Display for CloseReason {
                 timeout.as_millis()
             ),
             CloseReason::Protocol(m) => write!(f, "protocol error: {m}"),
+            CloseReason::Idle { idle } => write!(
+                f,
+                "closed by the client after {} ms without requests (connections.max.idle.ms)",
+                idle.as_millis()
+            ),
         }
     }
 }

@@ -32,5 +32,5 @@ pub use metadata::{
     fetch_metadata, fetch_metadata_with, init_producer_id, BrokerMetadata, ClusterMetadata,
     PartitionMetadata, ProducerIdGrant, TopicMetadata,
 };
-pub use pool::{BrokerKey, ConnectionPool, ReconnectBackoff};
+pub use pool::{BrokerKey, ConnectionPool, NetCounters, ReconnectBackoff};
 pub use versions::{api_name, ApiVersionTable, SupportedApi, SUPPORTED_APIS};

@@ -1,12 +1,12 @@
 //! [`ConnectionPool`]: one connection per broker, opened lazily, reopened with backoff.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::metadata::ClusterMetadata;
-use super::{BrokerConnection, ConnectOptions, NetError};
+use super::{BrokerConnection, CloseReason, ConnectOptions, NetError};
 use crate::config::ProducerConfig;
 
 /// `reconnect.backoff.ms` / `reconnect.backoff.max.ms`: how long to wait before connecting
@@ -122,6 +122,39 @@ pub struct ConnectionPool {
     addresses: Mutex<HashMap<i32, String>>,
     slots: Mutex<HashMap<BrokerKey, Arc<Slot>>>,
     jitter: Mutex<Jitter>,
+    counters: Arc<NetCounters>,
+}
+
+/// What happened to the pool's connections so far: opened, failed to open, and why they
+/// closed. Read with [`ConnectionPool::counters`].
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    /// Connections opened (TCP connected and versions negotiated).
+    pub opened: AtomicU64,
+    /// Connection attempts that failed.
+    pub connect_failures: AtomicU64,
+    /// Connections closed because they were idle for `connections.max.idle.ms`.
+    pub closed_idle: AtomicU64,
+    /// Connections the broker closed, or that broke with a socket error.
+    pub closed_by_peer: AtomicU64,
+    /// Connections closed because a request got no response in `request.timeout.ms`.
+    pub closed_timeout: AtomicU64,
+    /// Connections closed because the broker sent something that breaks the protocol
+    /// (an impossible frame size, a response to no request, an unreadable reply).
+    pub protocol_errors: AtomicU64,
+}
+
+impl NetCounters {
+    pub(crate) fn closed(&self, reason: &CloseReason) {
+        let counter = match reason {
+            CloseReason::Idle { .. } => &self.closed_idle,
+            CloseReason::PeerClosed | CloseReason::Io(_) => &self.closed_by_peer,
+            CloseReason::RequestTimeout { .. } => &self.closed_timeout,
+            CloseReason::Protocol(_) => &self.protocol_errors,
+            CloseReason::Shutdown => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for ConnectionPool {
@@ -177,7 +210,13 @@ impl ConnectionPool {
             addresses: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             jitter: Mutex::new(Jitter::from_time()),
+            counters: Arc::default(),
         }
+    }
+
+    /// What happened to this pool's connections so far.
+    pub fn counters(&self) -> &NetCounters {
+        &self.counters
     }
 
     /// The options connections are opened with.
@@ -294,11 +333,15 @@ impl ConnectionPool {
             }
             // A broken connection counts as a failure, measured from when it closed (Java's
             // ClusterConnectionStates.disconnected): a broker that accepts and then drops
-            // every connection is not hammered.
+            // every connection is not hammered. One we closed ourselves for being idle is
+            // no failure: reconnect at once.
             let closed_at = conn.closed_at().unwrap_or_else(Instant::now);
+            let idle = matches!(conn.close_reason(), Some(CloseReason::Idle { .. }));
             st.conn = None;
-            st.failures += 1;
-            st.not_before = Some(closed_at + self.next_delay(st.failures));
+            if !idle {
+                st.failures += 1;
+                st.not_before = Some(closed_at + self.next_delay(st.failures));
+            }
         }
         if let Some(t) = st.not_before {
             tokio::time::sleep_until(t.into()).await;
@@ -309,8 +352,10 @@ impl ConnectionPool {
             connect_timeout: self.connect_timeout(st.failures),
             ..self.opts.clone()
         };
-        match BrokerConnection::connect(&st.addr, &opts).await {
+        match BrokerConnection::connect_counted(&st.addr, &opts, Some(self.counters.clone())).await
+        {
             Ok(conn) => {
+                self.counters.opened.fetch_add(1, Ordering::Relaxed);
                 let conn = Arc::new(conn);
                 st.failures = 0;
                 st.not_before = None;
@@ -318,6 +363,9 @@ impl ConnectionPool {
                 Ok(conn)
             }
             Err(e) => {
+                self.counters
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 st.failures += 1;
                 let delay = self.next_delay(st.failures);
                 tracing::debug!(
@@ -412,6 +460,7 @@ mod tests {
                 connect_timeout_max: Duration::from_secs(8),
                 request_timeout: Duration::from_secs(7),
                 max_in_flight: 3,
+                idle_timeout: Some(Duration::from_secs(540)),
             }
         );
         assert_eq!(p.backoff.initial, Duration::from_millis(20));

@@ -390,7 +390,9 @@ impl Producer {
             .buffer_memory()
             .min(Semaphore::MAX_PERMITS);
         let free = self.shared.memory.available_permits().min(limit);
-        self.shared.counters.snapshot((limit - free) as u64)
+        self.shared
+            .counters
+            .snapshot((limit - free) as u64, self.shared.pool.counters())
     }
 
     /// Audits `topic` against this producer's `acks` and idempotence: its replication
