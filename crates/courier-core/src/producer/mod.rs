@@ -509,8 +509,12 @@ pub struct ProducerEngine<T> {
     bump_required: bool,
     metadata_needed: bool,
     metadata_in_flight: bool,
+    /// No metadata request before this: `retry.backoff.ms` after the last answer, longer
+    /// after consecutive failures.
     metadata_retry_at: Option<Instant>,
     metadata_refreshed_at: Option<Instant>,
+    /// Metadata requests failed in a row (the backoff grows with them).
+    metadata_failures: u32,
     flushing: bool,
     fatal: Option<Failure>,
     compressor: Compressor,
@@ -566,6 +570,7 @@ impl<T> ProducerEngine<T> {
             metadata_in_flight: false,
             metadata_retry_at: None,
             metadata_refreshed_at: None,
+            metadata_failures: 0,
             flushing: false,
             fatal: None,
             compressor: Compressor::new(),
@@ -1524,10 +1529,19 @@ impl<T> ProducerEngine<T> {
     }
 
     /// Reports a metadata answer.
+    ///
+    /// Entries that cannot be right are skipped, so a broken or hostile answer can never
+    /// size a table by an index or point at a partition that does not exist: partition
+    /// indices must be unique and below the number of partitions listed; the topic has
+    /// `max(valid index) + 1` partitions, and those the answer left out have no leader
+    /// until a later answer names one.
     pub fn on_metadata(&mut self, topics: &[TopicMetadata], now: Instant) {
         self.metadata_in_flight = false;
         self.metadata_refreshed_at = Some(now);
-        self.metadata_retry_at = None;
+        self.metadata_failures = 0;
+        // Java's Metadata.timeToAllowUpdate: never ask again sooner than retry.backoff.ms,
+        // whatever metadata.max.age.ms or a stream of errors asking for a refresh say.
+        self.metadata_retry_at = Some(now + self.cfg.retry_backoff);
         let mut incomplete = false;
         for tm in topics {
             let Some(&ti) = self.topic_index.get(tm.name.as_str()) else {
@@ -1558,25 +1572,29 @@ impl<T> ProducerEngine<T> {
                 continue;
             }
             t.unknown = false;
-            let count = tm
-                .partitions
-                .iter()
-                .map(|p| p.partition + 1)
-                .max()
-                .unwrap_or(0) as usize;
+            let valid = valid_partitions(&tm.partitions);
+            let count = valid.last().map_or(0, |p| p.partition as usize + 1);
             // Partitions are only ever added to a topic, never removed.
             while t.partitions.len() < count {
                 t.partitions.push(PartitionQueue::new(-1));
             }
-            for pm in &tm.partitions {
+            let mut listed = vec![false; count];
+            for pm in valid {
+                listed[pm.partition as usize] = true;
                 let p = &mut t.partitions[pm.partition as usize];
                 p.leader = if pm.error_code == 0 || pm.leader >= 0 {
-                    pm.leader
+                    pm.leader.max(-1)
                 } else {
                     -1
                 };
                 if p.leader < 0 {
                     incomplete = true;
+                }
+            }
+            if listed.iter().any(|l| !l) {
+                incomplete = true;
+                for (i, _) in listed.iter().enumerate().filter(|(_, l)| !**l) {
+                    t.partitions[i].leader = -1;
                 }
             }
             t.available = t
@@ -1601,11 +1619,15 @@ impl<T> ProducerEngine<T> {
         }
     }
 
-    /// Reports that fetching metadata failed.
+    /// Reports that fetching metadata failed. The next attempt waits `retry.backoff.ms`,
+    /// doubling per consecutive failure up to `retry.backoff.max.ms` (with jitter, as Java's
+    /// metadata backoff since KIP-580): a cluster that keeps failing is not hammered.
     pub fn on_metadata_failed(&mut self, now: Instant) {
         self.metadata_in_flight = false;
         self.metadata_needed = true;
-        self.metadata_retry_at = Some(now + self.cfg.retry_backoff);
+        self.metadata_failures = self.metadata_failures.saturating_add(1);
+        let backoff = self.backoff(self.metadata_failures);
+        self.metadata_retry_at = Some(now + backoff);
     }
 
     /// Reports an InitProducerId answer: `Ok((id, epoch))` or the error code.
@@ -1713,10 +1735,17 @@ impl<T> ProducerEngine<T> {
                 next = Some(next.map_or(t, |n: Instant| n.min(t)));
             }
         };
-        if let Some(t) = self.metadata_retry_at {
-            consider(t);
-        } else if let Some(t) = self.metadata_refreshed_at {
-            consider(t + self.cfg.metadata_max_age);
+        if !self.topics.is_empty() && !self.metadata_in_flight {
+            let due = if self.metadata_needed {
+                self.metadata_retry_at
+            } else {
+                self.metadata_refreshed_at
+                    .map(|t| t + self.cfg.metadata_max_age)
+                    .map(|t| self.metadata_retry_at.map_or(t, |r| r.max(t)))
+            };
+            if let Some(t) = due {
+                consider(t);
+            }
         }
         if self.pid_state == PidState::Needed {
             if let Some(t) = self.pid_retry_at {
@@ -1744,6 +1773,20 @@ impl<T> ProducerEngine<T> {
         }
         next
     }
+}
+
+/// The partitions of a metadata answer that can be right, sorted by index: indices are
+/// unique and below the number of entries listed (a topic of `n` partitions lists `0..n`),
+/// so no index can size a table beyond what the answer itself carried.
+fn valid_partitions(listed: &[PartitionMetadata]) -> Vec<&PartitionMetadata> {
+    let n = listed.len();
+    let mut valid: Vec<&PartitionMetadata> = listed
+        .iter()
+        .filter(|p| usize::try_from(p.partition).is_ok_and(|i| i < n))
+        .collect();
+    valid.sort_by_key(|p| p.partition);
+    valid.dedup_by_key(|p| p.partition);
+    valid
 }
 
 #[cfg(test)]

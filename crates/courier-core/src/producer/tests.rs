@@ -969,3 +969,144 @@ fn batch_that_expires_while_compressing_fails_unsent_and_its_late_result_is_drop
     let (b, _) = decode_batch(&r.batches[0].2).unwrap();
     assert_eq!(b.header.base_sequence, 0);
 }
+
+#[test]
+fn metadata_with_impossible_partition_indices_never_sizes_a_table_by_an_index() {
+    let mut h = Harness::new(cfg(), 1);
+    h.poll();
+    h.append(Some("k"), 1);
+    let mut out = Vec::new();
+    h.engine.poll(h.now, &mut out);
+    let pm = |partition, leader| PartitionMetadata {
+        partition,
+        leader,
+        error_code: 0,
+    };
+    // Four entries: index 0 twice, -1 and 50,000,000 (a 91-byte reply once asked for a
+    // 3.9 GB table this way). Only the first index 0 can be right.
+    let hostile = vec![TopicMetadata {
+        name: "orders".into(),
+        error_code: 0,
+        partitions: vec![
+            pm(0, 1),
+            pm(-1, 2),
+            pm(50_000_000, 1),
+            pm(0, 3),
+            pm(i32::MIN, 1),
+        ],
+    }];
+    h.engine.on_metadata(&hostile, h.now);
+    assert_eq!(h.engine.topics[0].partitions.len(), 1);
+    assert_eq!(h.engine.topics[0].partitions[0].leader, 1);
+    h.advance(Duration::from_millis(20));
+    let req = h
+        .produce
+        .pop_front()
+        .expect("the record goes to partition 0");
+    assert_eq!(req.broker, 1);
+    assert_eq!(req.batches[0].1, 0);
+}
+
+#[test]
+fn partitions_a_metadata_answer_leaves_out_have_no_leader() {
+    let mut h = Harness::new(cfg(), 1);
+    h.poll();
+    let pm = |partition, leader| PartitionMetadata {
+        partition,
+        leader,
+        error_code: 0,
+    };
+    // Three entries, indices 0 and 2 (1 is missing): three partitions, 1 unavailable.
+    h.append(Some("k"), 1);
+    let md = vec![TopicMetadata {
+        name: "orders".into(),
+        error_code: 0,
+        partitions: vec![pm(2, 3), pm(0, 1), pm(2, 1)],
+    }];
+    h.engine.on_metadata(&md, h.now);
+    let leaders: Vec<i32> = h.engine.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.leader)
+        .collect();
+    assert_eq!(leaders, vec![1, -1, 3]);
+    // Incomplete: asked again after retry.backoff.ms.
+    assert!(h.engine.metadata_needed);
+}
+
+/// Drives an engine whose every metadata answer is the same, polling every 250 µs, and
+/// counts the metadata requests it makes in `span`.
+fn metadata_requests(cfg: EngineConfig, span: Duration, fail: bool, produce_errors: bool) -> usize {
+    let mut e: ProducerEngine<Token> = ProducerEngine::new(cfg, 3);
+    let topic: Arc<str> = Arc::from("orders");
+    let mut now = Instant::now();
+    let end = now + span;
+    let mut requests = 0;
+    let mut token = 0;
+    e.append(record(&topic, None, 0, 0), now);
+    while now < end {
+        let mut out = Vec::new();
+        e.poll(now, &mut out);
+        for a in out {
+            match a {
+                Action::FetchMetadata { .. } => {
+                    requests += 1;
+                    if fail {
+                        e.on_metadata_failed(now);
+                    } else {
+                        e.on_metadata(&metadata("orders", &[1]), now);
+                    }
+                }
+                Action::InitProducerId => e.on_producer_id(Ok((1, 0)), now),
+                // Every request fails in transport, which asks for a metadata refresh.
+                Action::Produce(r) if produce_errors => e.on_produce_result(
+                    r.id,
+                    ProduceResult::Transport {
+                        maybe_written: false,
+                    },
+                    now,
+                ),
+                _ => {}
+            }
+        }
+        token += 1;
+        if token % 40 == 0 {
+            e.append(record(&topic, None, token, 0), now);
+        }
+        now += Duration::from_micros(250);
+    }
+    requests
+}
+
+#[test]
+fn no_setting_makes_metadata_requests_more_frequent_than_retry_backoff() {
+    // metadata.max.age.ms=0 once meant a request per poll (about 6,000 a second).
+    let mut c = cfg();
+    c.metadata_max_age = Duration::ZERO;
+    let n = metadata_requests(c.clone(), Duration::from_secs(2), false, false);
+    assert!(
+        (15..=21).contains(&n),
+        "{n} requests in 2 s at retry.backoff.ms=100"
+    );
+    // Produce errors that each ask for a refresh are held to the same floor.
+    let n = metadata_requests(cfg(), Duration::from_secs(2), false, true);
+    assert!(n <= 21, "{n} requests in 2 s");
+    // The smallest backoff the config accepts (1 ms) is the most a user can ask for: at
+    // most one request a millisecond, however often the engine is polled.
+    c.retry_backoff = Duration::from_millis(1);
+    let n = metadata_requests(c, Duration::from_secs(1), false, false);
+    assert!(
+        (900..=1000).contains(&n),
+        "{n} requests in 1 s at retry.backoff.ms=1 (4000 polls)"
+    );
+}
+
+#[test]
+fn failing_metadata_backs_off_exponentially_to_retry_backoff_max() {
+    let mut c = cfg();
+    c.retry_backoff = Duration::from_millis(100);
+    c.retry_backoff_max = Duration::from_millis(1000);
+    // 100, 200, 400, 800, then 1000 ms each (±20 %): about 11 requests in 8 s, not 80.
+    let n = metadata_requests(c, Duration::from_secs(8), true, false);
+    assert!((8..=14).contains(&n), "{n} requests in 8 s");
+}

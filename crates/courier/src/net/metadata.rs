@@ -96,6 +96,74 @@ impl ClusterMetadata {
         self.brokers.iter().find(|b| b.node_id == node_id)
     }
 
+    /// Drops what cannot be right, so nothing downstream trusts it: brokers with a negative
+    /// or repeated node id, a host that is not a host name or IP address, or a port outside
+    /// 1..=65535; topics without a name or listed twice; partitions whose index is negative,
+    /// repeated, or not below the number of partitions listed. A leader that is not among the
+    /// remaining brokers becomes "no leader" (-1): its partition is unavailable until a later
+    /// answer is better. Returns what was dropped, one line each, for a warning.
+    pub fn validated(mut self) -> (Self, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        self.brokers.retain(|b| {
+            let why = if b.node_id < 0 {
+                Some("a negative node id".to_string())
+            } else if !seen.insert(b.node_id) {
+                Some("a node id listed twice".to_string())
+            } else if !is_host(&b.host) {
+                Some(format!(
+                    "host {:?} is not a host name or IP address",
+                    b.host
+                ))
+            } else if !(1..=65535).contains(&b.port) {
+                Some(format!("port {} is outside 1..=65535", b.port))
+            } else {
+                None
+            };
+            if let Some(why) = &why {
+                problems.push(format!("broker {}: {why}", b.node_id));
+            }
+            why.is_none()
+        });
+        let brokers: std::collections::HashSet<i32> =
+            self.brokers.iter().map(|b| b.node_id).collect();
+        let mut names = std::collections::HashSet::new();
+        self.topics.retain(|t| {
+            let ok = !t.name.is_empty() && names.insert(t.name.clone());
+            if !ok {
+                problems.push(format!("topic {:?}: no name, or listed twice", t.name));
+            }
+            ok
+        });
+        for t in &mut self.topics {
+            let listed = t.partitions.len();
+            let mut indices = std::collections::HashSet::new();
+            t.partitions.retain(|p| {
+                let ok = usize::try_from(p.partition).is_ok_and(|i| i < listed)
+                    && indices.insert(p.partition);
+                if !ok {
+                    problems.push(format!(
+                        "{}: partition index {} cannot be right ({listed} partitions listed)",
+                        t.name, p.partition
+                    ));
+                }
+                ok
+            });
+            for p in &mut t.partitions {
+                if p.leader_id >= 0 && !brokers.contains(&p.leader_id) {
+                    problems.push(format!(
+                        "{}-{}: leader {} is not a broker of this answer",
+                        t.name, p.partition, p.leader_id
+                    ));
+                    p.leader_id = -1;
+                } else if p.leader_id < -1 {
+                    p.leader_id = -1;
+                }
+            }
+        }
+        (self, problems)
+    }
+
     fn from_response(resp: MetadataResponse) -> Self {
         ClusterMetadata {
             cluster_id: resp.cluster_id.map(|s| s.to_string()),
@@ -141,6 +209,18 @@ impl ClusterMetadata {
     }
 }
 
+/// Whether `host` can be a host name, an IPv4 address or an IPv6 address (without
+/// brackets): what an advertised listener may name, and nothing that could smuggle more
+/// than a host into an address string.
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+        && (!host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 /// Fetches metadata for `topics` (an empty slice asks for brokers only, no topics) without
 /// asking the broker to create missing topics.
 pub async fn fetch_metadata(
@@ -170,7 +250,11 @@ pub async fn fetch_metadata_with(
         ))
         .with_allow_auto_topic_creation(allow_auto_topic_creation);
     let resp = conn.send(req, version).await?;
-    Ok(ClusterMetadata::from_response(resp))
+    let (md, problems) = ClusterMetadata::from_response(resp).validated();
+    for problem in problems {
+        tracing::warn!(broker = %conn.addr(), "ignoring part of a Metadata answer: {problem}");
+    }
+    Ok(md)
 }
 
 /// The answer to InitProducerId: a producer id and epoch, or an error code.
@@ -212,4 +296,93 @@ pub async fn init_producer_id(
         producer_epoch: resp.producer_epoch,
         throttle_time: Duration::from_millis(resp.throttle_time_ms.max(0) as u64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(node_id: i32, host: &str, port: i32) -> BrokerMetadata {
+        BrokerMetadata {
+            node_id,
+            host: host.into(),
+            port,
+            rack: None,
+        }
+    }
+
+    fn partition(partition: i32, leader_id: i32) -> PartitionMetadata {
+        PartitionMetadata {
+            partition,
+            error_code: 0,
+            leader_id,
+            leader_epoch: 0,
+            replicas: vec![],
+            isr: vec![],
+            offline_replicas: vec![],
+        }
+    }
+
+    #[test]
+    fn impossible_entries_are_dropped_and_unknown_leaders_become_no_leader() {
+        let md = ClusterMetadata {
+            cluster_id: None,
+            controller_id: 1,
+            error_code: 0,
+            brokers: vec![
+                broker(1, "broker-1.example.com", 9092),
+                broker(2, "::1", 9093),
+                broker(1, "dup.example.com", 9092),
+                broker(-7, "neg.example.com", 9092),
+                broker(3, "bad host", 9092),
+                broker(4, "evil.example.com:9092,other", 9092),
+                broker(5, "ok.example.com", 70000),
+                broker(6, "", 9092),
+                broker(7, "1:2:3", 9092),
+            ],
+            topics: vec![
+                TopicMetadata {
+                    name: "orders".into(),
+                    error_code: 0,
+                    is_internal: false,
+                    partitions: vec![
+                        partition(0, 1),
+                        partition(1, 5),
+                        partition(2, 2),
+                        partition(2, 1),
+                        partition(-1, 1),
+                        partition(50_000_000, 1),
+                    ],
+                },
+                TopicMetadata {
+                    name: "orders".into(),
+                    error_code: 0,
+                    is_internal: false,
+                    partitions: vec![],
+                },
+                TopicMetadata {
+                    name: String::new(),
+                    error_code: 0,
+                    is_internal: false,
+                    partitions: vec![],
+                },
+            ],
+        };
+        let (md, problems) = md.validated();
+        let ids: Vec<i32> = md.brokers.iter().map(|b| b.node_id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(md.brokers[1].address(), "[::1]:9093");
+        assert_eq!(md.topics.len(), 1);
+        let parts: Vec<(i32, i32)> = md.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.leader_id))
+            .collect();
+        // Broker 5 was dropped (bad port): its partition has no leader now.
+        assert_eq!(parts, vec![(0, 1), (1, -1), (2, 2)]);
+        assert_eq!(problems.len(), 7 + 1 + 3 + 2, "{problems:#?}");
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("partition index 50000000")));
+    }
 }
