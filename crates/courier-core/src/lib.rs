@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod compression;
 pub mod decode;
+pub mod errors;
 pub mod partitioner;
 pub mod producer;
 pub mod sequence;

@@ -1358,7 +1358,7 @@ impl Sim {
                     Some(Outcome::Failed(Failure {
                         reason: FailureReason::Broker { code, .. },
                         persistence: Persistence::NotPersisted,
-                    })) if !matches!(classify_produce_error(*code), Disposition::Fatal)
+                    })) if !matches!(classify_produce_error(*code), Disposition::Fail { .. })
                 );
             if retries_ran_out {
                 self.stats

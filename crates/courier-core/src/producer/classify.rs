@@ -25,8 +25,15 @@ pub enum Disposition {
     /// batch the gap is real and the producer bumps its epoch (KIP-360); otherwise it
     /// waits for the batches ahead of it.
     SequenceDesync,
-    /// The broker refused the batch for good (not written): fail its records.
-    Fatal,
+    /// The broker refused the batch for good: fail its records. `possibly_written` is
+    /// false only for codes whose meaning says the broker rejected the batch before
+    /// appending anything; an unknown code (newer than this table, or
+    /// UNKNOWN_SERVER_ERROR) may have failed half-way through the append, so the report
+    /// must not claim the records are not in the log.
+    Fail {
+        /// Whether the batch may be in the log anyway.
+        possibly_written: bool,
+    },
 }
 
 /// Kafka error codes the producer acts on.
@@ -62,45 +69,44 @@ pub mod codes {
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const OFFSET_NOT_AVAILABLE: i16 = 78;
     pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const POLICY_VIOLATION: i16 = 44;
+    pub const INVALID_TXN_STATE: i16 = 48;
+    pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+    pub const TRANSACTION_ABORTABLE: i16 = 120;
     pub const PRODUCER_FENCED: i16 = 90;
     pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
 }
 
-/// Classifies one partition's error code in a Produce response.
+/// Classifies one partition's error code in a Produce response, for the engine: the
+/// policy of [`crate::errors::classify_produce_error`] (the one table), reduced to what the
+/// engine does with a batch.
 pub fn classify_produce_error(code: i16) -> Disposition {
-    use codes::*;
-    match code {
-        NONE | DUPLICATE_SEQUENCE_NUMBER => Disposition::Success,
-        // The leader moved or is not known yet: the batch was not appended.
-        NOT_LEADER_OR_FOLLOWER
-        | LEADER_NOT_AVAILABLE
-        | UNKNOWN_TOPIC_OR_PARTITION
-        | FENCED_LEADER_EPOCH
-        | UNKNOWN_LEADER_EPOCH
-        | KAFKA_STORAGE_ERROR => Disposition::Retry {
-            possibly_written: false,
-            refresh_metadata: true,
+    use crate::errors::{ErrorCode, ProduceAction};
+    use crate::producer::Persistence;
+    let class = crate::errors::classify_produce_error(ErrorCode::from_i16(code));
+    let possibly_written = class.persistence == Persistence::PossiblyPersisted;
+    match class.action {
+        ProduceAction::Complete => Disposition::Success,
+        ProduceAction::Retry => Disposition::Retry {
+            possibly_written,
+            refresh_metadata: class.refresh_metadata,
         },
-        // Checked before the append: nothing was written.
-        NOT_ENOUGH_REPLICAS
-        | THROTTLING_QUOTA_EXCEEDED
-        | CONCURRENT_TRANSACTIONS
-        | COORDINATOR_LOAD_IN_PROGRESS => Disposition::Retry {
-            possibly_written: false,
-            refresh_metadata: false,
-        },
-        // Appended on the leader, replication unconfirmed: a retry is answered with
-        // DUPLICATE_SEQUENCE_NUMBER if it stuck.
-        NOT_ENOUGH_REPLICAS_AFTER_APPEND | REQUEST_TIMED_OUT | NETWORK_EXCEPTION => {
-            Disposition::Retry {
-                possibly_written: true,
-                refresh_metadata: code == NETWORK_EXCEPTION,
-            }
-        }
-        OUT_OF_ORDER_SEQUENCE_NUMBER | UNKNOWN_PRODUCER_ID | INVALID_PRODUCER_EPOCH => {
+        ProduceAction::ResolveSequenceGap | ProduceAction::ResolveUnknownProducerId => {
             Disposition::SequenceDesync
         }
-        _ => Disposition::Fatal,
+        // The engine does not split batches yet: a too-large batch fails unwritten.
+        ProduceAction::SplitOrFail => Disposition::Fail {
+            possibly_written: false,
+        },
+        ProduceAction::Fail | ProduceAction::FatalProducer => Disposition::Fail {
+            possibly_written: class.persistence != Persistence::NotPersisted,
+        },
     }
 }
 
@@ -226,9 +232,25 @@ mod tests {
             TOPIC_AUTHORIZATION_FAILED,
             INVALID_RECORD,
             CORRUPT_MESSAGE,
-            9999,
         ] {
-            assert_eq!(classify_produce_error(code), Disposition::Fatal, "{code}");
+            assert_eq!(
+                classify_produce_error(code),
+                Disposition::Fail {
+                    possibly_written: false
+                },
+                "{code}"
+            );
+        }
+        // A code this table does not know (or UNKNOWN_SERVER_ERROR) may have failed half-way
+        // through the append: never report it as "not written".
+        for code in [UNKNOWN_SERVER_ERROR, 9999, 130] {
+            assert_eq!(
+                classify_produce_error(code),
+                Disposition::Fail {
+                    possibly_written: true
+                },
+                "{code}"
+            );
         }
     }
 }

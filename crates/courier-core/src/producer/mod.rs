@@ -1408,11 +1408,17 @@ impl<T> ProducerEngine<T> {
                     now,
                 );
             }
-            Disposition::SequenceDesync | Disposition::Fatal => {
-                let b = self.topics[ti].partitions[pi]
+            Disposition::SequenceDesync | Disposition::Fail { .. } => {
+                let mut b = self.topics[ti].partitions[pi]
                     .batches
                     .remove(idx)
                     .expect("index valid");
+                if let Disposition::Fail {
+                    possibly_written: true,
+                } = classify_produce_error(r.error_code)
+                {
+                    b.maybe_written = true;
+                }
                 if b.stamp.is_some() {
                     self.bump_required = true;
                 }

@@ -7,17 +7,16 @@
 //!   ([`known_error_codes`] lists them with Java's retriability).
 //! * [`classify_produce_error`] is the producer's policy for each code of a Produce response.
 
-mod classify;
-mod codes;
-
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use classify::{
-    classify_produce_error, classify_transport_error, ProduceAction, ProduceErrorClass,
+/// The error-code table and the per-code policy live in `courier-core`, where the engine
+/// acts on them; they are re-exported here, where errors are explained.
+pub use courier_core::errors::{
+    classify_produce_error, classify_transport_error, known_error_codes, ErrorCode, ErrorCodeInfo,
+    ProduceAction, ProduceErrorClass,
 };
-pub use codes::{known_error_codes, ErrorCode, ErrorCodeInfo};
 
 use crate::config::ConfigError;
 

@@ -394,3 +394,41 @@ fn unsupported_broker_names_the_release_to_upgrade_to() {
          to Kafka 0.11 or later"
     );
 }
+
+/// The engine (courier-core) acts on its own table; this public one documents the policy.
+/// They must agree wherever it matters to the log: what is retried, and what a failure
+/// says about persistence.
+#[test]
+fn the_engines_classification_agrees_with_this_one_for_every_code() {
+    use courier_core::producer::classify::{classify_produce_error as engine, Disposition};
+    for code in -1..=140i16 {
+        let ours = classify_produce_error(ErrorCode::from_i16(code));
+        match engine(code) {
+            Disposition::Success => {
+                assert_eq!(ours.action, ProduceAction::Complete, "{code}")
+            }
+            Disposition::Retry {
+                possibly_written, ..
+            } => {
+                assert!(ours.may_retry(), "code {code}: the engine retries it");
+                if possibly_written {
+                    assert_eq!(ours.persistence, Persistence::PossiblyPersisted, "{code}");
+                }
+            }
+            Disposition::SequenceDesync => assert!(ours.may_retry(), "{code}"),
+            Disposition::Fail { possibly_written } => {
+                // The engine does not split too-large batches yet: it fails them unwritten.
+                if ours.action == ProduceAction::SplitOrFail {
+                    assert!(!possibly_written, "{code}");
+                    continue;
+                }
+                let expected = if possibly_written {
+                    Persistence::PossiblyPersisted
+                } else {
+                    Persistence::NotPersisted
+                };
+                assert_eq!(ours.persistence, expected, "code {code}");
+            }
+        }
+    }
+}

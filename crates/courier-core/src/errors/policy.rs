@@ -1,6 +1,7 @@
 //! What the producer does with each error of a Produce response.
 
-use super::{ErrorCode, Persistence};
+use super::ErrorCode;
+use crate::producer::Persistence;
 
 /// What to do with a batch after a Produce response (or a failed attempt to get one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,6 +124,12 @@ pub fn classify_produce_error(code: ErrorCode) -> ProduceErrorClass {
         ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER => {
             ProduceErrorClass::new(ResolveSequenceGap, PossiblyPersisted, false, true)
         }
+        // The request carried an epoch the broker no longer accepts for this producer id:
+        // one sent before a KIP-360 epoch bump. Rejected, so not written by this attempt;
+        // resent under the current epoch once the batches ahead of it are settled.
+        ErrorCode::INVALID_PRODUCER_EPOCH => {
+            ProduceErrorClass::new(ResolveSequenceGap, NotPersisted, false, true)
+        }
         ErrorCode::UNKNOWN_PRODUCER_ID => {
             ProduceErrorClass::new(ResolveUnknownProducerId, NotPersisted, false, false)
         }
@@ -153,7 +160,6 @@ pub fn classify_produce_error(code: ErrorCode) -> ProduceErrorClass {
         | ErrorCode::UNSUPPORTED_VERSION
         | ErrorCode::POLICY_VIOLATION
         | ErrorCode::INVALID_REQUEST
-        | ErrorCode::INVALID_PRODUCER_EPOCH
         | ErrorCode::INVALID_TXN_STATE
         | ErrorCode::TRANSACTION_ABORTABLE => {
             ProduceErrorClass::new(Fail, NotPersisted, false, false)
