@@ -15,6 +15,7 @@
 mod demo;
 mod doctor;
 mod input;
+mod logging;
 mod perf;
 mod produce;
 mod props;
@@ -28,6 +29,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// Errors only on stderr: no warnings (durability, unreachable brokers).
+    #[arg(short = 'q', long = "quiet", global = true)]
+    quiet: bool,
+
+    /// Debug output for parts of courier, kcat style: comma-separated contexts of
+    /// generic, broker, protocol, security, metadata, topic, msg, eos, conf, all.
+    /// RUST_LOG (tracing filter syntax) replaces the default level.
+    #[arg(short = 'd', long = "debug", value_name = "CONTEXTS", global = true)]
+    debug: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +207,14 @@ fn blackhole(args: BlackholeArgs) -> i32 {
 
 fn main() {
     let cli = Cli::parse();
+    let verbose = match &cli.command {
+        Command::Produce(a) => a.verbose,
+        _ => 0,
+    };
+    if let Err(e) = logging::init(cli.quiet, verbose, cli.debug.as_deref()) {
+        eprintln!("courier: {e}");
+        std::process::exit(2);
+    }
     let code = match cli.command {
         Command::Produce(a) => produce::run(a),
         Command::Perf(a) => perf::run(a),

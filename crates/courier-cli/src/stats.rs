@@ -125,16 +125,29 @@ pub fn error_name(e: &ProducerError) -> String {
     kind.to_string()
 }
 
-/// Failures counted by error name, with the first message of each for the report.
+/// Failures counted by error name, with the first message of each for the report, and
+/// the root causes behind timeouts (what a user has to fix: "could not connect to ...").
 #[derive(Default, Clone)]
 pub struct Failures {
     by_name: BTreeMap<String, (u64, String)>,
+    causes: BTreeMap<String, u64>,
 }
+
+/// At most this many distinct root causes are kept (a run against a flapping cluster can
+/// see many texts; the first ones are the ones to fix).
+const MAX_CAUSES: usize = 8;
 
 impl Failures {
     /// Counts one failed record.
     pub fn add(&mut self, e: &ProducerError) {
         self.add_named(error_name(e), || e.to_string());
+        if let Some(cause) = e.root_cause() {
+            if let Some(n) = self.causes.get_mut(cause) {
+                *n += 1;
+            } else if self.causes.len() < MAX_CAUSES {
+                self.causes.insert(cause.to_string(), 1);
+            }
+        }
     }
 
     /// Counts one failure under `name`; `message` is kept for the first one.
@@ -160,12 +173,27 @@ impl Failures {
         )
     }
 
-    /// One line per error name: count and the first message.
+    /// `{cause: records}` of the root causes seen, as JSON.
+    pub fn causes_json(&self) -> Value {
+        Value::Object(
+            self.causes
+                .iter()
+                .map(|(k, n)| (k.clone(), json!(n)))
+                .collect(),
+        )
+    }
+
+    /// One line per error name: count and the first message; then one per root cause.
     pub fn report_lines(&self) -> Vec<String> {
-        self.by_name
+        let mut lines: Vec<String> = self
+            .by_name
             .iter()
             .map(|(k, (n, msg))| format!("  {k}: {n} record(s); first: {msg}"))
-            .collect()
+            .collect();
+        for (cause, n) in &self.causes {
+            lines.push(format!("  root cause ({n} record(s)): {cause}"));
+        }
+        lines
     }
 }
 
@@ -251,6 +279,7 @@ impl Summary {
                 "p999": r3(h.quantile_ms(0.999)),
             },
             "errors": self.failures.to_json(),
+            "root_causes": self.failures.causes_json(),
             "cpu_s": r3(self.cpu.as_secs_f64()),
             "cpu_s_per_million_records": r3(self.cpu_s_per_million()),
         })
@@ -302,6 +331,30 @@ mod tests {
             json!({"UNKNOWN_TOPIC_OR_PARTITION": 2, "CLOSED": 1})
         );
         assert!(f.report_lines()[1].contains("does not exist"));
+        assert_eq!(f.causes_json(), json!({}));
+    }
+
+    #[test]
+    fn root_causes_are_counted_and_reported() {
+        let mut f = Failures::default();
+        let timeout = |cause: &str| ProducerError::DeliveryTimeout {
+            topic: "t".into(),
+            partition: 0,
+            timeout: Duration::from_secs(1),
+            last_error: None,
+            last_cause: Some(cause.into()),
+            persistence: courier::Persistence::NotPersisted,
+        };
+        f.add(&timeout("connection refused by 127.0.0.1:9092"));
+        f.add(&timeout("connection refused by 127.0.0.1:9092"));
+        assert_eq!(
+            f.causes_json(),
+            json!({"connection refused by 127.0.0.1:9092": 2})
+        );
+        assert!(f
+            .report_lines()
+            .iter()
+            .any(|l| l == "  root cause (2 record(s)): connection refused by 127.0.0.1:9092"));
     }
 
     #[test]

@@ -278,6 +278,7 @@ mod tests {
             partition: 0,
             timeout: std::time::Duration::from_secs(1),
             last_error: None,
+            last_cause: None,
             persistence,
         };
         let not_written = timeout(Persistence::NotPersisted);

@@ -597,6 +597,13 @@ impl<T> ProducerEngine<T> {
         self.fatal.as_ref()
     }
 
+    /// The leader the engine sends `topic`'s `partition` to, if it knows one.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        let t = &self.topics[*self.topic_index.get(topic)?];
+        let p = t.partitions.get(usize::try_from(partition).ok()?)?;
+        (p.leader >= 0).then_some(p.leader)
+    }
+
     /// Producer id and epoch, once known.
     pub fn producer_id(&self) -> Option<(i64, i16)> {
         (self.pid_state == PidState::Known).then_some((self.producer_id, self.epoch))

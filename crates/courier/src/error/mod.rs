@@ -102,18 +102,21 @@ pub enum ProducerError {
         max_block: Duration,
     },
 
-    /// `send` waited `max.block.ms` for the topic's metadata.
+    /// The record waited for its topic's metadata until `max.block.ms` (or the shorter
+    /// `delivery.timeout.ms`) ran out.
     #[error(
-        "no metadata for topic '{topic}' within max.block.ms ({} ms){}: check that the brokers \
+        "no metadata for topic '{topic}' within {setting} ({} ms){}: check that the brokers \
          in bootstrap.servers are reachable and that the topic exists",
-        max_block.as_millis(),
+        timeout.as_millis(),
         LastCause(last_cause.as_deref())
     )]
     MetadataTimeout {
         /// The topic.
         topic: String,
-        /// The `max.block.ms` setting.
-        max_block: Duration,
+        /// The setting that ran out: `max.block.ms`, or `delivery.timeout.ms` when shorter.
+        setting: &'static str,
+        /// Its value.
+        timeout: Duration,
         /// Why the last metadata request failed, if it did (e.g. the connection error).
         last_cause: Option<String>,
     },
@@ -201,10 +204,11 @@ pub enum ProducerError {
 
     /// The record was not acknowledged within `delivery.timeout.ms`.
     #[error(
-        "record for {topic}-{partition} not acknowledged within delivery.timeout.ms ({} ms){}; \
+        "record for {topic}-{partition} not acknowledged within delivery.timeout.ms ({} ms){}{}; \
          {persistence}",
         timeout.as_millis(),
-        LastError(*last_error)
+        LastError(*last_error),
+        ConnectionCause(last_cause.as_deref())
     )]
     DeliveryTimeout {
         /// The topic.
@@ -213,8 +217,11 @@ pub enum ProducerError {
         partition: i32,
         /// The `delivery.timeout.ms` setting.
         timeout: Duration,
-        /// The last error seen while trying, if any.
+        /// The last error the broker answered while trying, if any.
         last_error: Option<ErrorCode>,
+        /// The last connection problem behind it, if any (e.g. "could not connect to
+        /// broker1:9092: Connection refused").
+        last_cause: Option<String>,
         /// Whether the record is in the log.
         persistence: Persistence,
     },
@@ -447,6 +454,18 @@ impl ProducerError {
         }
     }
 
+    /// The connection or metadata problem behind a timeout, when one is known: what a user
+    /// needs to fix ("could not connect to broker1:9092: Connection refused").
+    pub fn root_cause(&self) -> Option<&str> {
+        match self {
+            ProducerError::DeliveryTimeout { last_cause, .. }
+            | ProducerError::MetadataTimeout { last_cause, .. } => last_cause.as_deref(),
+            ProducerError::DeadLettered { source, .. }
+            | ProducerError::DeadLetterFailed { source, .. } => source.root_cause(),
+            _ => None,
+        }
+    }
+
     /// The Java name of [`code`](Self::code), e.g. `NOT_ENOUGH_REPLICAS`.
     pub fn code_name(&self) -> Option<&'static str> {
         self.code().and_then(ErrorCode::name)
@@ -490,6 +509,18 @@ impl fmt::Display for LastCause<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Some(c) => write!(f, " (last error: {c})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// "; last connection problem: <cause>" when there is one.
+struct ConnectionCause<'a>(Option<&'a str>);
+
+impl fmt::Display for ConnectionCause<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(c) => write!(f, "; last connection problem: {c}"),
             None => Ok(()),
         }
     }

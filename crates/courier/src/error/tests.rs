@@ -304,6 +304,7 @@ fn delivery_timeout_reports_last_error_and_persistence() {
         partition: 3,
         timeout: Duration::from_secs(120),
         last_error: Some(ErrorCode::NOT_ENOUGH_REPLICAS),
+        last_cause: None,
         persistence: Persistence::NotPersisted,
     };
     assert_eq!(
@@ -314,6 +315,44 @@ fn delivery_timeout_reports_last_error_and_persistence() {
     );
     assert!(e.is_retriable());
     assert_eq!(e.code(), Some(ErrorCode::NOT_ENOUGH_REPLICAS));
+    assert_eq!(e.root_cause(), None);
+}
+
+#[test]
+fn delivery_timeout_names_the_connection_problem_behind_it() {
+    let e = ProducerError::DeliveryTimeout {
+        topic: "orders".into(),
+        partition: 0,
+        timeout: Duration::from_secs(5),
+        last_error: None,
+        last_cause: Some("could not connect to 127.0.0.1:9092: Connection refused".into()),
+        persistence: Persistence::NotPersisted,
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains(
+            "(5000 ms); last connection problem: could not connect to 127.0.0.1:9092: \
+             Connection refused; the record was not written"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        e.root_cause(),
+        Some("could not connect to 127.0.0.1:9092: Connection refused")
+    );
+}
+
+#[test]
+fn metadata_timeout_names_the_setting_that_fired() {
+    let e = ProducerError::MetadataTimeout {
+        topic: "orders".into(),
+        setting: "delivery.timeout.ms",
+        timeout: Duration::from_secs(5),
+        last_cause: None,
+    };
+    assert!(e
+        .to_string()
+        .starts_with("no metadata for topic 'orders' within delivery.timeout.ms (5000 ms)"));
 }
 
 #[test]

@@ -99,6 +99,9 @@ struct SlotState {
     /// Consecutive failures: failed connects and connections found broken.
     failures: u32,
     not_before: Option<Instant>,
+    /// The last connect error logged as a warning, so a broker that stays down is
+    /// reported once (and again when the cause changes), not at every attempt.
+    warned: Option<String>,
 }
 
 struct Slot {
@@ -322,6 +325,7 @@ impl ConnectionPool {
                         conn: None,
                         failures: 0,
                         not_before: None,
+                        warned: None,
                     }),
                 })
             })
@@ -356,6 +360,12 @@ impl ConnectionPool {
         {
             Ok(conn) => {
                 self.counters.opened.fetch_add(1, Ordering::Relaxed);
+                if st.warned.take().is_some() {
+                    tracing::info!(
+                        broker = %st.addr, failed_attempts = st.failures,
+                        "connected to broker {} again", st.addr
+                    );
+                }
                 let conn = Arc::new(conn);
                 st.failures = 0;
                 st.not_before = None;
@@ -368,10 +378,20 @@ impl ConnectionPool {
                     .fetch_add(1, Ordering::Relaxed);
                 st.failures += 1;
                 let delay = self.next_delay(st.failures);
-                tracing::debug!(
-                    broker = %st.addr, failures = st.failures, backoff_ms = delay.as_millis() as u64,
-                    error = %e, "connect failed"
-                );
+                let text = e.to_string();
+                if st.warned.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(
+                        broker = %st.addr, failures = st.failures,
+                        "{text} (retrying with backoff; further failures like this one are \
+                         logged at debug level)"
+                    );
+                    st.warned = Some(text);
+                } else {
+                    tracing::debug!(
+                        broker = %st.addr, failures = st.failures,
+                        backoff_ms = delay.as_millis() as u64, error = %e, "connect failed"
+                    );
+                }
                 st.not_before = Some(Instant::now() + delay);
                 Err(e)
             }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::audit::{audit_with_pool, DurabilityReport};
 use crate::config::{Acks, DurabilityCheck};
 use crate::dlq::{dead_letter_record, should_dead_letter};
-use crate::error::ProducerError;
+use crate::error::{ErrorCode, ProducerError};
 use crate::metrics::Counters;
 use crate::net::{self, ConnectionPool, NetError};
 use crate::queue::BatchQueue;
@@ -34,9 +34,15 @@ pub(super) enum Command {
 }
 
 pub(super) enum Event {
-    Produced(u64, ProduceResult),
+    /// A Produce request's outcome, with the transport error behind a failed one.
+    Produced {
+        id: u64,
+        broker: i32,
+        result: ProduceResult,
+        cause: Option<String>,
+    },
     Metadata(Result<Vec<TopicMetadata>, NetError>),
-    ProducerId(Result<(i64, i16), i16>),
+    ProducerId(Result<(i64, i16), (i16, Option<String>)>),
     Audit(Arc<str>, Result<DurabilityReport, ProducerError>),
     /// A batch compressed, by the compression thread (`true`) or inline.
     Compressed(Compressed, bool),
@@ -65,6 +71,11 @@ pub(super) struct Driver {
     /// Why the last metadata request failed, for the error of records that time out
     /// waiting for metadata.
     pub(super) last_metadata_error: Option<String>,
+    /// The last transport error per broker (connect refused, connection lost, ...), for
+    /// the error of records that time out after their requests failed.
+    pub(super) last_broker_error: HashMap<i32, String>,
+    /// Why the last InitProducerId failed (logged once per cause).
+    pub(super) last_producer_id_error: Option<String>,
     pub(super) counters: Arc<Counters>,
     pub(super) durability_check: DurabilityCheck,
     pub(super) acks: Acks,
@@ -338,7 +349,22 @@ impl Driver {
     pub(super) fn on_event(&mut self, ev: Event) {
         let now = Instant::now().into_std();
         match ev {
-            Event::Produced(id, result) => {
+            Event::Produced {
+                id,
+                broker,
+                result,
+                cause,
+            } => {
+                match (&result, cause) {
+                    (_, Some(cause)) => {
+                        self.last_broker_error.insert(broker, cause);
+                    }
+                    // The broker answers again: an old transport error is no cause anymore.
+                    (ProduceResult::Response(_), None) => {
+                        self.last_broker_error.remove(&broker);
+                    }
+                    _ => {}
+                }
                 if let ProduceResult::Response(parts) = &result {
                     for p in parts.iter().filter(|p| p.error_code != 0) {
                         tracing::debug!(
@@ -357,8 +383,15 @@ impl Driver {
                 self.engine.on_metadata(&topics, now)
             }
             Event::Metadata(Err(e)) => {
-                tracing::warn!(error = %e, "metadata request failed");
-                self.last_metadata_error = Some(e.to_string());
+                let text = e.to_string();
+                // Once per cause: a cluster that stays unreachable is said once, not at
+                // every retry (the connection pool says why it cannot connect).
+                if self.last_metadata_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!("metadata request failed: {text}");
+                } else {
+                    tracing::debug!("metadata request failed again: {text}");
+                }
+                self.last_metadata_error = Some(text);
                 self.engine.on_metadata_failed(now);
             }
             Event::Audit(topic, result) => self.on_audit(topic, result),
@@ -371,10 +404,26 @@ impl Driver {
                 self.engine.on_compressed(c)
             }
             Event::ProducerId(r) => {
-                match r {
-                    Ok((id, epoch)) => tracing::info!(producer_id = id, epoch, "got a producer id"),
-                    Err(code) => tracing::warn!(code, "InitProducerId failed"),
-                }
+                let r = match r {
+                    Ok((id, epoch)) => {
+                        tracing::info!(producer_id = id, epoch, "got a producer id");
+                        self.last_producer_id_error = None;
+                        Ok((id, epoch))
+                    }
+                    Err((code, cause)) => {
+                        let why = match &cause {
+                            Some(c) => c.clone(),
+                            None => ErrorCode::from_i16(code).to_string(),
+                        };
+                        if self.last_producer_id_error.as_deref() != Some(why.as_str()) {
+                            tracing::warn!("could not get a producer id (InitProducerId): {why}");
+                        } else {
+                            tracing::debug!("InitProducerId failed again: {why}");
+                        }
+                        self.last_producer_id_error = Some(why);
+                        Err(code)
+                    }
+                };
                 self.engine.on_producer_id(r, now);
             }
         }
@@ -410,13 +459,8 @@ impl Driver {
                 }
             }
             Err(f) => {
-                let err = to_producer_error(
-                    &d.topic,
-                    d.partition,
-                    f,
-                    self.engine.config(),
-                    self.last_metadata_error.as_deref(),
-                );
+                let cause = self.last_cause(&d.topic, d.partition, &f.reason);
+                let err = to_producer_error(&d.topic, d.partition, f, self.engine.config(), cause);
                 if !matches!(f.reason, FailureReason::Closed) {
                     tracing::debug!(topic = %d.topic, partition = d.partition, error = %err, "delivery failed");
                 }
@@ -424,6 +468,23 @@ impl Driver {
                     self.fail(&d.topic, d.partition, token, ts, err.clone());
                 }
             }
+        }
+    }
+
+    /// The best known root cause of a timeout: the last transport error of the partition's
+    /// leader, or of the metadata requests when the record never had a leader to go to.
+    fn last_cause(&self, topic: &str, partition: i32, reason: &FailureReason) -> Option<&str> {
+        match reason {
+            FailureReason::DeliveryTimeout { .. } => self
+                .engine
+                .leader(topic, partition)
+                .and_then(|b| self.last_broker_error.get(&b))
+                .or(self.last_metadata_error.as_ref())
+                .map(String::as_str),
+            FailureReason::MetadataTimeout | FailureReason::UnknownTopic => {
+                self.last_metadata_error.as_deref()
+            }
+            _ => None,
         }
     }
 

@@ -342,6 +342,8 @@ impl Producer {
             close: None,
             events_tx: None,
             last_metadata_error: None,
+            last_broker_error: HashMap::new(),
+            last_producer_id_error: None,
             counters: counters.clone(),
             durability_check: config.durability_check(),
             acks: config.acks(),

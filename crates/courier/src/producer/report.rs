@@ -211,7 +211,7 @@ pub(super) fn to_producer_error(
     partition: i32,
     f: &courier_core::producer::Failure,
     cfg: &EngineConfig,
-    last_metadata_error: Option<&str>,
+    last_cause: Option<&str>,
 ) -> ProducerError {
     match &f.reason {
         FailureReason::Broker { code, message } => {
@@ -242,16 +242,27 @@ pub(super) fn to_producer_error(
             partition,
             timeout: cfg.delivery_timeout,
             last_error: last_error.map(ErrorCode::from_i16),
+            last_cause: last_cause.map(str::to_string),
             persistence: f.persistence,
         },
         FailureReason::UnknownTopic => ProducerError::UnknownTopic {
             topic: topic.to_string(),
         },
-        FailureReason::MetadataTimeout => ProducerError::MetadataTimeout {
-            topic: topic.to_string(),
-            max_block: cfg.max_block,
-            last_cause: last_metadata_error.map(str::to_string),
-        },
+        // A record waits for metadata up to max.block.ms, or delivery.timeout.ms if that is
+        // shorter (its whole life is bounded by it): name the one that fired.
+        FailureReason::MetadataTimeout => {
+            let (setting, timeout) = if cfg.delivery_timeout < cfg.max_block {
+                ("delivery.timeout.ms", cfg.delivery_timeout)
+            } else {
+                ("max.block.ms", cfg.max_block)
+            };
+            ProducerError::MetadataTimeout {
+                topic: topic.to_string(),
+                setting,
+                timeout,
+                last_cause: last_cause.map(str::to_string),
+            }
+        }
         FailureReason::PartitionOutOfRange {
             partition,
             partitions,

@@ -64,7 +64,7 @@ impl BrokerSink {
         self.backlog.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(req)) = self.slow.send(req) {
             self.backlog.fetch_sub(1, Ordering::Relaxed);
-            not_sent(events, req.id);
+            not_sent(events, req.id, self.broker, None);
         }
     }
 }
@@ -83,25 +83,33 @@ pub(super) async fn slow_sink(
         match pool.get(broker).await {
             Err(e) => {
                 tracing::debug!(broker, error = %e, "no connection for a Produce request");
-                not_sent(&events, id);
+                not_sent(&events, id, broker, Some(e.to_string()));
             }
             Ok(conn) => match conn.reserve().await {
                 Ok(permit) => produce_on(&conn, permit, req, &events),
-                Err(_) => not_sent(&events, id),
+                Err(e) => not_sent(&events, id, broker, Some(e.to_string())),
             },
         }
         backlog.fetch_sub(1, Ordering::Release);
     }
 }
 
-/// Reports Produce request `id` as never written (no connection, or none accepting it).
-pub(super) fn not_sent(events: &mpsc::UnboundedSender<Event>, id: u64) {
-    let _ = events.send(Event::Produced(
+/// Reports Produce request `id` as never written (no connection, or none accepting it),
+/// with why, when known, for the records' error if they end up failing.
+pub(super) fn not_sent(
+    events: &mpsc::UnboundedSender<Event>,
+    id: u64,
+    broker: i32,
+    cause: Option<String>,
+) {
+    let _ = events.send(Event::Produced {
         id,
-        ProduceResult::Transport {
+        broker,
+        result: ProduceResult::Transport {
             maybe_written: false,
         },
-    ));
+        cause,
+    });
 }
 
 /// Queues `req` on `conn`; its outcome comes back to the driver as [`Event::Produced`].
@@ -133,6 +141,7 @@ pub(super) fn produce_on(
     };
     let events = events.clone();
     conn.produce_with(permit, parts, move |outcome| {
+        let mut cause = None;
         let result = match outcome {
             Ok(None) => ProduceResult::WrittenNoAck,
             Ok(Some(resp)) => ProduceResult::Response(
@@ -155,12 +164,18 @@ pub(super) fn produce_on(
             ),
             Err(e) => {
                 tracing::debug!(broker, error = %e, "Produce request failed");
+                cause = Some(e.to_string());
                 ProduceResult::Transport {
                     maybe_written: e.maybe_written(),
                 }
             }
         };
-        let _ = events.send(Event::Produced(id, result));
+        let _ = events.send(Event::Produced {
+            id,
+            broker,
+            result,
+            cause,
+        });
     });
 }
 
@@ -200,16 +215,17 @@ pub(super) async fn fetch_metadata(
         .collect())
 }
 
+/// Asks any broker for a producer id. A failure is the broker's error code, or
+/// NETWORK_EXCEPTION with the connection problem behind it.
 pub(super) async fn init_producer_id(
     pool: &ConnectionPool,
     timeout: Duration,
-) -> Result<(i64, i16), i16> {
-    let conn = any_connection(pool)
-        .await
-        .map_err(|_| ErrorCode::NETWORK_EXCEPTION.code())?;
+) -> Result<(i64, i16), (i16, Option<String>)> {
+    let network = |e: NetError| (ErrorCode::NETWORK_EXCEPTION.code(), Some(e.to_string()));
+    let conn = any_connection(pool).await.map_err(network)?;
     match net::init_producer_id(&conn, None, timeout).await {
         Ok(g) if g.error_code == 0 => Ok((g.producer_id, g.producer_epoch)),
-        Ok(g) => Err(g.error_code),
-        Err(_) => Err(ErrorCode::NETWORK_EXCEPTION.code()),
+        Ok(g) => Err((g.error_code, None)),
+        Err(e) => Err(network(e)),
     }
 }
