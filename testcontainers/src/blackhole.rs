@@ -67,7 +67,7 @@ pub struct Blackhole {
     accept: Option<JoinHandle<()>>,
 }
 
-struct State {
+pub(crate) struct State {
     partitions: i32,
     addr: SocketAddr,
     stop: AtomicBool,
@@ -87,6 +87,24 @@ impl std::fmt::Debug for Blackhole {
             .field("addr", &self.addr)
             .field("partitions", &self.state.partitions)
             .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Blackhole state for a broker at `addr` whose topics have `partitions` partitions.
+    pub(crate) fn new(partitions: i32, addr: SocketAddr) -> State {
+        State {
+            partitions,
+            addr,
+            stop: AtomicBool::new(false),
+            next_producer_id: AtomicI64::new(1000),
+            records: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            offsets: Mutex::new(HashMap::new()),
+            conns: Mutex::new(Vec::new()),
+        }
     }
 }
 
@@ -112,18 +130,7 @@ impl Blackhole {
         let local = listener
             .local_addr()
             .map_err(|e| KitError::Setup(format!("blackhole broker address: {e}")))?;
-        let state = Arc::new(State {
-            partitions,
-            addr: local,
-            stop: AtomicBool::new(false),
-            next_producer_id: AtomicI64::new(1000),
-            records: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-            offsets: Mutex::new(HashMap::new()),
-            conns: Mutex::new(Vec::new()),
-        });
+        let state = Arc::new(State::new(partitions, local));
         let accept_state = state.clone();
         let accept = std::thread::Builder::new()
             .name("blackhole-accept".into())
@@ -257,7 +264,7 @@ fn supported(key: ApiKey) -> Option<(i16, i16)> {
 
 /// Decodes one request and appends the response to `out`; false when the request
 /// gets no response (Produce with acks=0).
-fn handle(buf: &mut Bytes, state: &State, out: &mut BytesMut) -> Result<bool, String> {
+pub(crate) fn handle(buf: &mut Bytes, state: &State, out: &mut BytesMut) -> Result<bool, String> {
     if buf.len() < 4 {
         return Err("request shorter than its header".into());
     }

@@ -39,6 +39,7 @@
 
 mod admin;
 pub mod blackhole;
+pub mod hostile;
 mod dist;
 #[cfg(feature = "docker")]
 mod docker;
@@ -54,6 +55,10 @@ use std::time::{Duration, Instant};
 
 pub use admin::{Admin, BrokerInfo, ClusterMetadata, PartitionState, TopicSpec, TopicState};
 pub use blackhole::Blackhole;
+pub use hostile::HostileBroker;
+/// The `kafka-protocol` crate the kit speaks with, so tests can build (hostile) replies
+/// without depending on it themselves.
+pub use kafka_protocol;
 pub use dist::{KafkaDist, KAFKA_VERSION};
 pub use local::{LocalCluster, LocalOptions};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};
