@@ -43,6 +43,7 @@ mod dist;
 #[cfg(feature = "docker")]
 mod docker;
 mod local;
+pub mod oidc;
 pub mod pki;
 mod process;
 mod proxy;
