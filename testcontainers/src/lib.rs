@@ -48,6 +48,7 @@ pub mod pki;
 mod process;
 mod proxy;
 mod reader;
+pub mod security;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,8 +59,14 @@ pub use admin::{Admin, BrokerInfo, ClusterMetadata, PartitionState, TopicSpec, T
 pub use blackhole::Blackhole;
 pub use dist::{KafkaDist, KAFKA_VERSION};
 pub use local::{LocalCluster, LocalOptions};
+pub use oidc::{OidcOptions, OidcServer, TokenClaims};
+pub use pki::{CaCert, CertKey, ClientKeyFiles, Pki};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};
 pub use reader::{ConsumeOptions, ConsumedRecord, StoredBatch};
+pub use security::{
+    sasl_authenticate, ClientAuth, ClientCert, JavaClientConfig, Listener, ListenerInfo,
+    RawSaslAuth, SaslMechanism, SaslOutcome, Security, SecurityInfo, User,
+};
 
 /// What went wrong in the kit.
 #[derive(Debug)]
@@ -181,6 +188,16 @@ impl ClusterBuilder {
         self
     }
 
+    /// Secured listeners beside PLAINTEXT (local backend): TLS, mTLS, SASL and
+    /// OAUTHBEARER, with certificates, users and an OIDC provider made for the cluster;
+    /// see [`Security`] and [`KafkaCluster::security`]. PLAINTEXT stays the listener of
+    /// replication, [`KafkaCluster::admin`] and the independent reader. Forces the local
+    /// backend unless another is named explicitly (which then fails).
+    pub fn security(mut self, security: Security) -> Self {
+        self.local.security = security;
+        self
+    }
+
     /// Forces a backend instead of choosing from the environment.
     pub fn backend(mut self, kind: BackendKind) -> Self {
         self.backend = Some(kind);
@@ -189,10 +206,18 @@ impl ClusterBuilder {
 
     /// Starts the cluster and waits until every broker is registered.
     pub fn start(self) -> Result<KafkaCluster, KitError> {
+        let secured = self.local.security.is_enabled();
         let kind = match self.backend {
             Some(k) => k,
+            // Only the local backend can add listeners and users to its brokers.
+            None if secured => BackendKind::Local,
             None => backend_from_env(self.local.brokers)?,
         };
+        if secured && kind != BackendKind::Local {
+            return Err(KitError::Unsupported(format!(
+                "secured listeners need the local backend, not {kind:?}"
+            )));
+        }
         let backend = match kind {
             BackendKind::Local => Backend::Local(LocalCluster::start(self.local)?),
             BackendKind::External => {
@@ -583,6 +608,55 @@ impl KafkaCluster {
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The secured listeners, users, certificates and OIDC provider of a cluster started
+    /// with [`ClusterBuilder::security`].
+    pub fn security(&self) -> Result<&SecurityInfo, KitError> {
+        self.local()?.security().ok_or_else(|| {
+            KitError::Unsupported(
+                "this cluster has no secured listeners: start it with \
+                 ClusterBuilder::security"
+                    .into(),
+            )
+        })
+    }
+
+    /// Shorthand for [`SecurityInfo::java_client`].
+    pub fn java_client(
+        &self,
+        listener: Listener,
+        auth: &ClientAuth,
+    ) -> Result<JavaClientConfig, KitError> {
+        self.security()?.java_client(listener, auth)
+    }
+
+    /// Writes `(key, value)` records with Kafka's console producer (acks=all) as the
+    /// client `client` describes (its listener, security settings and JVM properties).
+    pub fn console_produce_with(
+        &self,
+        client: &JavaClientConfig,
+        topic: &str,
+        records: &[(Option<&str>, &str)],
+    ) -> Result<(), KitError> {
+        reader::console_produce_with(
+            self.dist()?,
+            &client.bootstrap,
+            Some(client),
+            topic,
+            records,
+        )
+    }
+
+    /// Reads records from `topic` with Kafka's console consumer as the client `client`
+    /// describes.
+    pub fn consume_with(
+        &self,
+        client: &JavaClientConfig,
+        topic: &str,
+        opts: &ConsumeOptions,
+    ) -> Result<Vec<ConsumedRecord>, KitError> {
+        reader::console_consume_with(self.dist()?, &client.bootstrap, Some(client), topic, opts)
     }
 
     /// Writes `(key, value)` records with Kafka's console producer (acks=all).
