@@ -65,7 +65,7 @@ pub use proxy::{FaultProxy, ProxyMode, ProxyStats};
 pub use reader::{ConsumeOptions, ConsumedRecord, StoredBatch};
 pub use security::{
     sasl_authenticate, ClientAuth, ClientCert, JavaClientConfig, Listener, ListenerInfo,
-    RawSaslAuth, SaslMechanism, SaslOutcome, Security, SecurityInfo, User,
+    RawSaslAuth, SaslMechanism, SaslOutcome, SaslSession, Security, SecurityInfo, User,
 };
 
 /// What went wrong in the kit.
@@ -137,7 +137,8 @@ pub enum BackendKind {
 }
 
 enum Backend {
-    Local(LocalCluster),
+    // Boxed: a local cluster carries its options and nodes, the others a string.
+    Local(Box<LocalCluster>),
     External {
         bootstrap: String,
     },
@@ -219,7 +220,7 @@ impl ClusterBuilder {
             )));
         }
         let backend = match kind {
-            BackendKind::Local => Backend::Local(LocalCluster::start(self.local)?),
+            BackendKind::Local => Backend::Local(Box::new(LocalCluster::start(self.local)?)),
             BackendKind::External => {
                 let bootstrap = std::env::var("KAFKA_BOOTSTRAP").map_err(|_| {
                     KitError::Setup(

@@ -98,7 +98,8 @@ pub struct LocalCluster {
     dir: PathBuf,
     nodes: Vec<Node>,
     opts: LocalOptions,
-    security: Option<SecurityInfo>,
+    /// Boxed: certificates and listener details are large and rarely there.
+    security: Option<Box<SecurityInfo>>,
 }
 
 fn free_port() -> Result<u16, KitError> {
@@ -188,13 +189,13 @@ impl LocalCluster {
                 .oauth_options()
                 .map(|o| OidcServer::start(o.clone()))
                 .transpose()?;
-            Some(SecurityInfo::new(
+            Some(Box::new(SecurityInfo::new(
                 pki,
                 &opts.security,
                 oidc,
                 &secure_ports,
                 clients_dir(&dir),
-            )?)
+            )?))
         } else {
             None
         };
@@ -379,7 +380,7 @@ impl LocalCluster {
     /// The secured listeners, users, certificates and OIDC provider (clusters started
     /// with `LocalOptions::security`).
     pub fn security(&self) -> Option<&SecurityInfo> {
-        self.security.as_ref()
+        self.security.as_deref()
     }
 
     /// The log directory of a broker (holds `<topic>-<partition>` dirs).

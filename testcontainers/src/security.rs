@@ -32,7 +32,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -777,7 +778,35 @@ impl SaslOutcome {
 /// that Kafka's Java client would refuse to send, say) and the session lifetime it
 /// grants.
 pub fn sasl_authenticate(addr: &str, auth: &RawSaslAuth) -> Result<SaslOutcome, KitError> {
-    let mut conn = RawConn::open(addr)?;
+    Ok(SaslSession::open(addr, auth)?.outcome)
+}
+
+/// A connection authenticated (or refused) by [`SaslSession::open`], kept open so a
+/// test can see how long the broker keeps serving it.
+pub struct SaslSession {
+    /// What the broker answered.
+    pub outcome: SaslOutcome,
+    conn: RawConn,
+}
+
+impl SaslSession {
+    /// Authenticates like [`sasl_authenticate`] and keeps the connection.
+    pub fn open(addr: &str, auth: &RawSaslAuth) -> Result<Self, KitError> {
+        let mut conn = RawConn::open(addr)?;
+        let outcome = authenticate(&mut conn, auth)?;
+        Ok(Self { outcome, conn })
+    }
+
+    /// Whether the broker still answers a request (ApiVersions) on this connection: it
+    /// closes a connection whose session lifetime passed without re-authentication.
+    pub fn still_served(&mut self) -> bool {
+        self.conn
+            .call(&ApiVersionsRequest::default(), 0)
+            .is_ok_and(|r| r.error_code == 0)
+    }
+}
+
+fn authenticate(conn: &mut RawConn, auth: &RawSaslAuth) -> Result<SaslOutcome, KitError> {
     let mechanism = match auth {
         RawSaslAuth::Plain { .. } => "PLAIN",
         RawSaslAuth::OAuthBearer(_) => "OAUTHBEARER",
@@ -804,11 +833,11 @@ pub fn sasl_authenticate(addr: &str, auth: &RawSaslAuth) -> Result<SaslOutcome, 
             2,
         )
     };
-    let mut resp = authenticate(&mut conn, first)?;
+    let mut resp = authenticate(conn, first)?;
     // A refused OAUTHBEARER token comes back as an error challenge (RFC 7628 §3.2.2)
     // with error code 0; the client must answer with a lone 0x01 to get the failure.
     if resp.error_code == 0 && !resp.auth_bytes.is_empty() && mechanism == "OAUTHBEARER" {
-        resp = authenticate(&mut conn, vec![0x01])?;
+        resp = authenticate(conn, vec![0x01])?;
     }
     Ok(SaslOutcome {
         error_code: resp.error_code,
