@@ -31,6 +31,15 @@
 //! processes otherwise. If no backend can start, the error says what to install:
 //! tests fail, they never skip.
 //!
+//! # Secured listeners
+//!
+//! [`ClusterBuilder::security`] gives local brokers TLS, mTLS, SASL (PLAIN,
+//! SCRAM-SHA-256/512) and OAUTHBEARER listeners beside PLAINTEXT, plus listeners with
+//! expired, wrong-host and untrusted certificates, all with certificates ([`Pki`]),
+//! users and an OIDC provider ([`OidcServer`]) made for the cluster; see the
+//! [`security`] module. [`KafkaCluster::security`] says where everything is, and
+//! [`SecurityInfo::java_client`] configures Kafka's own console clients for any of them.
+//!
 //! # No orphans
 //!
 //! Brokers die with the test process, on panic and when the test runner is killed
