@@ -89,6 +89,10 @@ struct State {
     audience: String,
     clients: Mutex<BTreeMap<String, String>>,
     lifetime: Mutex<Duration>,
+    /// Per-client lifetimes that override `lifetime`, so tests sharing one server can
+    /// each pick theirs.
+    client_lifetimes: Mutex<BTreeMap<String, Duration>>,
+    issued_to: Mutex<BTreeMap<String, u64>>,
     tokens_issued: AtomicU64,
     token_requests: AtomicU64,
     jwks_requests: AtomicU64,
@@ -136,6 +140,8 @@ impl OidcServer {
             audience: opts.audience,
             clients: Mutex::new(BTreeMap::from([(opts.client_id, opts.client_secret)])),
             lifetime: Mutex::new(opts.token_lifetime),
+            client_lifetimes: Mutex::new(BTreeMap::new()),
+            issued_to: Mutex::new(BTreeMap::new()),
             tokens_issued: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
             jwks_requests: AtomicU64::new(0),
@@ -214,14 +220,35 @@ impl OidcServer {
         *self.state.lifetime.lock().unwrap() = lifetime;
     }
 
-    /// The lifetime of tokens `/token` issues.
+    /// The lifetime of tokens `/token` issues to clients without their own.
     pub fn token_lifetime(&self) -> Duration {
         *self.state.lifetime.lock().unwrap()
+    }
+
+    /// The lifetime of tokens `/token` issues to `client_id` from now on, whatever
+    /// [`Self::set_token_lifetime`] says: tests sharing a server set their own client's.
+    pub fn set_client_token_lifetime(&self, client_id: &str, lifetime: Duration) {
+        self.state
+            .client_lifetimes
+            .lock()
+            .unwrap()
+            .insert(client_id.to_string(), lifetime);
     }
 
     /// How many tokens `/token` has issued.
     pub fn tokens_issued(&self) -> u64 {
         self.state.tokens_issued.load(Ordering::SeqCst)
+    }
+
+    /// How many tokens `/token` has issued to `client_id`.
+    pub fn tokens_issued_to(&self, client_id: &str) -> u64 {
+        self.state
+            .issued_to
+            .lock()
+            .unwrap()
+            .get(client_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// How many requests reached `/token`, refused ones included.
@@ -361,9 +388,21 @@ impl State {
         if self.clients.lock().unwrap().get(&id) != Some(&secret) {
             return (401, json!({"error": "invalid_client"}).to_string());
         }
-        let lifetime = *self.lifetime.lock().unwrap();
+        let lifetime = self
+            .client_lifetimes
+            .lock()
+            .unwrap()
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| *self.lifetime.lock().unwrap());
         let now = now_secs();
         let scope = form.get("scope").filter(|s| !s.is_empty()).cloned();
+        *self
+            .issued_to
+            .lock()
+            .unwrap()
+            .entry(id.clone())
+            .or_default() += 1;
         let token = self.sign(&TokenClaims {
             subject: id,
             issuer: self.base_url.clone(),
@@ -638,7 +677,20 @@ mod tests {
         );
         assert_eq!(status, 400);
         assert_eq!(server.tokens_issued(), 2);
+        assert_eq!(server.tokens_issued_to("courier-client"), 2);
         assert_eq!(server.token_requests(), 4);
+
+        // A client's own lifetime wins over the server-wide one.
+        server.add_client("other", "other-secret");
+        server.set_client_token_lifetime("other", Duration::from_secs(7));
+        let (status, body) = post_token(
+            server.addr(),
+            Some("other:other-secret"),
+            "grant_type=client_credentials",
+        );
+        assert_eq!((status, body["expires_in"].as_u64()), (200, Some(7)));
+        assert_eq!(server.tokens_issued_to("other"), 1);
+        assert_eq!(server.tokens_issued_to("courier-client"), 2);
 
         server.fail_next_token_requests(1);
         let ok = Some("courier-client:courier-client-secret");
@@ -650,7 +702,7 @@ mod tests {
             post_token(server.addr(), ok, "grant_type=client_credentials").0,
             200
         );
-        assert_eq!(server.tokens_issued(), 3);
+        assert_eq!(server.tokens_issued(), 4);
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn unknown_ca_expired_and_wrong_host_certificates_are_refused() {
 fn oauthbearer_client_credentials_get_through_and_tokens_are_counted() {
     let c = cluster();
     let oidc = c.security().unwrap().oidc().unwrap();
-    let before = oidc.tokens_issued();
+    let before = oidc.tokens_issued_to("courier-client");
     let cfg = java(
         Listener::SaslSsl,
         &ClientAuth::OAuthClientCredentials {
@@ -258,6 +258,46 @@ fn oauthbearer_client_credentials_get_through_and_tokens_are_counted() {
         "the producer fetched no token"
     );
     assert_eq!(read(&cfg, &t, 1), vec!["by-token"]);
+}
+
+/// A client whose tokens live 4 s fetches new ones while it runs: the provider's count
+/// shows Kafka's refreshing login at work (and the count a courier test will read).
+#[test]
+fn oauthbearer_tokens_are_refreshed_before_they_expire() {
+    let c = cluster();
+    let oidc = c.security().unwrap().oidc().unwrap();
+    oidc.add_client("refresher", "refresher-secret");
+    oidc.set_client_token_lifetime("refresher", Duration::from_secs(4));
+    let cfg = java(
+        Listener::SaslSsl,
+        &ClientAuth::OAuthClientCredentials {
+            client_id: "refresher".into(),
+            client_secret: "refresher-secret".into(),
+            scope: None,
+        },
+    );
+    let t = topic("oauth-refresh");
+    // Reading an empty topic until 10 s pass with nothing new keeps the client up for
+    // two and a half token lifetimes.
+    let started = Instant::now();
+    let got = c
+        .consume_with(
+            &cfg,
+            &t,
+            &ConsumeOptions {
+                max_records: None,
+                idle_timeout: Duration::from_secs(10),
+                ..ConsumeOptions::default()
+            },
+        )
+        .unwrap();
+    assert!(got.is_empty());
+    let issued = oidc.tokens_issued_to("refresher");
+    assert!(
+        issued >= 2,
+        "{issued} token(s) in {:?} with a 4 s lifetime",
+        started.elapsed()
+    );
 }
 
 #[test]

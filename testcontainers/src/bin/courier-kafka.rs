@@ -5,7 +5,8 @@
 //! ```
 //!
 //! `--secure` adds every secured listener of the test kit (`Security::all()`) and
-//! prints each one's address, mechanisms, users, the CA file and the OIDC endpoints.
+//! prints each one's address, mechanisms, users, the CA file and the OIDC endpoints;
+//! with `--check` it also makes a round trip over SASL_SSL (SCRAM-SHA-512).
 //!
 //! Prints the bootstrap address, the broker process ids and the run directory, then
 //! keeps the cluster up until Ctrl-C (SIGINT) or SIGTERM. With `--check` it instead
@@ -245,5 +246,39 @@ fn run_check(cluster: &KafkaCluster, brokers: usize) -> Result<(), Box<dyn std::
         )
         .into());
     }
+    if let Ok(sec) = cluster.security() {
+        check_sasl_ssl(cluster, sec)?;
+    }
+    Ok(())
+}
+
+/// A round trip over SASL_SSL with SCRAM-SHA-512, Kafka's console clients on both ends.
+fn check_sasl_ssl(
+    cluster: &KafkaCluster,
+    sec: &courier_testkit::SecurityInfo,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use courier_testkit::{ClientAuth, ConsumeOptions, Listener, SaslMechanism};
+    let topic = "courier-check-sasl-ssl";
+    cluster.create_topic(&TopicSpec::new(topic))?;
+    let java = sec.java_client(
+        Listener::SaslSsl,
+        &ClientAuth::sasl(SaslMechanism::ScramSha512, sec.user()),
+    )?;
+    cluster.console_produce_with(&java, topic, &[(None, "over-sasl-ssl")])?;
+    let read = cluster.consume_with(
+        &java,
+        topic,
+        &ConsumeOptions {
+            max_records: Some(1),
+            ..ConsumeOptions::default()
+        },
+    )?;
+    if read.first().and_then(|r| r.value.as_deref()) != Some(&b"over-sasl-ssl"[..]) {
+        return Err(format!("SASL_SSL round trip read {read:?}").into());
+    }
+    println!(
+        "SASL_SSL (SCRAM-SHA-512 as {}): wrote and read 1 record",
+        sec.user().name
+    );
     Ok(())
 }
