@@ -787,7 +787,7 @@ impl SaslOutcome {
 /// SaslAuthenticate requests and reports the broker's verdict, independently of any
 /// client library: so a test can see what the broker itself accepts (an expired token
 /// that Kafka's Java client would refuse to send, say) and the session lifetime it
-/// grants.
+/// grants. `addr` is `host:port`, or a bootstrap list whose first entry is used.
 pub fn sasl_authenticate(addr: &str, auth: &RawSaslAuth) -> Result<SaslOutcome, KitError> {
     Ok(SaslSession::open(addr, auth)?.outcome)
 }
@@ -803,7 +803,8 @@ pub struct SaslSession {
 impl SaslSession {
     /// Authenticates like [`sasl_authenticate`] and keeps the connection.
     pub fn open(addr: &str, auth: &RawSaslAuth) -> Result<Self, KitError> {
-        let mut conn = RawConn::open(addr)?;
+        let first = addr.split(',').next().unwrap_or(addr).trim();
+        let mut conn = RawConn::open(first)?;
         let outcome = authenticate(&mut conn, auth)?;
         Ok(Self { outcome, conn })
     }
