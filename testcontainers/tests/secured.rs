@@ -96,8 +96,9 @@ fn sasl_ssl_takes_plain_scram_256_and_scram_512() {
     }
     let got = read(&sasl(Listener::SaslSsl, SaslMechanism::ScramSha512), &t, 3);
     assert_eq!(got, vec!["via-plain", "via-scram-256", "via-scram-512"]);
-    // The independent reader on PLAINTEXT sees the same.
-    assert_eq!(cluster().consume_all(&t).unwrap().len(), 3);
+    // The kit's admin client on PLAINTEXT counts the same three.
+    let offsets = cluster().admin().offsets(&t).unwrap();
+    assert_eq!(offsets.iter().map(|(_, s, e)| e - s).sum::<i64>(), 3);
 }
 
 #[test]
@@ -234,7 +235,8 @@ fn unknown_ca_expired_and_wrong_host_certificates_are_refused() {
     cluster()
         .console_produce_with(&lax, &t, &[(None, "through")])
         .unwrap();
-    assert_eq!(read(&lax, &t, 1), vec!["through"]);
+    let offsets = cluster().admin().offsets(&t).unwrap();
+    assert_eq!(offsets.iter().map(|(_, s, e)| e - s).sum::<i64>(), 1);
 }
 
 #[test]
@@ -260,14 +262,14 @@ fn oauthbearer_client_credentials_get_through_and_tokens_are_counted() {
     assert_eq!(read(&cfg, &t, 1), vec!["by-token"]);
 }
 
-/// A client whose tokens live 4 s fetches new ones while it runs: the provider's count
+/// A client whose tokens live 3 s fetches new ones while it runs: the provider's count
 /// shows Kafka's refreshing login at work (and the count a courier test will read).
 #[test]
 fn oauthbearer_tokens_are_refreshed_before_they_expire() {
     let c = cluster();
     let oidc = c.security().unwrap().oidc().unwrap();
     oidc.add_client("refresher", "refresher-secret");
-    oidc.set_client_token_lifetime("refresher", Duration::from_secs(4));
+    oidc.set_client_token_lifetime("refresher", Duration::from_secs(3));
     let cfg = java(
         Listener::SaslSsl,
         &ClientAuth::OAuthClientCredentials {
@@ -277,8 +279,8 @@ fn oauthbearer_tokens_are_refreshed_before_they_expire() {
         },
     );
     let t = topic("oauth-refresh");
-    // Reading an empty topic until 10 s pass with nothing new keeps the client up for
-    // two and a half token lifetimes.
+    // Reading an empty topic until 8 s pass with nothing new keeps the client up for
+    // over two token lifetimes; Kafka refreshes at about 80% of one.
     let started = Instant::now();
     let got = c
         .consume_with(
@@ -286,7 +288,7 @@ fn oauthbearer_tokens_are_refreshed_before_they_expire() {
             &t,
             &ConsumeOptions {
                 max_records: None,
-                idle_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(8),
                 ..ConsumeOptions::default()
             },
         )
@@ -295,7 +297,7 @@ fn oauthbearer_tokens_are_refreshed_before_they_expire() {
     let issued = oidc.tokens_issued_to("refresher");
     assert!(
         issued >= 2,
-        "{issued} token(s) in {:?} with a 4 s lifetime",
+        "{issued} token(s) in {:?} with a 3 s lifetime",
         started.elapsed()
     );
 }
