@@ -932,6 +932,137 @@ mod tests {
             .is_err());
     }
 
+    fn info(dir: &Path) -> SecurityInfo {
+        let security = Security::all().reauth(Listener::SaslPlaintext, Duration::from_secs(4));
+        let ports: BTreeMap<Listener, Vec<u16>> = Listener::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (l, vec![9100 + i as u16]))
+            .collect();
+        SecurityInfo::new(
+            Pki::generate(&dir.join("tls")).unwrap(),
+            &security,
+            Some(OidcServer::start(OidcOptions::default()).unwrap()),
+            &ports,
+            dir.join("clients"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn broker_config_names_every_listener_setting() {
+        let dir = std::env::temp_dir().join(format!("courier-sec-test-{}", std::process::id()));
+        let sec = info(&dir);
+        let ports: Vec<(Listener, u16)> = Listener::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (l, 9100 + i as u16))
+            .collect();
+        let c = sec.broker_config(&ports);
+        assert!(c
+            .listeners
+            .contains(&"SSL_EXPIRED://127.0.0.1:9103".to_string()));
+        assert!(c.protocol_map.contains(&"SSL_WRONG_HOST:SSL".to_string()));
+        assert!(c
+            .protocol_map
+            .contains(&"SASL_PLAINTEXT:SASL_PLAINTEXT".to_string()));
+        let has = |line: &str| {
+            assert!(
+                c.properties.lines().any(|l| l == line),
+                "no {line:?} in:\n{}",
+                c.properties
+            )
+        };
+        has("listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER");
+        has("listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,OAUTHBEARER");
+        has("listener.name.ssl.ssl.client.auth=required");
+        has("listener.name.ssl_untrusted.ssl.client.auth=none");
+        has("listener.name.sasl_plaintext.connections.max.reauth.ms=4000");
+        has(&format!(
+            "listener.name.ssl_expired.ssl.keystore.location={}",
+            sec.pki.expired.keystore_path.display()
+        ));
+        has("listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+             org.apache.kafka.common.security.scram.ScramLoginModule required;");
+        has("listener.name.sasl_ssl.plain.sasl.jaas.config=\
+             org.apache.kafka.common.security.plain.PlainLoginModule required \
+             user_alice=\"alice-secret\" user_bob=\"bob-secret\";");
+        has(
+            "listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class=\
+             org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+        );
+        let oidc = sec.oidc().unwrap();
+        has(&format!(
+            "sasl.oauthbearer.jwks.endpoint.url={}",
+            oidc.jwks_url()
+        ));
+        has(&format!(
+            "sasl.oauthbearer.expected.issuer={}",
+            oidc.issuer()
+        ));
+        assert!(!c
+            .properties
+            .contains("listener.name.sasl_ssl.connections.max.reauth.ms"));
+        assert_eq!(
+            c.jvm_args,
+            vec![format!("-D{ALLOWED_URLS_PROPERTY}={}", oidc.jwks_url())]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn java_client_configs_match_the_auth_asked_for() {
+        let dir = std::env::temp_dir().join(format!("courier-sec-java-{}", std::process::id()));
+        let sec = info(&dir);
+        let p12 = sec
+            .java_client(Listener::Ssl, &ClientAuth::Certificate(ClientCert::Pkcs12))
+            .unwrap();
+        assert_eq!(p12.bootstrap, "127.0.0.1:9101");
+        assert_eq!(p12.get("security.protocol"), Some("SSL"));
+        assert_eq!(p12.get("ssl.keystore.type"), Some("PKCS12"));
+        assert_eq!(
+            p12.get("ssl.keystore.password"),
+            Some(crate::pki::CLIENT_KEY_PASSWORD)
+        );
+        assert_eq!(p12.get("ssl.truststore.type"), Some("PEM"));
+        let scram = sec
+            .java_client(
+                Listener::SaslPlaintext,
+                &ClientAuth::sasl(SaslMechanism::ScramSha256, sec.user()),
+            )
+            .unwrap();
+        assert_eq!(scram.get("ssl.truststore.location"), None);
+        assert_eq!(scram.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(
+            scram.get("sasl.jaas.config"),
+            Some(
+                "org.apache.kafka.common.security.scram.ScramLoginModule required \
+                 username=\"alice\" password=\"alice-secret\";"
+            )
+        );
+        let token = sec
+            .java_client(Listener::SaslSsl, &ClientAuth::OAuthToken("t.o.k".into()))
+            .unwrap();
+        let url = token.get("sasl.oauthbearer.token.endpoint.url").unwrap();
+        let path = url.strip_prefix("file://").unwrap();
+        assert_eq!(fs::read_to_string(path).unwrap(), "t.o.k");
+        assert!(token
+            .jvm_args()
+            .contains(&format!("-D{ALLOWED_FILES_PROPERTY}={path}")));
+        let written = fs::read_to_string(scram.write_properties().unwrap()).unwrap();
+        assert!(
+            written.contains("sasl.mechanism=SCRAM-SHA-256\n"),
+            "{written}"
+        );
+        assert!(sec
+            .java_client(
+                Listener::SaslSsl,
+                &ClientAuth::sasl(SaslMechanism::OAuthBearer, sec.user())
+            )
+            .is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn scram_credentials_cover_both_mechanisms_and_are_ordered() {
         let creds = Security::all().scram_credentials();
