@@ -320,6 +320,27 @@ impl KafkaCluster {
         })
     }
 
+    /// One secured single-broker cluster ([`Security::all`], no re-authentication
+    /// limit, 512 MiB heap) shared by every test of this test binary that asks for it;
+    /// the same rules as [`Self::shared`]. Tests of KIP-368 re-authentication start
+    /// their own with [`Security::reauth`], so that a session lifetime never surprises
+    /// tests that share this one.
+    ///
+    /// Panics with the setup error if it cannot start.
+    pub fn shared_secured() -> &'static KafkaCluster {
+        static SECURED: OnceLock<KafkaCluster> = OnceLock::new();
+        SECURED.get_or_init(|| {
+            match Self::builder()
+                .security(Security::all())
+                .heap_mb(512)
+                .start()
+            {
+                Ok(c) => c,
+                Err(e) => panic!("could not start the shared secured Kafka cluster: {e}"),
+            }
+        })
+    }
+
     /// The backend that runs this cluster.
     pub fn backend(&self) -> BackendKind {
         match &self.backend {

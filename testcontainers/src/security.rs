@@ -165,6 +165,10 @@ impl Security {
 
     /// Every [`Listener`], users `alice`/`alice-secret` and `bob`/`bob-secret`, and
     /// OAUTHBEARER validated against the kit's [`OidcServer`] with its default options.
+    ///
+    /// Opening the six listeners costs the broker about a second of its start; a test
+    /// that needs one listener starts faster with
+    /// `Security::none().listener(..).user(..)`.
     pub fn all() -> Self {
         Self {
             listeners: Listener::ALL.into_iter().collect(),

@@ -1,35 +1,18 @@
 //! The secured listeners, proven with Kafka's own clients: records go through each of
 //! them, and what must be refused is refused, with the reason Kafka gives.
 //!
-//! One secured single-broker cluster serves every test in this binary, so each test
-//! uses its own topic.
+//! The shared secured single-broker cluster serves every test in this binary but the
+//! re-authentication one, so each test uses its own topic.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use courier_testkit::{
     sasl_authenticate, ClientAuth, ClientCert, ConsumeOptions, JavaClientConfig, KafkaCluster,
-    KitError, Listener, RawSaslAuth, SaslMechanism, SaslSession, Security, TopicSpec,
+    KitError, Listener, OidcOptions, RawSaslAuth, SaslMechanism, SaslSession, Security, TopicSpec,
 };
 
-/// The session lifetime of the SASL_PLAINTEXT listener (KIP-368 re-authentication).
-const REAUTH: Duration = Duration::from_secs(4);
-
 fn cluster() -> &'static KafkaCluster {
-    static CLUSTER: OnceLock<KafkaCluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let started = Instant::now();
-        let c = KafkaCluster::builder()
-            .security(Security::all().reauth(Listener::SaslPlaintext, REAUTH))
-            .heap_mb(512)
-            .start()
-            .unwrap_or_else(|e| panic!("secured cluster: {e}"));
-        eprintln!(
-            "secured 1-broker cluster started in {:?}",
-            started.elapsed()
-        );
-        c
-    })
+    KafkaCluster::shared_secured()
 }
 
 fn topic(prefix: &str) -> String {
@@ -348,12 +331,34 @@ fn oauthbearer_refuses_forged_expired_and_foreign_tokens() {
     }
 }
 
+/// Its own cluster, with just the listeners it needs: a session lifetime on the shared
+/// one would cut every other test's connections.
 #[test]
 fn reauthentication_lifetime_is_per_listener_and_enforced() {
-    let sec = cluster().security().unwrap();
+    const REAUTH: Duration = Duration::from_secs(4);
+    let started = Instant::now();
+    let cluster = KafkaCluster::builder()
+        .security(
+            Security::none()
+                .listener(Listener::SaslPlaintext)
+                .listener(Listener::SaslSsl)
+                .user("alice", "alice-secret")
+                .oauth(OidcOptions::default())
+                .reauth(Listener::SaslPlaintext, REAUTH),
+        )
+        .heap_mb(512)
+        .start()
+        .unwrap();
+    eprintln!(
+        "2-listener secured cluster started in {:?}",
+        started.elapsed()
+    );
+    let sec = cluster.security().unwrap();
+    assert_eq!(sec.listeners.len(), 2);
     let info = sec.listener(Listener::SaslPlaintext).unwrap();
     assert_eq!(info.reauth, Some(REAUTH));
     assert_eq!(sec.listener(Listener::SaslSsl).unwrap().reauth, None);
+    assert!(sec.listener(Listener::Ssl).is_err());
     let alice = RawSaslAuth::Plain {
         user: "alice".into(),
         password: "alice-secret".into(),
