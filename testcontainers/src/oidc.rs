@@ -87,6 +87,8 @@ struct State {
     rng: SystemRandom,
     base_url: String,
     audience: String,
+    /// The client registered at start: (id, secret).
+    first_client: (String, String),
     clients: Mutex<BTreeMap<String, String>>,
     lifetime: Mutex<Duration>,
     /// Per-client lifetimes that override `lifetime`, so tests sharing one server can
@@ -138,6 +140,7 @@ impl OidcServer {
             rng,
             base_url: format!("http://{addr}"),
             audience: opts.audience,
+            first_client: (opts.client_id.clone(), opts.client_secret.clone()),
             clients: Mutex::new(BTreeMap::from([(opts.client_id, opts.client_secret)])),
             lifetime: Mutex::new(opts.token_lifetime),
             client_lifetimes: Mutex::new(BTreeMap::new()),
@@ -204,6 +207,16 @@ impl OidcServer {
     /// The server's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The id of the client registered at start ([`OidcOptions::client_id`]).
+    pub fn client_id(&self) -> &str {
+        &self.state.first_client.0
+    }
+
+    /// The secret of the client registered at start.
+    pub fn client_secret(&self) -> &str {
+        &self.state.first_client.1
     }
 
     /// Registers another client for the client-credentials grant.

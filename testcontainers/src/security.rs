@@ -369,6 +369,16 @@ pub enum ClientCert {
 }
 
 impl ClientAuth {
+    /// OAUTHBEARER with tokens from `oidc`'s token endpoint as the client it registered
+    /// at start, no scope.
+    pub fn oauth(oidc: &OidcServer) -> Self {
+        ClientAuth::OAuthClientCredentials {
+            client_id: oidc.client_id().to_string(),
+            client_secret: oidc.client_secret().to_string(),
+            scope: None,
+        }
+    }
+
     /// SASL PLAIN or SCRAM as `user`.
     pub fn sasl(mechanism: SaslMechanism, user: &User) -> Self {
         ClientAuth::Sasl {

@@ -226,6 +226,7 @@ fn unknown_ca_expired_and_wrong_host_certificates_are_refused() {
 fn oauthbearer_client_credentials_get_through_and_tokens_are_counted() {
     let c = cluster();
     let oidc = c.security().unwrap().oidc().unwrap();
+    assert_eq!(oidc.client_id(), "courier-client");
     let before = oidc.tokens_issued_to("courier-client");
     let cfg = java(
         Listener::SaslSsl,
