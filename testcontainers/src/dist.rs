@@ -82,7 +82,19 @@ impl KafkaDist {
     /// A `java` command with the Kafka jars on the class path, running `main_class`,
     /// logging at WARN to stderr (tools) unless `log_config` is given.
     pub fn java_command(&self, main_class: &str, log_config: Option<&Path>) -> Command {
+        self.java_command_with(main_class, log_config, &[])
+    }
+
+    /// [`Self::java_command`] with extra JVM arguments (e.g. `-Dkey=value` system
+    /// properties) before the main class.
+    pub fn java_command_with(
+        &self,
+        main_class: &str,
+        log_config: Option<&Path>,
+        jvm_args: &[String],
+    ) -> Command {
         let mut cmd = Command::new(&self.java);
+        cmd.args(jvm_args);
         cmd.arg("-cp").arg(self.libs.join("*"));
         match log_config {
             Some(cfg) => cmd.arg(format!("-Dlog4j2.configurationFile={}", cfg.display())),

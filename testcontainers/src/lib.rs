@@ -31,6 +31,15 @@
 //! processes otherwise. If no backend can start, the error says what to install:
 //! tests fail, they never skip.
 //!
+//! # Secured listeners
+//!
+//! [`ClusterBuilder::security`] gives local brokers TLS, mTLS, SASL (PLAIN,
+//! SCRAM-SHA-256/512) and OAUTHBEARER listeners beside PLAINTEXT, plus listeners with
+//! expired, wrong-host and untrusted certificates, all with certificates ([`Pki`]),
+//! users and an OIDC provider ([`OidcServer`]) made for the cluster; see the
+//! [`security`] module. [`KafkaCluster::security`] says where everything is, and
+//! [`SecurityInfo::java_client`] configures Kafka's own console clients for any of them.
+//!
 //! # No orphans
 //!
 //! Brokers die with the test process, on panic and when the test runner is killed
@@ -44,9 +53,12 @@ mod dist;
 #[cfg(feature = "docker")]
 mod docker;
 mod local;
+pub mod oidc;
+pub mod pki;
 mod process;
 mod proxy;
 mod reader;
+pub mod security;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +73,14 @@ pub use hostile::HostileBroker;
 pub use kafka_protocol;
 pub use dist::{KafkaDist, KAFKA_VERSION};
 pub use local::{LocalCluster, LocalOptions};
+pub use oidc::{OidcOptions, OidcServer, TokenClaims};
+pub use pki::{CaCert, CertKey, ClientKeyFiles, Pki};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};
 pub use reader::{ConsumeOptions, ConsumedRecord, StoredBatch};
+pub use security::{
+    sasl_authenticate, ClientAuth, ClientCert, JavaClientConfig, Listener, ListenerInfo,
+    RawSaslAuth, SaslMechanism, SaslOutcome, SaslSession, Security, SecurityInfo, User,
+};
 
 /// What went wrong in the kit.
 #[derive(Debug)]
@@ -133,7 +151,8 @@ pub enum BackendKind {
 }
 
 enum Backend {
-    Local(LocalCluster),
+    // Boxed: a local cluster carries its options and nodes, the others a string.
+    Local(Box<LocalCluster>),
     External {
         bootstrap: String,
     },
@@ -184,6 +203,16 @@ impl ClusterBuilder {
         self
     }
 
+    /// Secured listeners beside PLAINTEXT (local backend): TLS, mTLS, SASL and
+    /// OAUTHBEARER, with certificates, users and an OIDC provider made for the cluster;
+    /// see [`Security`] and [`KafkaCluster::security`]. PLAINTEXT stays the listener of
+    /// replication, [`KafkaCluster::admin`] and the independent reader. Forces the local
+    /// backend unless another is named explicitly (which then fails).
+    pub fn security(mut self, security: Security) -> Self {
+        self.local.security = security;
+        self
+    }
+
     /// Forces a backend instead of choosing from the environment.
     pub fn backend(mut self, kind: BackendKind) -> Self {
         self.backend = Some(kind);
@@ -192,12 +221,20 @@ impl ClusterBuilder {
 
     /// Starts the cluster and waits until every broker is registered.
     pub fn start(self) -> Result<KafkaCluster, KitError> {
+        let secured = self.local.security.is_enabled();
         let kind = match self.backend {
             Some(k) => k,
+            // Only the local backend can add listeners and users to its brokers.
+            None if secured => BackendKind::Local,
             None => backend_from_env(self.local.brokers)?,
         };
+        if secured && kind != BackendKind::Local {
+            return Err(KitError::Unsupported(format!(
+                "secured listeners need the local backend, not {kind:?}"
+            )));
+        }
         let backend = match kind {
-            BackendKind::Local => Backend::Local(LocalCluster::start(self.local)?),
+            BackendKind::Local => Backend::Local(Box::new(LocalCluster::start(self.local)?)),
             BackendKind::External => {
                 let bootstrap = std::env::var("KAFKA_BOOTSTRAP").map_err(|_| {
                     KitError::Setup(
@@ -285,6 +322,27 @@ impl KafkaCluster {
         cell.get_or_init(|| match Self::start(brokers) {
             Ok(c) => c,
             Err(e) => panic!("could not start a shared {brokers}-broker Kafka cluster: {e}"),
+        })
+    }
+
+    /// One secured single-broker cluster ([`Security::all`], no re-authentication
+    /// limit, 512 MiB heap) shared by every test of this test binary that asks for it;
+    /// the same rules as [`Self::shared`]. Tests of KIP-368 re-authentication start
+    /// their own with [`Security::reauth`], so that a session lifetime never surprises
+    /// tests that share this one.
+    ///
+    /// Panics with the setup error if it cannot start.
+    pub fn shared_secured() -> &'static KafkaCluster {
+        static SECURED: OnceLock<KafkaCluster> = OnceLock::new();
+        SECURED.get_or_init(|| {
+            match Self::builder()
+                .security(Security::all())
+                .heap_mb(512)
+                .start()
+            {
+                Ok(c) => c,
+                Err(e) => panic!("could not start the shared secured Kafka cluster: {e}"),
+            }
         })
     }
 
@@ -586,6 +644,55 @@ impl KafkaCluster {
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The secured listeners, users, certificates and OIDC provider of a cluster started
+    /// with [`ClusterBuilder::security`].
+    pub fn security(&self) -> Result<&SecurityInfo, KitError> {
+        self.local()?.security().ok_or_else(|| {
+            KitError::Unsupported(
+                "this cluster has no secured listeners: start it with \
+                 ClusterBuilder::security"
+                    .into(),
+            )
+        })
+    }
+
+    /// Shorthand for [`SecurityInfo::java_client`].
+    pub fn java_client(
+        &self,
+        listener: Listener,
+        auth: &ClientAuth,
+    ) -> Result<JavaClientConfig, KitError> {
+        self.security()?.java_client(listener, auth)
+    }
+
+    /// Writes `(key, value)` records with Kafka's console producer (acks=all) as the
+    /// client `client` describes (its listener, security settings and JVM properties).
+    pub fn console_produce_with(
+        &self,
+        client: &JavaClientConfig,
+        topic: &str,
+        records: &[(Option<&str>, &str)],
+    ) -> Result<(), KitError> {
+        reader::console_produce_with(
+            self.dist()?,
+            &client.bootstrap,
+            Some(client),
+            topic,
+            records,
+        )
+    }
+
+    /// Reads records from `topic` with Kafka's console consumer as the client `client`
+    /// describes.
+    pub fn consume_with(
+        &self,
+        client: &JavaClientConfig,
+        topic: &str,
+        opts: &ConsumeOptions,
+    ) -> Result<Vec<ConsumedRecord>, KitError> {
+        reader::console_consume_with(self.dist()?, &client.bootstrap, Some(client), topic, opts)
     }
 
     /// Writes `(key, value)` records with Kafka's console producer (acks=all).

@@ -6,6 +6,7 @@
 //! controller that can still shrink the ISR, which is what makes the broker answer
 //! NOT_ENOUGH_REPLICAS instead of hanging.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::TcpListener;
@@ -15,9 +16,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::dist::KafkaDist;
+use crate::oidc::OidcServer;
+use crate::pki::Pki;
 use crate::process::{make_run_dir, signal, spawn_owned, unregister_dir, unregister_pid};
 use crate::proxy::FaultProxy;
 use crate::reader::tail;
+use crate::security::{clients_dir, BrokerSecurityConfig, Listener, Security, SecurityInfo};
 use crate::{Admin, KitError};
 
 /// Node id of the dedicated controller (brokers are 1..=n).
@@ -37,6 +41,8 @@ pub struct LocalOptions {
     /// Put a [`FaultProxy`] in front of each broker and advertise it to clients (see
     /// `ClusterBuilder::with_proxies`).
     pub proxies: bool,
+    /// Secured listeners beside PLAINTEXT (see `ClusterBuilder::security`).
+    pub security: Security,
 }
 
 impl Default for LocalOptions {
@@ -47,6 +53,7 @@ impl Default for LocalOptions {
             heap_mb: 768,
             startup_timeout: Duration::from_secs(180),
             proxies: false,
+            security: Security::none(),
         }
     }
 }
@@ -67,6 +74,10 @@ struct Node {
     /// With `LocalOptions::proxies`: the port of the broker's PROXIED listener and the
     /// proxy in front of it, whose address that listener advertises.
     proxy: Option<(u16, FaultProxy)>,
+    /// Ports of the secured listeners (brokers of a secured cluster).
+    secure_ports: Vec<(Listener, u16)>,
+    /// JVM arguments beyond the kit's defaults (the OAuth URL allow-list).
+    jvm_args: Vec<String>,
 }
 
 impl Node {
@@ -87,6 +98,8 @@ pub struct LocalCluster {
     dir: PathBuf,
     nodes: Vec<Node>,
     opts: LocalOptions,
+    /// Boxed: certificates and listener details are large and rarely there.
+    security: Option<Box<SecurityInfo>>,
 }
 
 fn free_port() -> Result<u16, KitError> {
@@ -151,10 +164,45 @@ impl LocalCluster {
             }
         }
         let voters = voters.join(",");
-        let template = storage_template(&dist)?;
+        opts.security.validate()?;
+        // Ports of every secured listener on every broker, known before any broker is
+        // configured: each broker's Metadata answers name the others' ports.
+        let mut secure_ports: BTreeMap<Listener, Vec<u16>> = BTreeMap::new();
+        let mut node_secure_ports = Vec::new();
+        for (_, _, port, _) in &nodes {
+            let mut mine = Vec::new();
+            if port.is_some() {
+                for l in opts.security.listeners() {
+                    let p = free_port()?;
+                    secure_ports.entry(l).or_default().push(p);
+                    mine.push((l, p));
+                }
+            }
+            node_secure_ports.push(mine);
+        }
+        let security = if opts.security.is_enabled() {
+            let pki = Pki::generate(&dir.join("tls"))?;
+            // The JWKS endpoint must answer before the brokers start: they fetch the
+            // keys while configuring the OAUTHBEARER listener.
+            let oidc = opts
+                .security
+                .oauth_options()
+                .map(|o| OidcServer::start(o.clone()))
+                .transpose()?;
+            Some(Box::new(SecurityInfo::new(
+                pki,
+                &opts.security,
+                oidc,
+                &secure_ports,
+                clients_dir(&dir),
+            )?))
+        } else {
+            None
+        };
+        let template = storage_template(&dist, &opts.security.scram_credentials())?;
         let cluster_id = random_uuid_base64();
         let mut built = Vec::new();
-        for (id, role, port, cport) in nodes {
+        for ((id, role, port, cport), secure_ports) in nodes.into_iter().zip(node_secure_ports) {
             let ndir = dir.join(format!("node-{id}"));
             let proxy = match port {
                 Some(_) if opts.proxies => {
@@ -164,18 +212,27 @@ impl LocalCluster {
                 }
                 _ => None,
             };
-            let node = Node {
+            let mut node = Node {
                 id,
                 role,
                 port,
                 dir: ndir,
                 child: Mutex::new(None),
                 proxy,
+                jvm_args: Vec::new(),
+                secure_ports,
             };
+            let sec_config = security
+                .as_ref()
+                .filter(|_| !node.secure_ports.is_empty())
+                .map(|s| s.broker_config(&node.secure_ports));
+            if let Some(c) = &sec_config {
+                node.jvm_args = c.jvm_args.clone();
+            }
             fs::create_dir_all(node.data_dir()).map_err(|e| KitError::Setup(e.to_string()))?;
             fs::write(
                 node.properties_path(),
-                node_properties(&node, cport, &voters, &opts),
+                node_properties(&node, cport, &voters, &opts, sec_config.as_ref()),
             )
             .map_err(|e| KitError::Setup(e.to_string()))?;
             write_log_config(&node)?;
@@ -199,6 +256,7 @@ impl LocalCluster {
             dir,
             nodes: built,
             opts,
+            security,
         };
         for node in &cluster.nodes {
             cluster.spawn(node)?;
@@ -226,6 +284,7 @@ impl LocalCluster {
             .arg("-XX:MaxGCPauseMillis=20")
             .arg("-XX:-UsePerfData")
             .arg("-Djava.awt.headless=true")
+            .args(&node.jvm_args)
             .arg(format!(
                 "-Dlog4j2.configurationFile={}",
                 node.dir.join("log4j2.properties").display()
@@ -316,6 +375,12 @@ impl LocalCluster {
     /// The Kafka installation the cluster runs.
     pub fn dist(&self) -> &KafkaDist {
         &self.dist
+    }
+
+    /// The secured listeners, users, certificates and OIDC provider (clusters started
+    /// with `LocalOptions::security`).
+    pub fn security(&self) -> Option<&SecurityInfo> {
+        self.security.as_deref()
     }
 
     /// The log directory of a broker (holds `<topic>-<partition>` dirs).
@@ -504,7 +569,13 @@ impl Drop for LocalCluster {
     }
 }
 
-fn node_properties(node: &Node, cport: Option<u16>, voters: &str, opts: &LocalOptions) -> String {
+fn node_properties(
+    node: &Node,
+    cport: Option<u16>,
+    voters: &str,
+    opts: &LocalOptions,
+    security: Option<&BrokerSecurityConfig>,
+) -> String {
     let n = opts.brokers;
     let rf = n.min(3);
     let min_isr = if n >= 3 { 2 } else { 1 };
@@ -528,15 +599,14 @@ fn node_properties(node: &Node, cport: Option<u16>, voters: &str, opts: &LocalOp
         .proxy
         .as_ref()
         .map(|(listen, proxy)| (*listen, proxy.addr().port()));
-    let _ = writeln!(
-        p,
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{}",
-        if proxied.is_some() {
-            ",PROXIED:PLAINTEXT"
-        } else {
-            ""
-        }
-    );
+    let mut protocol_map = String::from("PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT");
+    if proxied.is_some() {
+        protocol_map.push_str(",PROXIED:PLAINTEXT");
+    }
+    for entry in security.iter().flat_map(|s| &s.protocol_map) {
+        let _ = write!(protocol_map, ",{entry}");
+    }
+    let _ = writeln!(p, "listener.security.protocol.map={protocol_map}");
     let mut listeners = Vec::new();
     if let Some(port) = node.port {
         listeners.push(format!("PLAINTEXT://127.0.0.1:{port}"));
@@ -544,6 +614,12 @@ fn node_properties(node: &Node, cport: Option<u16>, voters: &str, opts: &LocalOp
         if let Some((listen, proxy_port)) = proxied {
             listeners.push(format!("PROXIED://127.0.0.1:{listen}"));
             let _ = write!(advertised, ",PROXIED://127.0.0.1:{proxy_port}");
+        }
+        // Secured listeners advertise themselves: a client bootstrapped on one keeps
+        // to it, while PLAINTEXT stays the inter-broker and kit-admin listener.
+        for l in security.iter().flat_map(|s| &s.listeners) {
+            listeners.push(l.clone());
+            let _ = write!(advertised, ",{l}");
         }
         let _ = writeln!(p, "advertised.listeners={advertised}");
         let _ = writeln!(p, "inter.broker.listener.name=PLAINTEXT");
@@ -578,6 +654,9 @@ fn node_properties(node: &Node, cport: Option<u16>, voters: &str, opts: &LocalOp
     let _ = writeln!(p, "num.network.threads=2");
     let _ = writeln!(p, "num.io.threads=4");
     let _ = writeln!(p, "controlled.shutdown.enable=true");
+    if let Some(s) = security {
+        p.push_str(&s.properties);
+    }
     for (k, v) in &opts.broker_properties {
         let _ = writeln!(p, "{k}={v}");
     }
@@ -602,26 +681,39 @@ fn write_log_config(node: &Node) -> Result<(), KitError> {
     fs::write(node.dir.join("log4j2.properties"), cfg).map_err(|e| KitError::Setup(e.to_string()))
 }
 
-/// The bootstrap checkpoint `kafka-storage format` writes: made once per machine and
-/// Kafka version by running the real tool, then copied into every node.
-fn storage_template(dist: &KafkaDist) -> Result<PathBuf, KitError> {
-    let dir = dist.cache().join("storage-template");
+/// The bootstrap checkpoint `kafka-storage format` writes: made once per machine,
+/// Kafka version and set of SCRAM credentials by running the real tool, then copied
+/// into every node.
+///
+/// `scram` holds `--add-scram` values (`SCRAM-SHA-512=[name=alice,password=...]`): the
+/// credentials become metadata records in the checkpoint, so each distinct set gets
+/// its own template, named by a digest of the set.
+fn storage_template(dist: &KafkaDist, scram: &[String]) -> Result<PathBuf, KitError> {
+    let dir = if scram.is_empty() {
+        dist.cache().join("storage-template")
+    } else {
+        let digest = ring::digest::digest(&ring::digest::SHA256, scram.join("\n").as_bytes());
+        let hex: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        dist.cache().join(format!("storage-template-scram-{hex}"))
+    };
     let checkpoint = dir.join("bootstrap.checkpoint");
     if checkpoint.exists() {
         return Ok(checkpoint);
     }
     // flock: serialises threads of this process (each opens its own description) and
     // concurrent test binaries alike.
-    let lock_path = dist.cache().join(".storage-template.lock");
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let lock_path = dist.cache().join(format!(".{name}.lock"));
     let lock = fs::File::create(&lock_path).map_err(|e| KitError::Setup(e.to_string()))?;
     lock.lock()
         .map_err(|e| KitError::Setup(format!("locking {}: {e}", lock_path.display())))?;
     if checkpoint.exists() {
         return Ok(checkpoint);
     }
-    let work = dist
-        .cache()
-        .join(format!("storage-template.{}", std::process::id()));
+    let work = dist.cache().join(format!("{name}.{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(work.join("data")).map_err(|e| KitError::Setup(e.to_string()))?;
     let props = work.join("server.properties");
@@ -638,6 +730,9 @@ fn storage_template(dist: &KafkaDist) -> Result<PathBuf, KitError> {
     let mut cmd = dist.java_command("kafka.tools.StorageTool", None);
     cmd.args(["format", "-t", "AAAAAAAAAAAAAAAAAAAAAA", "-c"])
         .arg(&props);
+    for cred in scram {
+        cmd.args(["--add-scram", cred]);
+    }
     let out = crate::reader::run_tool(cmd, None, Duration::from_secs(120), "kafka-storage format")?;
     let made = work.join("data").join("bootstrap.checkpoint");
     if !out.status.success() || !made.exists() {
@@ -678,12 +773,14 @@ mod tests {
             dir: PathBuf::from("/x"),
             child: Mutex::new(None),
             proxy: None,
+            secure_ports: Vec::new(),
+            jvm_args: Vec::new(),
         };
         let opts = LocalOptions {
             brokers: 3,
             ..Default::default()
         };
-        let p = node_properties(&node, None, "1000@127.0.0.1:9", &opts);
+        let p = node_properties(&node, None, "1000@127.0.0.1:9", &opts, None);
         assert!(p.contains("process.roles=broker\n"));
         assert!(p.contains("default.replication.factor=3\n"));
         assert!(p.contains("min.insync.replicas=2\n"));

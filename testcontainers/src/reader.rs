@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::dist::KafkaDist;
 use crate::process::{spawn_owned, unregister_pid};
+use crate::security::JavaClientConfig;
 use crate::KitError;
 
 // Control characters as separators: record payloads in tests are text, and these
@@ -106,7 +107,38 @@ pub fn console_consume(
     topic: &str,
     opts: &ConsumeOptions,
 ) -> Result<Vec<ConsumedRecord>, KitError> {
-    let mut cmd = dist.java_command("org.apache.kafka.tools.consumer.ConsoleConsumer", None);
+    console_consume_with(dist, bootstrap, None, topic, opts)
+}
+
+/// A tool command with a client configuration: its system properties on the JVM and
+/// its properties file as `--command-config`.
+fn tool_command(
+    dist: &KafkaDist,
+    main_class: &str,
+    client: Option<&JavaClientConfig>,
+) -> Result<std::process::Command, KitError> {
+    let jvm_args = client.map(|c| c.jvm_args()).unwrap_or_default();
+    let mut cmd = dist.java_command_with(main_class, None, &jvm_args);
+    if let Some(c) = client {
+        cmd.arg("--command-config").arg(c.write_properties()?);
+    }
+    Ok(cmd)
+}
+
+/// [`console_consume`] as a client configured by `client` (security settings), on
+/// `bootstrap`.
+pub(crate) fn console_consume_with(
+    dist: &KafkaDist,
+    bootstrap: &str,
+    client: Option<&JavaClientConfig>,
+    topic: &str,
+    opts: &ConsumeOptions,
+) -> Result<Vec<ConsumedRecord>, KitError> {
+    let mut cmd = tool_command(
+        dist,
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        client,
+    )?;
     cmd.args([
         "--bootstrap-server",
         bootstrap,
@@ -142,6 +174,16 @@ pub fn console_consume(
     // Without --max-messages the consumer ends with a TimeoutException and exit code 1;
     // that is its normal way to stop, so judge by what it printed.
     let records = parse_console_output(&out.stdout)?;
+    // An authentication or TLS failure is fatal for the consumer: it prints nothing
+    // and exits non-zero at once, which must not pass for an empty topic.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if records.is_empty() && !out.status.success() && is_auth_failure(&stderr) {
+        return Err(KitError::Tool(format!(
+            "kafka-console-consumer could not authenticate ({}):\n{}",
+            out.status,
+            tail(&stderr, 40)
+        )));
+    }
     if let Some(n) = opts.max_records {
         if records.len() < n {
             return Err(KitError::Tool(format!(
@@ -218,7 +260,19 @@ pub fn console_produce(
     topic: &str,
     records: &[(Option<&str>, &str)],
 ) -> Result<(), KitError> {
-    let mut cmd = dist.java_command("org.apache.kafka.tools.ConsoleProducer", None);
+    console_produce_with(dist, bootstrap, None, topic, records)
+}
+
+/// [`console_produce`] as a client configured by `client` (security settings), on
+/// `bootstrap`.
+pub(crate) fn console_produce_with(
+    dist: &KafkaDist,
+    bootstrap: &str,
+    client: Option<&JavaClientConfig>,
+    topic: &str,
+    records: &[(Option<&str>, &str)],
+) -> Result<(), KitError> {
+    let mut cmd = tool_command(dist, "org.apache.kafka.tools.ConsoleProducer", client)?;
     cmd.args(["--bootstrap-server", bootstrap, "--topic", topic]);
     cmd.args(["--command-property", "acks=all"]);
     cmd.args(["--reader-property", "parse.key=true"]);
@@ -240,14 +294,30 @@ pub fn console_produce(
         Duration::from_secs(120),
         "kafka-console-producer",
     )?;
-    if !out.status.success() {
+    // The console producer sends asynchronously and only logs a failed send ("Error
+    // when sending message ...") before exiting 0, so a refused write (authentication,
+    // TLS) is only visible in what it printed.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || stderr.contains("Error when sending message") {
         return Err(KitError::Tool(format!(
             "kafka-console-producer failed ({}):\n{}",
             out.status,
-            tail(&String::from_utf8_lossy(&out.stderr), 40)
+            tail(&stderr, 40)
         )));
     }
     Ok(())
+}
+
+/// Whether a Java client's output reports a failed authentication or TLS handshake.
+fn is_auth_failure(stderr: &str) -> bool {
+    [
+        "AuthenticationException",
+        "SSLHandshakeException",
+        "SslAuthenticationException",
+        "SaslAuthenticationException",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
 }
 
 /// Describes every batch in the given segment files with `kafka-dump-log`.

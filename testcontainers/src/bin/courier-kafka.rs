@@ -1,8 +1,12 @@
 //! `courier-kafka`: starts a real local Kafka cluster from the test kit.
 //!
 //! ```text
-//! courier-kafka [--brokers N] [--check] [--exit-without-cleanup]
+//! courier-kafka [--brokers N] [--secure] [--heap-mb MB] [--check] [--exit-without-cleanup]
 //! ```
+//!
+//! `--secure` adds every secured listener of the test kit (`Security::all()`) and
+//! prints each one's address, mechanisms, users, the CA file and the OIDC endpoints;
+//! with `--check` it also makes a round trip over SASL_SSL (SCRAM-SHA-512).
 //!
 //! Prints the bootstrap address, the broker process ids and the run directory, then
 //! keeps the cluster up until Ctrl-C (SIGINT) or SIGTERM. With `--check` it instead
@@ -13,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use courier_testkit::{KafkaCluster, TopicSpec};
+use courier_testkit::{KafkaCluster, Security, TopicSpec};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -22,13 +26,15 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: courier-kafka [--brokers N] [--check]");
+    eprintln!("usage: courier-kafka [--brokers N] [--secure] [--heap-mb MB] [--check]");
     std::process::exit(2);
 }
 
 fn main() {
     let mut brokers = 1usize;
     let mut check = false;
+    let mut secure = false;
+    let mut heap_mb = None;
     let mut exit_without_cleanup = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -41,6 +47,15 @@ fn main() {
                     .unwrap_or_else(|| usage())
             }
             "--check" => check = true,
+            "--secure" => secure = true,
+            "--heap-mb" => {
+                heap_mb = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|&n| n >= 128)
+                        .unwrap_or_else(|| usage()),
+                )
+            }
             // For the kit's own test that process exit (not drop) cleans up.
             "--exit-without-cleanup" => exit_without_cleanup = true,
             "-h" | "--help" => usage(),
@@ -56,7 +71,14 @@ fn main() {
         "starting a {brokers}-broker Kafka {} cluster on 127.0.0.1 ...",
         courier_testkit::KAFKA_VERSION
     );
-    let cluster = match KafkaCluster::start(brokers) {
+    let mut builder = KafkaCluster::builder().brokers(brokers);
+    if secure {
+        builder = builder.security(Security::all());
+    }
+    if let Some(mb) = heap_mb {
+        builder = builder.heap_mb(mb);
+    }
+    let cluster = match builder.start() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -79,6 +101,9 @@ fn main() {
         {
             println!("run dir: {}", dir.display());
         }
+    }
+    if let Ok(sec) = cluster.security() {
+        print_security(sec);
     }
     println!("started in {:.1}s", started.elapsed().as_secs_f64());
 
@@ -108,6 +133,51 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("stopping");
+}
+
+fn print_security(sec: &courier_testkit::SecurityInfo) {
+    for l in &sec.listeners {
+        let mechs: Vec<&str> = l.mechanisms.iter().map(|m| m.name()).collect();
+        println!(
+            "listener {}: {} security.protocol={}{}{}{}",
+            l.listener.name(),
+            l.bootstrap,
+            l.security_protocol,
+            if mechs.is_empty() {
+                String::new()
+            } else {
+                format!(" sasl.mechanisms={}", mechs.join(","))
+            },
+            if l.client_auth_required {
+                " ssl.client.auth=required"
+            } else {
+                ""
+            },
+            l.reauth
+                .map(|d| format!(" connections.max.reauth.ms={}", d.as_millis()))
+                .unwrap_or_default(),
+        );
+    }
+    let users: Vec<String> = sec
+        .users
+        .iter()
+        .map(|u| format!("{}/{}", u.name, u.password))
+        .collect();
+    println!("users: {}", users.join(" "));
+    println!("ca: {}", sec.pki.ca.cert_path.display());
+    println!(
+        "client cert: {} key: {}",
+        sec.pki.client.cert_path.display(),
+        sec.pki.client.key_path.display()
+    );
+    if let Ok(oidc) = sec.oidc() {
+        println!(
+            "oidc: token {} jwks {} audience {}",
+            oidc.token_url(),
+            oidc.jwks_url(),
+            oidc.audience()
+        );
+    }
 }
 
 fn run_check(cluster: &KafkaCluster, brokers: usize) -> Result<(), Box<dyn std::error::Error>> {
@@ -176,5 +246,39 @@ fn run_check(cluster: &KafkaCluster, brokers: usize) -> Result<(), Box<dyn std::
         )
         .into());
     }
+    if let Ok(sec) = cluster.security() {
+        check_sasl_ssl(cluster, sec)?;
+    }
+    Ok(())
+}
+
+/// A round trip over SASL_SSL with SCRAM-SHA-512, Kafka's console clients on both ends.
+fn check_sasl_ssl(
+    cluster: &KafkaCluster,
+    sec: &courier_testkit::SecurityInfo,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use courier_testkit::{ClientAuth, ConsumeOptions, Listener, SaslMechanism};
+    let topic = "courier-check-sasl-ssl";
+    cluster.create_topic(&TopicSpec::new(topic))?;
+    let java = sec.java_client(
+        Listener::SaslSsl,
+        &ClientAuth::sasl(SaslMechanism::ScramSha512, sec.user()),
+    )?;
+    cluster.console_produce_with(&java, topic, &[(None, "over-sasl-ssl")])?;
+    let read = cluster.consume_with(
+        &java,
+        topic,
+        &ConsumeOptions {
+            max_records: Some(1),
+            ..ConsumeOptions::default()
+        },
+    )?;
+    if read.first().and_then(|r| r.value.as_deref()) != Some(&b"over-sasl-ssl"[..]) {
+        return Err(format!("SASL_SSL round trip read {read:?}").into());
+    }
+    println!(
+        "SASL_SSL (SCRAM-SHA-512 as {}): wrote and read 1 record",
+        sec.user().name
+    );
     Ok(())
 }
