@@ -301,7 +301,8 @@ fn normal(
         ApiKey::DescribeConfigs => {
             RequestHeader::decode(request, key.request_header_version(version))
                 .map_err(|e| e.to_string())?;
-            let req = DescribeConfigsRequest::decode(request, version).map_err(|e| e.to_string())?;
+            let req =
+                DescribeConfigsRequest::decode(request, version).map_err(|e| e.to_string())?;
             encode(&describe_configs(&req), version)?
         }
         _ => {

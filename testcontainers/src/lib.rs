@@ -48,10 +48,10 @@
 
 mod admin;
 pub mod blackhole;
-pub mod hostile;
 mod dist;
 #[cfg(feature = "docker")]
 mod docker;
+pub mod hostile;
 mod local;
 pub mod oidc;
 pub mod pki;
@@ -67,11 +67,11 @@ use std::time::{Duration, Instant};
 
 pub use admin::{Admin, BrokerInfo, ClusterMetadata, PartitionState, TopicSpec, TopicState};
 pub use blackhole::Blackhole;
+pub use dist::{KafkaDist, KAFKA_VERSION};
 pub use hostile::HostileBroker;
 /// The `kafka-protocol` crate the kit speaks with, so tests can build (hostile) replies
 /// without depending on it themselves.
 pub use kafka_protocol;
-pub use dist::{KafkaDist, KAFKA_VERSION};
 pub use local::{LocalCluster, LocalOptions};
 pub use oidc::{OidcOptions, OidcServer, TokenClaims};
 pub use pki::{CaCert, CertKey, ClientKeyFiles, Pki};
