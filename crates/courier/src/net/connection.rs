@@ -49,7 +49,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -1057,15 +1057,11 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
             Ok(n) if (4..=MAX_RESPONSE_SIZE).contains(&n) => n,
             _ => break CloseReason::Protocol(format!("impossible response size {size}")),
         };
-        let mut body = BytesMut::zeroed(size);
-        if let Err(e) = socket.read_exact(&mut body).await {
-            break if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                CloseReason::PeerClosed
-            } else {
-                CloseReason::Io(Arc::new(e))
-            };
-        }
-        let body = body.freeze();
+        let body = match read_frame(&mut socket, size).await {
+            Ok(b) => b.freeze(),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break CloseReason::PeerClosed,
+            Err(e) => break CloseReason::Io(Arc::new(e)),
+        };
         let correlation_id = (&body[..4]).get_i32();
         let mut st = shared.lock();
         match st.in_flight.front() {
@@ -1092,6 +1088,37 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
         }
     };
     shared.close(reason);
+}
+
+/// Reads a response frame of `size` bytes (its size prefix already read). Memory grows
+/// with the bytes that arrive, not with the size the broker claims: a 4-byte prefix
+/// promising 100 MiB that is followed by nothing costs 64 KiB, not 100 MiB.
+async fn read_frame<R: AsyncRead + Unpin>(socket: &mut R, size: usize) -> std::io::Result<BytesMut> {
+    let mut buf = BytesMut::new();
+    read_frame_into(socket, size, &mut buf).await?;
+    Ok(buf)
+}
+
+/// [`read_frame`] into `buf` (empty), which holds whatever arrived if the read is cut short.
+async fn read_frame_into<R: AsyncRead + Unpin>(
+    socket: &mut R,
+    size: usize,
+    buf: &mut BytesMut,
+) -> std::io::Result<()> {
+    const FIRST: usize = 64 * 1024;
+    buf.reserve(size.min(FIRST));
+    while buf.len() < size {
+        if buf.len() == buf.capacity() {
+            // Doubling: as many reallocations as for a buffer sized up front would take
+            // copies, logarithmic in the frame.
+            buf.reserve(buf.len().min(size - buf.len()));
+        }
+        let want = (size - buf.len()) as u64;
+        if (&mut *socket).take(want).read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }
 
 /// The watchdog task: closes the connection when the oldest request outlives
@@ -1149,5 +1176,41 @@ async fn watch_timeouts(shared: Arc<Shared>) {
                 tokio::time::sleep_until(next).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_is_read_whole_and_nothing_of_the_next_one() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut r = &data[..];
+        let frame = read_frame(&mut r, 150_000).await.unwrap();
+        assert_eq!(&frame[..], &data[..150_000]);
+        assert_eq!(r.len(), 50_000, "the rest stays for the next frame");
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_promises_more_than_arrives_costs_what_arrived() {
+        let data = [7u8; 10];
+        let mut r = &data[..];
+        let e = read_frame(&mut r, 99 << 20).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        // And while waiting for more, the buffer is bounded by the bytes so far: after
+        // 100 KB of a 99 MiB frame it holds at most about twice that.
+        let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
+        tx.write_all(&vec![1u8; 100_000]).await.unwrap();
+        let mut buf = BytesMut::new();
+        let waited = tokio::time::timeout(
+            Duration::from_millis(200),
+            read_frame_into(&mut rx, 99 << 20, &mut buf),
+        )
+        .await;
+        assert!(waited.is_err(), "still waiting for the rest");
+        assert_eq!(buf.len(), 100_000);
+        assert!(buf.capacity() <= 256 * 1024, "{} bytes for 100 KB", buf.capacity());
+        drop(tx);
     }
 }
