@@ -422,7 +422,7 @@ pub async fn audit(
     config: &ProducerConfig,
     topic: &str,
 ) -> Result<DurabilityReport, ProducerError> {
-    let pool = ConnectionPool::from_config(config);
+    let pool = ConnectionPool::from_config(config).map_err(ProducerError::from_net)?;
     let report = audit_with_pool(
         &pool,
         config.acks(),

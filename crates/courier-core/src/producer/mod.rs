@@ -208,6 +208,12 @@ pub enum FailureReason {
     /// A batch of this partition that may have been written under the previous epoch
     /// could not be resent after an epoch bump without risking a duplicate.
     EpochBumpedWhileUnresolved,
+    /// The producer was stopped for good ([`ProducerEngine::stop`]): the brokers refused
+    /// its TLS session or credentials, and retrying cannot help.
+    Stopped {
+        /// Why, as the caller said it.
+        reason: String,
+    },
 }
 
 /// A failure and what it means for the log.
@@ -1675,6 +1681,22 @@ impl<T> ProducerEngine<T> {
                 self.fail_all(failure.reason);
             }
         }
+    }
+
+    /// Stops the engine for good: every record not in flight fails with `reason` now, and
+    /// every later one at once. In-flight batches are reported when their requests end.
+    /// For failures retrying cannot fix (credentials or certificates the brokers refuse):
+    /// records must not wait out `delivery.timeout.ms` for an answer that cannot come.
+    pub fn stop(&mut self, reason: String) {
+        if self.fatal.is_some() {
+            return;
+        }
+        let failure = Failure {
+            reason: FailureReason::Stopped { reason },
+            persistence: Persistence::NotPersisted,
+        };
+        self.fatal = Some(failure.clone());
+        self.fail_all(failure.reason);
     }
 
     /// Fails everything that is not in flight (close after its timeout). In-flight

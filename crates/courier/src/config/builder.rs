@@ -1,14 +1,16 @@
 //! [`ProducerConfigBuilder`]: collects settings, then validates them all at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{ConfigError, ConfigNotice, DurabilityIssue};
 use super::keys::{self, Key};
+use super::security::{self, OAuthTokenProvider, SecuritySettings, TokenProviderHandle};
 use super::values::{
     self, Acks, BrokerAddress, CompressionType, DlqPossiblyPersisted, DurabilityCheck, Partitioner,
     Profile, SaslMechanism, Secret, SecurityProtocol,
 };
-use super::{defaults, ProducerConfig, SaslConfig, MAX_IN_FLIGHT_WITH_IDEMPOTENCE};
+use super::{defaults, ProducerConfig, MAX_IN_FLIGHT_WITH_IDEMPOTENCE};
 
 const INT_MAX: u64 = i32::MAX as u64;
 
@@ -52,10 +54,8 @@ pub struct ProducerConfigBuilder {
     profile: Option<Profile>,
     dlq_topic: Option<String>,
     dlq_possibly_persisted: Option<DlqPossiblyPersisted>,
-    security_protocol: Option<SecurityProtocol>,
-    sasl_mechanism: Option<SaslMechanism>,
-    sasl_username: Option<String>,
-    sasl_password: Option<Secret>,
+    /// `security.protocol`, TLS and SASL: resolved by `config::security`.
+    security: SecuritySettings,
 }
 
 macro_rules! setters {
@@ -100,15 +100,35 @@ impl ProducerConfigBuilder {
         self
     }
 
+    /// `security.protocol`.
+    pub fn security_protocol(mut self, protocol: SecurityProtocol) -> Self {
+        self.security.protocol = Some(protocol);
+        self
+    }
+
+    /// `sasl.mechanism`.
+    pub fn sasl_mechanism(mut self, mechanism: SaslMechanism) -> Self {
+        self.security.mechanism = Some(mechanism);
+        self
+    }
+
     /// `sasl.username`.
     pub fn sasl_username(mut self, username: impl Into<String>) -> Self {
-        self.sasl_username = Some(username.into());
+        self.security.username = Some(username.into());
         self
     }
 
     /// `sasl.password`. Never shown by `Debug` or in errors.
     pub fn sasl_password(mut self, password: impl Into<String>) -> Self {
-        self.sasl_password = Some(Secret::new(password));
+        self.security.password = Some(Secret::new(password));
+        self
+    }
+
+    /// Where SASL/OAUTHBEARER tokens come from: the application's provider (it implies
+    /// `sasl.mechanism=OAUTHBEARER`; `security.protocol` must still be `sasl_ssl` or
+    /// `sasl_plaintext`).
+    pub fn oauth_token_provider(mut self, provider: Arc<dyn OAuthTokenProvider>) -> Self {
+        self.security.token_provider = Some(TokenProviderHandle(provider));
         self
     }
 
@@ -164,10 +184,6 @@ impl ProducerConfigBuilder {
         profile: Profile => profile;
         /// `dlq.possibly.persisted`.
         dlq_possibly_persisted: DlqPossiblyPersisted => dlq_possibly_persisted;
-        /// `security.protocol`.
-        security_protocol: SecurityProtocol => security_protocol;
-        /// `sasl.mechanism`.
-        sasl_mechanism: SaslMechanism => sasl_mechanism;
     }
 
     /// Sets one property by its Java or librdkafka key, e.g. `set("linger.ms", "5")`.
@@ -231,6 +247,9 @@ impl ProducerConfigBuilder {
             values::parse_choice(value, choices).ok_or_else(|| invalid(values::one_of(choices)))
         }
 
+        if spec.key.is_security() {
+            return self.security.apply(spec.key, value, invalid);
+        }
         match spec.key {
             Key::BootstrapServers => {
                 parse_bootstrap_servers(key, value)?;
@@ -300,23 +319,18 @@ impl ProducerConfigBuilder {
                 )?)
             }
             Key::SecurityProtocol => {
-                self.security_protocol =
+                self.security.protocol =
                     Some(choice(value, values::SECURITY_PROTOCOL_CHOICES, invalid)?)
             }
             Key::SaslMechanism => {
-                self.sasl_mechanism = Some(
-                    values::parse_choice(value, values::SASL_MECHANISM_CHOICES).ok_or_else(
-                        || {
-                            invalid(format!(
-                                "{} (GSSAPI/Kerberos is not supported)",
-                                values::one_of(values::SASL_MECHANISM_CHOICES)
-                            ))
-                        },
-                    )?,
+                self.security.mechanism = Some(
+                    values::parse_choice(value, values::SASL_MECHANISM_CHOICES)
+                        .ok_or_else(|| invalid(sasl_mechanism_expectation(value)))?,
                 )
             }
-            Key::SaslUsername => self.sasl_username = Some(value.to_string()),
-            Key::SaslPassword => self.sasl_password = Some(Secret::new(value)),
+            Key::SaslUsername => self.security.username = Some(value.to_string()),
+            Key::SaslPassword => self.security.password = Some(Secret::new(value)),
+            _ => unreachable!("security keys are handled above"),
         }
         Ok(())
     }
@@ -598,17 +612,9 @@ impl ProducerConfigBuilder {
 
         let partitioner = resolve_partitioner(self.partitioner, self.ignore_keys)?;
 
-        let security_protocol = self
-            .security_protocol
-            .unwrap_or(defaults::SECURITY_PROTOCOL);
-        let sasl = resolve_sasl(
-            security_protocol,
-            self.sasl_mechanism,
-            self.sasl_username,
-            self.sasl_password,
-        )?;
-        // Checked after the SASL settings, so their own mistakes are named first.
-        if security_protocol != SecurityProtocol::Plaintext {
+        let (security_protocol, tls, sasl) = security::resolve(self.security)?;
+        // Checked after the TLS and SASL settings, so their own mistakes are named first.
+        if security_protocol.uses_sasl() {
             return Err(invalid(
                 Key::SecurityProtocol,
                 format!(
@@ -679,6 +685,7 @@ impl ProducerConfigBuilder {
             dlq_topic: self.dlq_topic,
             dlq_possibly_persisted: self.dlq_possibly_persisted.unwrap_or_default(),
             security_protocol,
+            tls,
             sasl,
             notices,
             durability_issues,
@@ -768,51 +775,19 @@ fn backoff_pair(
     }
 }
 
-fn resolve_sasl(
-    protocol: SecurityProtocol,
-    mechanism: Option<SaslMechanism>,
-    username: Option<String>,
-    password: Option<Secret>,
-) -> Result<Option<SaslConfig>, ConfigError> {
-    if !protocol.uses_sasl() {
-        let stray = [
-            (mechanism.is_some(), Key::SaslMechanism),
-            (username.is_some(), Key::SaslUsername),
-            (password.is_some(), Key::SaslPassword),
-        ]
-        .into_iter()
-        .find(|(set, _)| *set);
-        if let Some((_, key)) = stray {
-            return Err(invalid(
-                Key::SecurityProtocol,
-                format!(
-                    "{} is set but security.protocol={protocol} does not authenticate: set \
-                     security.protocol=sasl_ssl (or sasl_plaintext), or remove the SASL settings",
-                    key.name()
-                ),
-            ));
+/// What `sasl.mechanism` accepts, with a pointer for the mechanisms courier does not have.
+fn sasl_mechanism_expectation(value: &str) -> String {
+    let accepted = values::one_of(values::SASL_MECHANISM_CHOICES);
+    let v = value.trim().to_ascii_uppercase();
+    let why = match v.as_str() {
+        "GSSAPI" => " (GSSAPI/Kerberos is not supported: use SCRAM, PLAIN over TLS or OAUTHBEARER)",
+        "AWS_MSK_IAM" => {
+            " (MSK IAM: use OAUTHBEARER with a token provider that signs MSK IAM tokens, see \
+             the courier docs)"
         }
-        return Ok(None);
-    }
-    let missing = |key: Key| ConfigError::Missing {
-        key: key.name(),
-        hint: "security.protocol uses SASL, which needs sasl.mechanism (PLAIN, SCRAM-SHA-256 \
-               or SCRAM-SHA-512), sasl.username and sasl.password",
+        _ => "",
     };
-    let mechanism = mechanism.ok_or_else(|| missing(Key::SaslMechanism))?;
-    let username = username.ok_or_else(|| missing(Key::SaslUsername))?;
-    let password = password.ok_or_else(|| missing(Key::SaslPassword))?;
-    if username.is_empty() {
-        return Err(invalid(Key::SaslUsername, "must not be empty".to_string()));
-    }
-    if password.expose().is_empty() {
-        return Err(invalid(Key::SaslPassword, "must not be empty".to_string()));
-    }
-    Ok(Some(SaslConfig {
-        mechanism,
-        username,
-        password,
-    }))
+    format!("{accepted}{why}")
 }
 
 fn parse_bootstrap_servers(key: &str, raw: &str) -> Result<Vec<BrokerAddress>, ConfigError> {

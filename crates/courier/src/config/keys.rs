@@ -35,6 +35,33 @@ pub(crate) enum Key {
     SaslMechanism,
     SaslUsername,
     SaslPassword,
+    SslCaLocation,
+    SslCaPem,
+    SslCertificateLocation,
+    SslCertificatePem,
+    SslKeyLocation,
+    SslKeyPem,
+    SslKeyPassword,
+    SslKeystoreLocation,
+    SslKeystoreType,
+    SslKeystorePassword,
+    SslKeystoreKeyPem,
+    SslKeystoreCertificateChain,
+    SslTruststoreLocation,
+    SslTruststoreType,
+    SslTruststorePassword,
+    SslTruststoreCertificates,
+    SslEndpointIdentificationAlgorithm,
+    EnableSslCertificateVerification,
+    SslEnabledProtocols,
+    SslProtocol,
+    SaslOauthbearerMethod,
+    SaslOauthbearerTokenEndpointUrl,
+    SaslOauthbearerClientId,
+    SaslOauthbearerClientSecret,
+    SaslOauthbearerScope,
+    SaslOauthbearerExtensions,
+    SaslOauthbearerToken,
 }
 
 /// One row of the key table.
@@ -54,6 +81,15 @@ const fn spec(key: Key, name: &'static str, aliases: &'static [&'static str]) ->
         name,
         aliases,
         secret: false,
+    }
+}
+
+const fn secret(key: Key, name: &'static str, aliases: &'static [&'static str]) -> KeySpec {
+    KeySpec {
+        key,
+        name,
+        aliases,
+        secret: true,
     }
 }
 
@@ -121,13 +157,106 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec(Key::SecurityProtocol, "security.protocol", &[]),
     spec(Key::SaslMechanism, "sasl.mechanism", &["sasl.mechanisms"]),
     spec(Key::SaslUsername, "sasl.username", &[]),
-    KeySpec {
-        key: Key::SaslPassword,
-        name: "sasl.password",
-        aliases: &[],
-        secret: true,
-    },
+    secret(Key::SaslPassword, "sasl.password", &[]),
+    // TLS: librdkafka's names for PEM material, Java's for key and trust stores.
+    spec(Key::SslCaLocation, "ssl.ca.location", &[]),
+    spec(Key::SslCaPem, "ssl.ca.pem", &[]),
+    spec(Key::SslCertificateLocation, "ssl.certificate.location", &[]),
+    spec(Key::SslCertificatePem, "ssl.certificate.pem", &[]),
+    spec(Key::SslKeyLocation, "ssl.key.location", &[]),
+    secret(Key::SslKeyPem, "ssl.key.pem", &[]),
+    secret(Key::SslKeyPassword, "ssl.key.password", &[]),
+    spec(Key::SslKeystoreLocation, "ssl.keystore.location", &[]),
+    spec(Key::SslKeystoreType, "ssl.keystore.type", &[]),
+    secret(Key::SslKeystorePassword, "ssl.keystore.password", &[]),
+    secret(Key::SslKeystoreKeyPem, "ssl.keystore.key", &[]),
+    spec(
+        Key::SslKeystoreCertificateChain,
+        "ssl.keystore.certificate.chain",
+        &[],
+    ),
+    spec(Key::SslTruststoreLocation, "ssl.truststore.location", &[]),
+    spec(Key::SslTruststoreType, "ssl.truststore.type", &[]),
+    secret(Key::SslTruststorePassword, "ssl.truststore.password", &[]),
+    spec(
+        Key::SslTruststoreCertificates,
+        "ssl.truststore.certificates",
+        &[],
+    ),
+    spec(
+        Key::SslEndpointIdentificationAlgorithm,
+        "ssl.endpoint.identification.algorithm",
+        &[],
+    ),
+    spec(
+        Key::EnableSslCertificateVerification,
+        "enable.ssl.certificate.verification",
+        &[],
+    ),
+    spec(Key::SslEnabledProtocols, "ssl.enabled.protocols", &[]),
+    spec(Key::SslProtocol, "ssl.protocol", &[]),
+    // SASL/OAUTHBEARER: librdkafka's names; Kafka 4's client-credentials names as aliases.
+    spec(Key::SaslOauthbearerMethod, "sasl.oauthbearer.method", &[]),
+    spec(
+        Key::SaslOauthbearerTokenEndpointUrl,
+        "sasl.oauthbearer.token.endpoint.url",
+        &[],
+    ),
+    spec(
+        Key::SaslOauthbearerClientId,
+        "sasl.oauthbearer.client.id",
+        &["sasl.oauthbearer.client.credentials.client.id"],
+    ),
+    secret(
+        Key::SaslOauthbearerClientSecret,
+        "sasl.oauthbearer.client.secret",
+        &["sasl.oauthbearer.client.credentials.client.secret"],
+    ),
+    spec(Key::SaslOauthbearerScope, "sasl.oauthbearer.scope", &[]),
+    spec(
+        Key::SaslOauthbearerExtensions,
+        "sasl.oauthbearer.extensions",
+        &[],
+    ),
+    // courier's own: one fixed token (for tokens another process refreshes, use a provider).
+    secret(Key::SaslOauthbearerToken, "sasl.oauthbearer.token", &[]),
 ];
+
+impl Key {
+    /// Whether the key is one of the TLS or SASL settings `config::security` resolves.
+    pub(crate) fn is_security(self) -> bool {
+        matches!(
+            self,
+            Key::SslCaLocation
+                | Key::SslCaPem
+                | Key::SslCertificateLocation
+                | Key::SslCertificatePem
+                | Key::SslKeyLocation
+                | Key::SslKeyPem
+                | Key::SslKeyPassword
+                | Key::SslKeystoreLocation
+                | Key::SslKeystoreType
+                | Key::SslKeystorePassword
+                | Key::SslKeystoreKeyPem
+                | Key::SslKeystoreCertificateChain
+                | Key::SslTruststoreLocation
+                | Key::SslTruststoreType
+                | Key::SslTruststorePassword
+                | Key::SslTruststoreCertificates
+                | Key::SslEndpointIdentificationAlgorithm
+                | Key::EnableSslCertificateVerification
+                | Key::SslEnabledProtocols
+                | Key::SslProtocol
+                | Key::SaslOauthbearerMethod
+                | Key::SaslOauthbearerTokenEndpointUrl
+                | Key::SaslOauthbearerClientId
+                | Key::SaslOauthbearerClientSecret
+                | Key::SaslOauthbearerScope
+                | Key::SaslOauthbearerExtensions
+                | Key::SaslOauthbearerToken
+        )
+    }
+}
 
 impl Key {
     pub(crate) fn spec(self) -> &'static KeySpec {
@@ -231,6 +360,72 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
     ("metrics.num.samples", "there are no metric reporters"),
     ("metrics.recording.level", "there are no metric reporters"),
     ("enable.metrics.push", "client metrics push (KIP-714) is not implemented"),
+    (
+        "ssl.cipher.suites",
+        "courier offers rustls's modern AEAD suites only (TLS 1.3, and ECDHE with AES-GCM or \
+         ChaCha20-Poly1305 for TLS 1.2); there is no weaker one to choose",
+    ),
+    ("ssl.curves.list", "the key exchange groups are rustls's (X25519, P-256, P-384)"),
+    ("ssl.sigalgs.list", "the signature algorithms are rustls's modern ones"),
+    ("ssl.engine.location", "there are no OpenSSL engines: courier does not use OpenSSL"),
+    ("ssl.engine.id", "there are no OpenSSL engines: courier does not use OpenSSL"),
+    ("ssl.providers", "there are no OpenSSL providers: courier does not use OpenSSL"),
+    (
+        "ssl.ca.certificate.stores",
+        "Windows certificate stores are not read; set ssl.ca.location",
+    ),
+    (
+        "ssl.crl.location",
+        "certificate revocation lists are not checked; rotate compromised certificates out of \
+         the trusted CA instead",
+    ),
+    ("ssl.keymanager.algorithm", "a JVM setting; courier has no key managers"),
+    ("ssl.trustmanager.algorithm", "a JVM setting; courier has no trust managers"),
+    ("ssl.secure.random.implementation", "a JVM setting; courier uses the system's CSPRNG"),
+    ("ssl.engine.factory.class", "a JVM setting; there are no pluggable SSL engines"),
+    (
+        "sasl.kerberos.service.name",
+        "GSSAPI (Kerberos) is not supported; use SCRAM, PLAIN over TLS, or OAUTHBEARER",
+    ),
+    ("sasl.kerberos.principal", "GSSAPI (Kerberos) is not supported"),
+    ("sasl.kerberos.keytab", "GSSAPI (Kerberos) is not supported"),
+    ("sasl.kerberos.kinit.cmd", "GSSAPI (Kerberos) is not supported"),
+    ("sasl.kerberos.min.time.before.relogin", "GSSAPI (Kerberos) is not supported"),
+    (
+        "sasl.login.callback.handler.class",
+        "there are no Java callback classes: set sasl.oauthbearer.method=oidc (client \
+         credentials), or give the producer a token provider",
+    ),
+    (
+        "sasl.client.callback.handler.class",
+        "there are no Java callback classes; set sasl.username and sasl.password",
+    ),
+    ("sasl.login.class", "there are no Java login classes"),
+    (
+        "sasl.login.refresh.window.factor",
+        "courier refreshes an OAUTHBEARER token at 80 % of its lifetime (librdkafka's rule)",
+    ),
+    (
+        "sasl.login.refresh.window.jitter",
+        "courier refreshes an OAUTHBEARER token at 80 % of its lifetime (librdkafka's rule)",
+    ),
+    (
+        "sasl.login.refresh.min.period.seconds",
+        "courier refreshes an OAUTHBEARER token at 80 % of its lifetime (librdkafka's rule)",
+    ),
+    (
+        "sasl.login.refresh.buffer.seconds",
+        "courier refreshes an OAUTHBEARER token at 80 % of its lifetime (librdkafka's rule)",
+    ),
+    (
+        "sasl.oauthbearer.config",
+        "librdkafka's unsecured test tokens are not supported: use sasl.oauthbearer.method=oidc, \
+         sasl.oauthbearer.token, or a token provider",
+    ),
+    (
+        "enable.sasl.oauthbearer.unsecure.jwt",
+        "unsecured JWTs are not supported: use a token a broker can verify",
+    ),
 ];
 
 /// Whether a key's value must never be shown: a secret courier knows as such, or any key

@@ -100,6 +100,7 @@
 mod builder;
 mod error;
 mod keys;
+mod security;
 mod values;
 
 #[cfg(test)]
@@ -109,6 +110,10 @@ use std::time::Duration;
 
 pub use builder::ProducerConfigBuilder;
 pub use error::{ConfigError, ConfigNotice, DurabilityIssue};
+pub use security::{
+    ClientIdentity, OAuthToken, OAuthTokenProvider, OidcConfig, SaslConfig, SaslCredentials,
+    TlsConfig, TlsVersion, TokenFuture, TokenProviderHandle, TokenSource, TrustRoots,
+};
 pub use values::{
     Acks, BrokerAddress, CompressionType, DlqPossiblyPersisted, DurabilityCheck,
     InvalidBrokerAddress, Partitioner, Profile, SaslMechanism, Secret, SecurityProtocol,
@@ -192,31 +197,6 @@ pub fn known_keys() -> impl Iterator<Item = &'static str> {
     keys::KEYS.iter().map(|s| s.name)
 }
 
-/// SASL credentials (`sasl.mechanism`, `sasl.username`, `sasl.password`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SaslConfig {
-    pub(crate) mechanism: SaslMechanism,
-    pub(crate) username: String,
-    pub(crate) password: Secret,
-}
-
-impl SaslConfig {
-    /// The mechanism.
-    pub const fn mechanism(&self) -> SaslMechanism {
-        self.mechanism
-    }
-
-    /// The user name.
-    pub fn username(&self) -> &str {
-        &self.username
-    }
-
-    /// The password; `Debug` shows it as `<redacted>`.
-    pub fn password(&self) -> &Secret {
-        &self.password
-    }
-}
-
 /// A complete, validated producer configuration.
 ///
 /// Create it with [`ProducerConfig::builder`] or [`ProducerConfig::from_properties`]; every
@@ -254,6 +234,7 @@ pub struct ProducerConfig {
     pub(crate) dlq_topic: Option<String>,
     pub(crate) dlq_possibly_persisted: DlqPossiblyPersisted,
     pub(crate) security_protocol: SecurityProtocol,
+    pub(crate) tls: Option<TlsConfig>,
     pub(crate) sasl: Option<SaslConfig>,
     pub(crate) notices: Vec<ConfigNotice>,
     pub(crate) durability_issues: Vec<DurabilityIssue>,
@@ -419,7 +400,12 @@ impl ProducerConfig {
         self.security_protocol
     }
 
-    /// SASL credentials, present exactly when `security.protocol` uses SASL.
+    /// TLS settings, present exactly when `security.protocol` is `ssl` or `sasl_ssl`.
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// SASL settings, present exactly when `security.protocol` uses SASL.
     pub fn sasl(&self) -> Option<&SaslConfig> {
         self.sasl.as_ref()
     }

@@ -169,11 +169,11 @@ fn every_property_is_parsed_into_its_typed_setting() {
     assert_eq!(c.durability_check(), DurabilityCheck::Enforce);
 }
 
-/// Until TLS and SASL are implemented, a configuration that asks for them is refused
-/// rather than sent in plaintext.
+/// Until SASL is implemented, a configuration that asks for it is refused rather than sent
+/// without authentication.
 #[test]
-fn tls_and_sasl_are_refused_until_implemented_never_silently_plaintext() {
-    for protocol in ["ssl", "SASL_SSL", "sasl_plaintext"] {
+fn sasl_is_refused_until_implemented_never_silently_plaintext() {
+    for protocol in ["SASL_SSL", "sasl_plaintext"] {
         let mut pairs = vec![("security.protocol", protocol)];
         if protocol.to_ascii_lowercase().starts_with("sasl") {
             pairs.extend([
@@ -810,8 +810,9 @@ fn sasl_settings_without_a_sasl_protocol_are_an_error() {
 fn unsupported_sasl_mechanism_is_named() {
     assert_eq!(
         err(&[("sasl.mechanism", "GSSAPI")]).to_string(),
-        "sasl.mechanism: expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 \
-         (GSSAPI/Kerberos is not supported), got 'GSSAPI'"
+        "sasl.mechanism: expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER \
+         (GSSAPI/Kerberos is not supported: use SCRAM, PLAIN over TLS or OAUTHBEARER), got \
+         'GSSAPI'"
     );
 }
 
@@ -991,4 +992,292 @@ fn dlq_settings_parse() {
     assert!(err(&[("dlq.possibly.persisted", "maybe")])
         .to_string()
         .contains("dead-letter"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS and OAUTHBEARER settings (loaded when the configuration is built)
+
+mod security {
+    use super::*;
+    use courier_testkit::pki::Pki;
+    use std::sync::OnceLock;
+
+    /// Test certificates, made once for this test binary.
+    fn pki() -> &'static Pki {
+        static PKI: OnceLock<Pki> = OnceLock::new();
+        PKI.get_or_init(|| {
+            let dir =
+                std::env::temp_dir().join(format!("courier-config-pki-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Pki::generate(&dir).unwrap()
+        })
+    }
+
+    /// Builds with the settings, up to the point where courier refuses TLS: the TLS and SASL
+    /// settings are resolved (and their mistakes reported) first.
+    fn tls(pairs: &[(&str, &str)]) -> Result<(), ConfigError> {
+        let mut all = vec![("security.protocol", "ssl")];
+        all.extend_from_slice(pairs);
+        match props(&all) {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("is not supported yet") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn path(p: &std::path::Path) -> &str {
+        p.to_str().unwrap()
+    }
+
+    #[test]
+    fn trusted_cas_come_from_a_file_a_directory_pem_text_or_a_trust_store() {
+        let k = pki();
+        tls(&[("ssl.ca.location", path(&k.ca.cert_path))]).unwrap();
+        tls(&[("ssl.ca.location", path(&k.dir))]).unwrap();
+        tls(&[("ssl.ca.pem", &k.ca.cert_pem)]).unwrap();
+        tls(&[("ssl.truststore.location", path(&k.ca.cert_path))]).unwrap();
+        tls(&[
+            ("ssl.truststore.type", "PEM"),
+            ("ssl.truststore.certificates", &k.ca.cert_pem),
+        ])
+        .unwrap();
+        tls(&[
+            ("ssl.truststore.location", path(&k.client_key.pkcs12_path)),
+            ("ssl.truststore.type", "PKCS12"),
+            ("ssl.truststore.password", &k.client_key.password),
+        ])
+        .unwrap();
+        // Nothing: the system's roots.
+        tls(&[]).unwrap();
+    }
+
+    #[test]
+    fn trust_mistakes_name_the_setting() {
+        let k = pki();
+        let e = tls(&[
+            ("ssl.ca.location", path(&k.ca.cert_path)),
+            ("ssl.truststore.location", path(&k.ca.cert_path)),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key(), "ssl.truststore.location");
+        assert!(e.to_string().contains("keep one"), "{e}");
+        let e = tls(&[("ssl.ca.location", "/nonexistent/ca.pem")]).unwrap_err();
+        assert_eq!(e.key(), "ssl.ca.location");
+        assert!(
+            e.to_string().contains("cannot read /nonexistent/ca.pem"),
+            "{e}"
+        );
+        let e = tls(&[("ssl.ca.location", path(&k.client.key_path))]).unwrap_err();
+        assert!(e.to_string().contains("holds no certificate"), "{e}");
+        let jks = k.dir.join("store.jks");
+        std::fs::write(&jks, [0xFE, 0xED, 0xFE, 0xED, 0, 0, 0, 2]).unwrap();
+        let e = tls(&[("ssl.truststore.location", path(&jks))]).unwrap_err();
+        assert!(e.to_string().contains("keytool -importkeystore"), "{e}");
+        let e = tls(&[
+            ("ssl.truststore.location", path(&k.client_key.pkcs12_path)),
+            ("ssl.truststore.password", "wrong"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("password is wrong"), "{e}");
+        assert!(!e.to_string().contains("wrong\""), "{e}");
+    }
+
+    #[test]
+    fn client_certificates_for_mutual_tls_in_every_form() {
+        let k = pki();
+        let ca = ("ssl.ca.location", path(&k.ca.cert_path));
+        tls(&[
+            ca,
+            ("ssl.certificate.location", path(&k.client.cert_path)),
+            ("ssl.key.location", path(&k.client.key_path)),
+        ])
+        .unwrap();
+        tls(&[
+            ca,
+            ("ssl.certificate.pem", &k.client.cert_pem),
+            ("ssl.key.pem", &k.client.key_pem),
+        ])
+        .unwrap();
+        tls(&[
+            ca,
+            ("ssl.certificate.location", path(&k.client.cert_path)),
+            ("ssl.key.location", path(&k.client_key.encrypted_key_path)),
+            ("ssl.key.password", &k.client_key.password),
+        ])
+        .unwrap();
+        tls(&[
+            ca,
+            ("ssl.keystore.location", path(&k.client_key.pkcs12_path)),
+            ("ssl.keystore.password", &k.client_key.password),
+        ])
+        .unwrap();
+        tls(&[ca, ("ssl.keystore.location", path(&k.client.keystore_path))]).unwrap();
+        tls(&[
+            ca,
+            ("ssl.keystore.type", "PEM"),
+            ("ssl.keystore.key", &k.client.key_pem),
+            ("ssl.keystore.certificate.chain", &k.client.cert_pem),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn client_key_mistakes_name_the_setting_and_never_show_the_password() {
+        let k = pki();
+        let cert = ("ssl.certificate.location", path(&k.client.cert_path));
+        let encrypted = ("ssl.key.location", path(&k.client_key.encrypted_key_path));
+        let e = tls(&[cert, encrypted]).unwrap_err();
+        assert_eq!(e.key(), "ssl.key.password");
+        let e = tls(&[cert, encrypted, ("ssl.key.password", "not-the-password")]).unwrap_err();
+        assert_eq!(e.key(), "ssl.key.password");
+        assert!(e.to_string().contains("the password is wrong"), "{e}");
+        assert!(!e.to_string().contains("not-the-password"), "{e}");
+        let e = tls(&[
+            ("ssl.keystore.location", path(&k.client_key.pkcs12_path)),
+            ("ssl.keystore.password", "not-the-password"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key(), "ssl.keystore.location");
+        assert!(!e.to_string().contains("not-the-password"), "{e}");
+        let e = tls(&[("ssl.keystore.location", path(&k.client_key.pkcs12_path))]).unwrap_err();
+        assert_eq!(e.key(), "ssl.keystore.password");
+        let e = tls(&[cert]).unwrap_err();
+        assert!(e.to_string().contains("without its key"), "{e}");
+        let e = tls(&[("ssl.key.location", path(&k.client.key_path))]).unwrap_err();
+        assert!(e.to_string().contains("without a certificate"), "{e}");
+        let e = tls(&[
+            cert,
+            ("ssl.key.location", path(&k.client.key_path)),
+            ("ssl.keystore.location", path(&k.client.keystore_path)),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = tls(&[("ssl.key.pem", "-----BEGIN PRIVATE KEY-----\nhunter2\n")]).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn tls_settings_without_tls_are_an_error() {
+        let e = err(&[("ssl.ca.location", "/tmp/ca.pem")]);
+        assert_eq!(e.key(), "security.protocol");
+        assert!(e.to_string().contains("does not use TLS"), "{e}");
+        let e = err(&[
+            ("security.protocol", "sasl_plaintext"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("ssl.endpoint.identification.algorithm", "none"),
+        ]);
+        assert!(e.to_string().contains("does not use TLS"), "{e}");
+    }
+
+    #[test]
+    fn tls_versions_and_hostname_checks() {
+        for v in ["https", "none", "", "HTTPS"] {
+            tls(&[("ssl.endpoint.identification.algorithm", v)]).unwrap();
+        }
+        assert!(tls(&[("ssl.endpoint.identification.algorithm", "dns")]).is_err());
+        tls(&[("ssl.enabled.protocols", "TLSv1.2, TLSv1.3")]).unwrap();
+        let e = tls(&[("ssl.enabled.protocols", "TLSv1.1")]).unwrap_err();
+        assert!(e.to_string().contains("TLSv1.2 and TLSv1.3"), "{e}");
+        let e = tls(&[
+            ("ssl.enabled.protocols", "TLSv1.3"),
+            ("ssl.protocol", "TLSv1.2"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key(), "ssl.protocol");
+        tls(&[("ssl.protocol", "TLS")]).unwrap();
+        tls(&[("enable.ssl.certificate.verification", "false")]).unwrap();
+    }
+
+    fn sasl(pairs: &[(&str, &str)]) -> Result<(), ConfigError> {
+        let mut all = vec![("security.protocol", "sasl_ssl")];
+        all.extend_from_slice(pairs);
+        match props(&all) {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("is not supported yet") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[test]
+    fn oauthbearer_takes_oidc_a_fixed_token_or_a_provider() {
+        let oidc = [
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://idp.example/token",
+            ),
+            ("sasl.oauthbearer.client.id", "courier"),
+            ("sasl.oauthbearer.client.secret", "s3cret"),
+            ("sasl.oauthbearer.scope", "kafka"),
+            ("sasl.oauthbearer.extensions", "logicalCluster=lkc-1"),
+        ];
+        sasl(&oidc).unwrap();
+        // Kafka 4's names for the client credentials.
+        sasl(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "OIDC"),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "http://127.0.0.1:1/token",
+            ),
+            ("sasl.oauthbearer.client.credentials.client.id", "courier"),
+            (
+                "sasl.oauthbearer.client.credentials.client.secret",
+                "s3cret",
+            ),
+        ])
+        .unwrap();
+        sasl(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.token", "eyJ.a.b"),
+        ])
+        .unwrap();
+        let e = sasl(&oidc[..4]).unwrap_err();
+        assert_eq!(e.key(), "sasl.oauthbearer.client.secret");
+        let e = sasl(&[("sasl.mechanism", "OAUTHBEARER")]).unwrap_err();
+        assert!(e.to_string().contains("OAUTHBEARER needs a token"), "{e}");
+        let e = sasl(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.token", "t"),
+            ("sasl.oauthbearer.client.id", "c"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key(), "sasl.oauthbearer.client.id");
+        let e = sasl(&[
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("sasl.oauthbearer.scope", "kafka"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("is an OAUTHBEARER setting"), "{e}");
+        let e = sasl(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.token", "t"),
+            ("sasl.oauthbearer.extensions", "auth=x"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("reserved"), "{e}");
+
+        struct Fixed;
+        impl OAuthTokenProvider for Fixed {
+            fn token(&self) -> TokenFuture<'_> {
+                Box::pin(async {
+                    Ok(OAuthToken {
+                        value: Secret::new("t"),
+                        expires_at: None,
+                    })
+                })
+            }
+        }
+        let b = ProducerConfig::builder()
+            .bootstrap_servers("b:1")
+            .security_protocol(SecurityProtocol::SaslSsl)
+            .oauth_token_provider(std::sync::Arc::new(Fixed));
+        let e = b.build().unwrap_err();
+        assert!(e.to_string().contains("is not supported yet"), "{e}");
+    }
 }

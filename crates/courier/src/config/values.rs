@@ -171,8 +171,6 @@ impl fmt::Display for DlqPossiblyPersisted {
 }
 
 /// How connections to brokers are secured (`security.protocol`).
-///
-/// Parsed and validated now; the connection code that honours it is not written yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SecurityProtocol {
     /// Plain TCP (the default, as in the Java client).
@@ -207,15 +205,17 @@ impl fmt::Display for SecurityProtocol {
     }
 }
 
-/// The SASL mechanism (`sasl.mechanism`); only the username/password mechanisms.
+/// The SASL mechanism (`sasl.mechanism`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SaslMechanism {
     /// `PLAIN`: the password is sent as is; use it only over TLS.
     Plain,
-    /// `SCRAM-SHA-256`.
+    /// `SCRAM-SHA-256` (RFC 7677): the password never crosses the wire.
     ScramSha256,
     /// `SCRAM-SHA-512`.
     ScramSha512,
+    /// `OAUTHBEARER` (KIP-255): a bearer token from an identity provider.
+    OAuthBearer,
 }
 
 impl fmt::Display for SaslMechanism {
@@ -224,6 +224,7 @@ impl fmt::Display for SaslMechanism {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         })
     }
 }
@@ -438,6 +439,7 @@ pub(crate) const SASL_MECHANISM_CHOICES: &[(&str, SaslMechanism)] = &[
     ("PLAIN", SaslMechanism::Plain),
     ("SCRAM-SHA-256", SaslMechanism::ScramSha256),
     ("SCRAM-SHA-512", SaslMechanism::ScramSha512),
+    ("OAUTHBEARER", SaslMechanism::OAuthBearer),
 ];
 
 /// "one of a, b, c" for error messages.

@@ -155,12 +155,29 @@ pub enum ProducerError {
     )]
     ClusterAuthorizationFailed,
 
-    /// SASL authentication was refused.
-    #[error("SASL authentication with broker {broker} failed: {message}; check sasl.username, sasl.password and sasl.mechanism")]
+    /// SASL authentication was refused. The producer stops: retrying would be refused
+    /// again, and a producer that cannot authenticate must not look as if it were only slow.
+    #[error(
+        "SASL {mechanism} authentication with broker {broker} failed: {message}; the producer \
+         stopped: fix the credentials and create a new one"
+    )]
     AuthenticationFailed {
         /// The broker, as `host:port`.
         broker: String,
-        /// The broker's explanation.
+        /// The mechanism, e.g. `SCRAM-SHA-512`.
+        mechanism: String,
+        /// The broker's explanation, or what courier found wrong, with what to check.
+        message: String,
+    },
+
+    /// A TLS session with a broker could not be set up, for a reason retrying cannot fix
+    /// (an untrusted or wrong certificate, TLS spoken to a plaintext port). The producer
+    /// stops.
+    #[error("{message}; the producer stopped: fix the TLS settings and create a new one")]
+    Tls {
+        /// The broker, as `host:port`.
+        broker: String,
+        /// What failed and which setting to change.
         message: String,
     },
 
@@ -343,6 +360,32 @@ pub enum ProducerError {
 }
 
 impl ProducerError {
+    /// The error for a connection-layer failure that stops the producer (TLS, SASL), or a
+    /// fatal error carrying the connection error's text.
+    pub fn from_net(e: crate::net::NetError) -> ProducerError {
+        use crate::net::NetError;
+        match e {
+            NetError::Tls { addr, failure } => ProducerError::Tls {
+                broker: addr,
+                message: failure.message,
+            },
+            NetError::Authentication {
+                addr,
+                mechanism,
+                message,
+                ..
+            } => ProducerError::AuthenticationFailed {
+                broker: addr,
+                mechanism,
+                message,
+            },
+            other => ProducerError::Fatal {
+                code: None,
+                reason: other.to_string(),
+            },
+        }
+    }
+
     /// The error for a partition error code the producer will not (or no longer) retry,
     /// choosing the variant with the most helpful message.
     pub fn from_partition_error(
@@ -411,6 +454,7 @@ impl ProducerError {
             | ProducerError::BufferFull { .. }
             | ProducerError::MetadataTimeout { .. }
             | ProducerError::Transport { .. }
+            | ProducerError::Tls { .. }
             | ProducerError::Closed
             | ProducerError::DurabilityMisaligned { .. }
             | ProducerError::DurabilityUnverified { .. }
@@ -433,6 +477,7 @@ impl ProducerError {
             ProducerError::TopicAuthorizationFailed { .. } => "TOPIC_AUTHORIZATION_FAILED",
             ProducerError::ClusterAuthorizationFailed => "CLUSTER_AUTHORIZATION_FAILED",
             ProducerError::AuthenticationFailed { .. } => "SASL_AUTHENTICATION_FAILED",
+            ProducerError::Tls { .. } => "TLS",
             ProducerError::Config(_) => "CONFIG",
             ProducerError::UnknownTopic { .. } => "UNKNOWN_TOPIC_OR_PARTITION",
             ProducerError::UnknownPartition { .. } => "UNKNOWN_PARTITION",

@@ -50,12 +50,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::codec::{self, ProduceRequestParts, Segments};
+use super::stream::{BrokerStream, ReadHalf, WriteHalf};
+use super::tls::TlsConnector;
 use super::versions::{api_name, ApiVersionTable, API_VERSIONS_FIRST};
 use super::{CloseReason, NetCounters, NetError};
 use crate::config::ProducerConfig;
@@ -87,6 +88,8 @@ pub struct ConnectOptions {
     /// `max.in.flight.requests.per.connection`: requests submitted and not yet answered.
     /// Counts every request, as in the Java client (Metadata too).
     pub max_in_flight: usize,
+    /// `security.protocol=ssl`/`sasl_ssl`: the TLS session to open on each connection.
+    pub tls: Option<TlsConnector>,
     /// `connections.max.idle.ms`: a connection with nothing in flight for this long is
     /// closed ([`CloseReason::Idle`]); `None` keeps idle connections open. The watchdog
     /// notices within one `request_timeout` (it wakes no more often, so a busy connection
@@ -104,22 +107,25 @@ impl Default for ConnectOptions {
             connect_timeout_max: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             max_in_flight: 5,
+            tls: None,
             idle_timeout: Some(Duration::from_secs(9 * 60)),
         }
     }
 }
 
 impl ConnectOptions {
-    /// The options a producer configuration asks for.
-    pub fn from_config(config: &ProducerConfig) -> Self {
-        ConnectOptions {
+    /// The options a producer configuration asks for. Fails only if its TLS settings cannot
+    /// make a TLS client (the configuration's own checks catch that first).
+    pub fn from_config(config: &ProducerConfig) -> Result<Self, NetError> {
+        Ok(ConnectOptions {
             client_id: config.client_id().to_owned(),
             connect_timeout: config.socket_connection_setup_timeout(),
             connect_timeout_max: config.socket_connection_setup_timeout_max(),
             request_timeout: config.request_timeout(),
             max_in_flight: config.max_in_flight_requests_per_connection() as usize,
+            tls: config.tls().map(TlsConnector::new).transpose()?,
             idle_timeout: Some(config.connections_max_idle()).filter(|d| !d.is_zero()),
-        }
+        })
     }
 }
 
@@ -399,6 +405,16 @@ impl BrokerConnection {
             source: Arc::new(e),
         })?;
         tracing::debug!(broker = %addr, %peer, "TCP connected");
+        let stream = match &opts.tls {
+            None => BrokerStream::Plain(stream),
+            Some(tls) => {
+                let session = tokio::time::timeout_at(deadline, tls.connect(addr, stream))
+                    .await
+                    .map_err(|_| timed_out())??;
+                tracing::debug!(broker = %addr, "TLS session established");
+                BrokerStream::Tls(Box::new(session))
+            }
+        };
         let conn = Self::start(addr, stream, peer, opts, counters);
         match tokio::time::timeout_at(deadline, conn.negotiate_versions()).await {
             Ok(Ok(versions)) => {
@@ -413,7 +429,7 @@ impl BrokerConnection {
                 let _ = conn.versions.set(versions);
                 Ok(conn)
             }
-            Ok(Err(e)) => Err(e),
+            Ok(Err(e)) => Err(security_mismatch(addr, opts, e)),
             Err(_) => Err(timed_out()),
         }
     }
@@ -421,7 +437,7 @@ impl BrokerConnection {
     /// Wraps a connected socket and spawns its writer and reader tasks.
     fn start(
         addr: &str,
-        stream: TcpStream,
+        stream: BrokerStream,
         peer: SocketAddr,
         opts: &ConnectOptions,
         counters: Option<Arc<NetCounters>>,
@@ -442,7 +458,7 @@ impl BrokerConnection {
             }),
             window: Arc::new(Semaphore::new(max_in_flight)),
         });
-        let (read_half, write_half) = stream.into_split();
+        let (read_half, write_half) = stream.split();
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_loop(shared.clone(), write_half, rx));
         let reader = tokio::spawn(read_loop(shared.clone(), read_half));
@@ -980,7 +996,7 @@ async fn open_socket(addr: &str) -> Result<TcpStream, NetError> {
 /// response, and writes them with vectored writes.
 async fn write_loop(
     shared: Arc<Shared>,
-    mut socket: OwnedWriteHalf,
+    mut socket: WriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_REQUESTS_PER_WRITE);
@@ -1043,7 +1059,7 @@ async fn write_loop(
 
 /// The reader task: reads response frames and hands each to the oldest request in flight,
 /// after checking it is the one the response answers.
-async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
+async fn read_loop(shared: Arc<Shared>, socket: ReadHalf) {
     let mut socket = BufReader::with_capacity(64 * 1024, socket);
     let reason = loop {
         let size = match socket.read_i32().await {
@@ -1055,11 +1071,18 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
         };
         let size = match usize::try_from(size) {
             Ok(n) if (4..=MAX_RESPONSE_SIZE).contains(&n) => n,
+            // A TLS record header (alert or handshake, version 3.x) where a size belongs:
+            // a plaintext client on a TLS listener.
+            _ if matches!(size.to_be_bytes(), [0x15 | 0x16, 0x03, 0..=4, _]) => {
+                break CloseReason::UnexpectedTls
+            }
             _ => break CloseReason::Protocol(format!("impossible response size {size}")),
         };
         let body = match read_frame(&mut socket, size).await {
             Ok(b) => b.freeze(),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break CloseReason::PeerClosed,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break CloseReason::PeerClosed
+            }
             Err(e) => break CloseReason::Io(Arc::new(e)),
         };
         let correlation_id = (&body[..4]).get_i32();
@@ -1090,10 +1113,41 @@ async fn read_loop(shared: Arc<Shared>, socket: OwnedReadHalf) {
     shared.close(reason);
 }
 
+/// The error for a handshake that failed the way a security mismatch does: TLS alerts and
+/// certificate refusals that TLS 1.3 reports on the first read, and TLS answering a
+/// plaintext hello. Anything else is returned as it was.
+fn security_mismatch(addr: &str, opts: &ConnectOptions, e: NetError) -> NetError {
+    let reason = match &e {
+        NetError::NotSent { reason, .. } | NetError::ConnectionLost { reason, .. } => reason,
+        _ => return e,
+    };
+    match (reason, &opts.tls) {
+        (CloseReason::Io(io), Some(tls)) if io.get_ref().is_some() => NetError::Tls {
+            addr: addr.to_owned(),
+            failure: tls.explain(addr, io),
+        },
+        (CloseReason::UnexpectedTls, None) => NetError::Tls {
+            addr: addr.to_owned(),
+            failure: super::tls::TlsFailure {
+                message: format!(
+                    "broker {addr} answered with TLS: it is a TLS listener; set \
+                     security.protocol=ssl (or sasl_ssl), or use the broker's plaintext port"
+                ),
+                definitive: true,
+                hung_up: false,
+            },
+        },
+        _ => e,
+    }
+}
+
 /// Reads a response frame of `size` bytes (its size prefix already read). Memory grows
 /// with the bytes that arrive, not with the size the broker claims: a 4-byte prefix
 /// promising 100 MiB that is followed by nothing costs 64 KiB, not 100 MiB.
-async fn read_frame<R: AsyncRead + Unpin>(socket: &mut R, size: usize) -> std::io::Result<BytesMut> {
+async fn read_frame<R: AsyncRead + Unpin>(
+    socket: &mut R,
+    size: usize,
+) -> std::io::Result<BytesMut> {
     let mut buf = BytesMut::new();
     read_frame_into(socket, size, &mut buf).await?;
     Ok(buf)
@@ -1210,7 +1264,11 @@ mod tests {
         .await;
         assert!(waited.is_err(), "still waiting for the rest");
         assert_eq!(buf.len(), 100_000);
-        assert!(buf.capacity() <= 256 * 1024, "{} bytes for 100 KB", buf.capacity());
+        assert!(
+            buf.capacity() <= 256 * 1024,
+            "{} bytes for 100 KB",
+            buf.capacity()
+        );
         drop(tx);
     }
 }

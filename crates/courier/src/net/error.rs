@@ -32,6 +32,8 @@ pub enum CloseReason {
     /// The broker sent something we cannot frame or match: a response to a request that is
     /// not the oldest in flight, an impossible frame size, an unreadable header.
     Protocol(String),
+    /// The broker answered a plaintext request with TLS (it is a TLS listener).
+    UnexpectedTls,
     /// Nothing was in flight for `connections.max.idle.ms`: closed by the client, as the
     /// Java client does, before the broker's own idle limit (10 minutes) would.
     Idle {
@@ -57,6 +59,10 @@ impl fmt::Display for CloseReason {
                 timeout.as_millis()
             ),
             CloseReason::Protocol(m) => write!(f, "protocol error: {m}"),
+            CloseReason::UnexpectedTls => f.write_str(
+                "the broker answered with TLS: it is a TLS listener (security.protocol=ssl or \
+                 sasl_ssl)",
+            ),
             CloseReason::Idle { idle } => write!(
                 f,
                 "closed by the client after {} ms without requests (connections.max.idle.ms)",
@@ -214,6 +220,30 @@ pub enum NetError {
         reason: CloseReason,
     },
 
+    /// TLS could not be set up with the broker; the text says what failed and which setting
+    /// to change.
+    #[error("{failure}")]
+    Tls {
+        /// The broker's address.
+        addr: String,
+        /// What failed.
+        failure: super::tls::TlsFailure,
+    },
+
+    /// SASL authentication with the broker failed.
+    #[error("SASL {mechanism} authentication with broker {addr} failed: {message}")]
+    Authentication {
+        /// The broker's address.
+        addr: String,
+        /// The mechanism, e.g. `SCRAM-SHA-512`.
+        mechanism: String,
+        /// What went wrong: the broker's message, or what courier found wrong.
+        message: String,
+        /// Whether retrying cannot help (the broker refused the credentials) rather than a
+        /// hiccup (the token provider was unreachable).
+        definitive: bool,
+    },
+
     /// The response arrived but could not be decoded. The broker processed the request;
     /// the connection stays usable (the frame was intact).
     #[error("could not decode {api} v{version} response from {addr}: {message}")]
@@ -268,9 +298,21 @@ impl NetError {
             | NetError::Handshake { .. }
             | NetError::UnsupportedVersion { .. }
             | NetError::Encode { .. }
+            | NetError::Tls { .. }
+            | NetError::Authentication { .. }
             | NetError::NotSent { .. } => false,
             NetError::Timeout { written, .. } => *written,
             NetError::ConnectionLost { .. } | NetError::Decode { .. } => true,
+        }
+    }
+
+    /// Whether retrying cannot fix this: a TLS certificate or configuration problem, TLS
+    /// spoken to a plaintext port (or the reverse), or credentials the broker refused.
+    pub fn is_definitive(&self) -> bool {
+        match self {
+            NetError::Tls { failure, .. } => failure.definitive,
+            NetError::Authentication { definitive, .. } => *definitive,
+            _ => false,
         }
     }
 

@@ -22,6 +22,8 @@ mod connection;
 mod error;
 mod metadata;
 mod pool;
+mod stream;
+mod tls;
 mod versions;
 
 pub use codec::{PartitionRecords, ProduceRequestParts, TopicRecords};
@@ -33,4 +35,5 @@ pub use metadata::{
     PartitionMetadata, ProducerIdGrant, TopicMetadata,
 };
 pub use pool::{BrokerKey, ConnectionPool, NetCounters, ReconnectBackoff};
+pub use tls::{TlsConnector, TlsFailure};
 pub use versions::{api_name, ApiVersionTable, SupportedApi, SUPPORTED_APIS};

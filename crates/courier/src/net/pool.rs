@@ -126,6 +126,9 @@ pub struct ConnectionPool {
     slots: Mutex<HashMap<BrokerKey, Arc<Slot>>>,
     jitter: Mutex<Jitter>,
     counters: Arc<NetCounters>,
+    /// A connection (with its TLS session and authentication) succeeded once: the security
+    /// settings work, so a broker hanging up in a TLS handshake is the broker, not them.
+    ever_connected: std::sync::atomic::AtomicBool,
 }
 
 /// What happened to the pool's connections so far: opened, failed to open, and why they
@@ -153,7 +156,7 @@ impl NetCounters {
             CloseReason::Idle { .. } => &self.closed_idle,
             CloseReason::PeerClosed | CloseReason::Io(_) => &self.closed_by_peer,
             CloseReason::RequestTimeout { .. } => &self.closed_timeout,
-            CloseReason::Protocol(_) => &self.protocol_errors,
+            CloseReason::Protocol(_) | CloseReason::UnexpectedTls => &self.protocol_errors,
             CloseReason::Shutdown => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -186,18 +189,18 @@ impl ConnectionPool {
         Self::with_bootstrap(bootstrap, opts, backoff)
     }
 
-    /// A pool with the bootstrap servers, connection options and reconnect backoff of a
-    /// producer configuration.
-    pub fn from_config(config: &ProducerConfig) -> Self {
-        Self::with_bootstrap(
+    /// A pool with the bootstrap servers, connection options (TLS included) and reconnect
+    /// backoff of a producer configuration.
+    pub fn from_config(config: &ProducerConfig) -> Result<Self, NetError> {
+        Ok(Self::with_bootstrap(
             config
                 .bootstrap_servers()
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            ConnectOptions::from_config(config),
+            ConnectOptions::from_config(config)?,
             ReconnectBackoff::from_config(config),
-        )
+        ))
     }
 
     fn with_bootstrap(
@@ -214,6 +217,7 @@ impl ConnectionPool {
             slots: Mutex::new(HashMap::new()),
             jitter: Mutex::new(Jitter::from_time()),
             counters: Arc::default(),
+            ever_connected: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -360,6 +364,7 @@ impl ConnectionPool {
         {
             Ok(conn) => {
                 self.counters.opened.fetch_add(1, Ordering::Relaxed);
+                self.ever_connected.store(true, Ordering::Relaxed);
                 if st.warned.take().is_some() {
                     tracing::info!(
                         broker = %st.addr, failed_attempts = st.failures,
@@ -372,7 +377,12 @@ impl ConnectionPool {
                 st.conn = Some(conn.clone());
                 Ok(conn)
             }
-            Err(e) => {
+            Err(mut e) => {
+                if let NetError::Tls { failure, .. } = &mut e {
+                    if failure.hung_up && self.ever_connected.load(Ordering::Relaxed) {
+                        failure.definitive = false;
+                    }
+                }
                 self.counters
                     .connect_failures
                     .fetch_add(1, Ordering::Relaxed);
@@ -470,7 +480,7 @@ mod tests {
             ("max.in.flight.requests.per.connection", "3"),
         ])
         .unwrap();
-        let p = ConnectionPool::from_config(&config);
+        let p = ConnectionPool::from_config(&config).unwrap();
         assert_eq!(p.bootstrap, vec!["k1:9092", "[::1]:9093"]);
         assert_eq!(
             p.opts,
@@ -480,6 +490,7 @@ mod tests {
                 connect_timeout_max: Duration::from_secs(8),
                 request_timeout: Duration::from_secs(7),
                 max_in_flight: 3,
+                tls: None,
                 idle_timeout: Some(Duration::from_secs(540)),
             }
         );

@@ -39,10 +39,10 @@ pub(super) enum Event {
         id: u64,
         broker: i32,
         result: ProduceResult,
-        cause: Option<String>,
+        cause: Option<NetError>,
     },
     Metadata(Result<Vec<TopicMetadata>, NetError>),
-    ProducerId(Result<(i64, i16), (i16, Option<String>)>),
+    ProducerId(Result<(i64, i16), (i16, Option<NetError>)>),
     Audit(Arc<str>, Result<DurabilityReport, ProducerError>),
     /// A batch compressed, by the compression thread (`true`) or inline.
     Compressed(Compressed, bool),
@@ -357,7 +357,8 @@ impl Driver {
             } => {
                 match (&result, cause) {
                     (_, Some(cause)) => {
-                        self.last_broker_error.insert(broker, cause);
+                        self.on_net_error(&cause);
+                        self.last_broker_error.insert(broker, cause.to_string());
                     }
                     // The broker answers again: an old transport error is no cause anymore.
                     (ProduceResult::Response(_), None) => {
@@ -383,6 +384,7 @@ impl Driver {
                 self.engine.on_metadata(&topics, now)
             }
             Event::Metadata(Err(e)) => {
+                self.on_net_error(&e);
                 let text = e.to_string();
                 // Once per cause: a cluster that stays unreachable is said once, not at
                 // every retry (the connection pool says why it cannot connect).
@@ -411,8 +413,11 @@ impl Driver {
                         Ok((id, epoch))
                     }
                     Err((code, cause)) => {
+                        if let Some(e) = &cause {
+                            self.on_net_error(e);
+                        }
                         let why = match &cause {
-                            Some(c) => c.clone(),
+                            Some(c) => c.to_string(),
                             None => ErrorCode::from_i16(code).to_string(),
                         };
                         if self.last_producer_id_error.as_deref() != Some(why.as_str()) {
@@ -459,8 +464,14 @@ impl Driver {
                 }
             }
             Err(f) => {
-                let cause = self.last_cause(&d.topic, d.partition, &f.reason);
-                let err = to_producer_error(&d.topic, d.partition, f, self.engine.config(), cause);
+                let err = match (&f.reason, self.fatal.get()) {
+                    // Stopped by a TLS or SASL refusal: the records say that, in full.
+                    (FailureReason::Stopped { .. }, Some(stop)) => stop.clone(),
+                    _ => {
+                        let cause = self.last_cause(&d.topic, d.partition, &f.reason);
+                        to_producer_error(&d.topic, d.partition, f, self.engine.config(), cause)
+                    }
+                };
                 if !matches!(f.reason, FailureReason::Closed) {
                     tracing::debug!(topic = %d.topic, partition = d.partition, error = %err, "delivery failed");
                 }
@@ -469,6 +480,19 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Stops the producer when a broker refused its TLS session or credentials for good:
+    /// every record fails now with the error that says why, instead of at
+    /// `delivery.timeout.ms` with a timeout.
+    pub(super) fn on_net_error(&mut self, e: &NetError) {
+        if !e.is_definitive() || self.fatal.get().is_some() {
+            return;
+        }
+        let err = ProducerError::from_net(e.clone());
+        tracing::error!("{err}");
+        let _ = self.fatal.set(err.clone());
+        self.engine.stop(err.to_string());
     }
 
     /// The best known root cause of a timeout: the last transport error of the partition's

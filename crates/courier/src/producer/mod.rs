@@ -307,7 +307,7 @@ impl Producer {
             .map(|b| b.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let pool = Arc::new(ConnectionPool::from_config(&config));
+        let pool = Arc::new(ConnectionPool::from_config(&config).map_err(ProducerError::from_net)?);
         let memory = Arc::new(Semaphore::new(
             config.buffer_memory().min(Semaphore::MAX_PERMITS),
         ));

@@ -289,5 +289,11 @@ pub(super) fn to_producer_error(
             topic: topic.to_string(),
             partition,
         },
+        // The driver reports these with the error that stopped the producer; this is the
+        // text alone, for a caller that does not have it.
+        FailureReason::Stopped { reason } => ProducerError::Fatal {
+            code: None,
+            reason: reason.clone(),
+        },
     }
 }

@@ -83,11 +83,11 @@ pub(super) async fn slow_sink(
         match pool.get(broker).await {
             Err(e) => {
                 tracing::debug!(broker, error = %e, "no connection for a Produce request");
-                not_sent(&events, id, broker, Some(e.to_string()));
+                not_sent(&events, id, broker, Some(e));
             }
             Ok(conn) => match conn.reserve().await {
                 Ok(permit) => produce_on(&conn, permit, req, &events),
-                Err(e) => not_sent(&events, id, broker, Some(e.to_string())),
+                Err(e) => not_sent(&events, id, broker, Some(e)),
             },
         }
         backlog.fetch_sub(1, Ordering::Release);
@@ -100,7 +100,7 @@ pub(super) fn not_sent(
     events: &mpsc::UnboundedSender<Event>,
     id: u64,
     broker: i32,
-    cause: Option<String>,
+    cause: Option<NetError>,
 ) {
     let _ = events.send(Event::Produced {
         id,
@@ -164,10 +164,9 @@ pub(super) fn produce_on(
             ),
             Err(e) => {
                 tracing::debug!(broker, error = %e, "Produce request failed");
-                cause = Some(e.to_string());
-                ProduceResult::Transport {
-                    maybe_written: e.maybe_written(),
-                }
+                let maybe_written = e.maybe_written();
+                cause = Some(e);
+                ProduceResult::Transport { maybe_written }
             }
         };
         let _ = events.send(Event::Produced {
@@ -220,8 +219,8 @@ pub(super) async fn fetch_metadata(
 pub(super) async fn init_producer_id(
     pool: &ConnectionPool,
     timeout: Duration,
-) -> Result<(i64, i16), (i16, Option<String>)> {
-    let network = |e: NetError| (ErrorCode::NETWORK_EXCEPTION.code(), Some(e.to_string()));
+) -> Result<(i64, i16), (i16, Option<NetError>)> {
+    let network = |e: NetError| (ErrorCode::NETWORK_EXCEPTION.code(), Some(e));
     let conn = any_connection(pool).await.map_err(network)?;
     match net::init_producer_id(&conn, None, timeout).await {
         Ok(g) if g.error_code == 0 => Ok((g.producer_id, g.producer_epoch)),
