@@ -45,12 +45,14 @@
 //! so `tracing::debug!(?message)` cannot leak a PLAIN password. No [`SaslError`] or
 //! [`JaasError`] contains a secret, whatever the input.
 
+mod jaas;
 mod oauthbearer;
 mod plain;
 mod scram;
 
 use std::fmt;
 
+pub use jaas::{JaasConfig, JaasError, JaasLogin, OAuthBearerLogin};
 pub use oauthbearer::{JwtClaims, OAuthBearer, OAuthBearerToken, SaslExtensions};
 pub use plain::Plain;
 pub use scram::{Scram, ScramHash, MAX_ITERATIONS, MIN_ITERATIONS};
