@@ -10,6 +10,8 @@
 //!   reopened with exponential backoff.
 //! * [`fetch_metadata`], [`init_producer_id`] and [`describe_topic_config`]: typed
 //!   Metadata, InitProducerId and DescribeConfigs.
+//! * [`sasl`]: the SASL mechanisms (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) as I/O-free
+//!   state machines, and `sasl.jaas.config` parsing.
 //! * [`NetError`]: every failure, with [`NetError::maybe_written`] telling whether the
 //!   request may have reached the broker, which decides whether a failed Produce may have
 //!   been persisted.
@@ -22,6 +24,7 @@ mod connection;
 mod error;
 mod metadata;
 mod pool;
+pub mod sasl;
 mod stream;
 mod tls;
 mod versions;
