@@ -47,6 +47,8 @@ pub struct DeliveryMetrics {
     pub connections_closed_timeout: u64,
     /// Connections closed because the broker's replies broke the protocol.
     pub protocol_errors: u64,
+    /// SASL sessions re-authenticated in place before they expired (KIP-368).
+    pub reauthentications: u64,
 }
 
 impl DeliveryMetrics {
@@ -130,6 +132,7 @@ impl Counters {
             connections_closed_by_peer: net.closed_by_peer.load(Ordering::Relaxed),
             connections_closed_timeout: net.closed_timeout.load(Ordering::Relaxed),
             protocol_errors: net.protocol_errors.load(Ordering::Relaxed),
+            reauthentications: net.reauthentications.load(Ordering::Relaxed),
         }
     }
 }

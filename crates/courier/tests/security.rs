@@ -90,6 +90,7 @@ async fn refused(config: ProducerConfig) -> (ProducerError, Duration) {
 /// Fails within seconds, not at delivery.timeout.ms (120 s), and says `expect`.
 fn assert_refused_fast(e: &ProducerError, took: Duration, expect: &str) {
     let text = e.to_string();
+    eprintln!("refused in {took:?}: {text}");
     assert!(took < Duration::from_secs(15), "took {took:?}: {text}");
     assert!(text.contains(expect), "expected {expect:?} in: {text}");
     assert!(!e.is_retriable(), "{text}");
@@ -248,4 +249,188 @@ async fn tls_to_a_plaintext_port_and_plaintext_to_a_tls_port_say_which() {
     let text = e.to_string();
     assert!(took < Duration::from_secs(15), "took {took:?}: {text}");
     assert!(text.contains("TLS"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------
+// SASL
+
+fn sasl(l: Listener, mechanism: &str) -> Vec<(&'static str, String)> {
+    let sec = security();
+    let user = sec.user();
+    let mut v = vec![
+        ("bootstrap.servers", bootstrap(l)),
+        (
+            "security.protocol",
+            l.security_protocol().to_ascii_lowercase(),
+        ),
+        ("sasl.mechanism", mechanism.into()),
+        ("sasl.username", user.name.clone()),
+        ("sasl.password", user.password.clone()),
+    ];
+    if l.is_tls() {
+        v.push(("ssl.ca.location", path(&sec.pki.ca.cert_path)));
+    }
+    v
+}
+
+fn oauth(token_pairs: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        ("bootstrap.servers", bootstrap(Listener::SaslSsl)),
+        ("security.protocol", "sasl_ssl".into()),
+        ("sasl.mechanism", "OAUTHBEARER".into()),
+        ("ssl.ca.location", path(&security().pki.ca.cert_path)),
+    ];
+    v.extend_from_slice(token_pairs);
+    v
+}
+
+fn oidc_pairs() -> Vec<(&'static str, String)> {
+    let o = security().oidc().unwrap();
+    vec![
+        ("sasl.oauthbearer.method", "oidc".into()),
+        ("sasl.oauthbearer.token.endpoint.url", o.token_url()),
+        ("sasl.oauthbearer.client.id", o.client_id().into()),
+        ("sasl.oauthbearer.client.secret", o.client_secret().into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_scram_sha_512_100k_records_exactly_once() {
+    round_trip(
+        "sasl-scram512",
+        config(&sasl(Listener::SaslSsl, "SCRAM-SHA-512")),
+        100_000,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_plain_100k_records_exactly_once() {
+    round_trip(
+        "sasl-plain",
+        config(&sasl(Listener::SaslSsl, "PLAIN")),
+        100_000,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plaintext_scram_sha_256_100k_records_exactly_once() {
+    round_trip(
+        "sasl-scram256",
+        config(&sasl(Listener::SaslPlaintext, "SCRAM-SHA-256")),
+        100_000,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_oauthbearer_with_oidc_client_credentials_100k_records_exactly_once() {
+    let before = security().oidc().unwrap().tokens_issued();
+    round_trip("sasl-oidc", config(&oauth(&oidc_pairs())), 100_000).await;
+    assert!(
+        security().oidc().unwrap().tokens_issued() > before,
+        "the token came from the identity provider"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_with_a_fixed_token_and_with_an_application_provider() {
+    let o = security().oidc().unwrap();
+    let token = o.mint("courier-static", Duration::from_secs(600));
+    round_trip(
+        "sasl-static-token",
+        config(&oauth(&[("sasl.oauthbearer.token", token)])),
+        1_000,
+    )
+    .await;
+
+    struct FromKit(String);
+    impl courier::config::OAuthTokenProvider for FromKit {
+        fn token(&self) -> courier::config::TokenFuture<'_> {
+            Box::pin(async move {
+                Ok(courier::config::OAuthToken {
+                    value: courier::config::Secret::new(self.0.clone()),
+                    expires_at: None,
+                })
+            })
+        }
+    }
+    let mut b = ProducerConfig::builder();
+    for (k, v) in oauth(&[]) {
+        b = b.set(k, &v).unwrap();
+    }
+    let cfg = b
+        .oauth_token_provider(std::sync::Arc::new(FromKit(
+            o.mint("courier-provider", Duration::from_secs(600)),
+        )))
+        .build()
+        .unwrap();
+    round_trip("sasl-provider", cfg, 1_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_fails_fast_naming_the_mechanism_and_the_broker() {
+    for (l, mechanism) in [
+        (Listener::SaslSsl, "SCRAM-SHA-512"),
+        (Listener::SaslSsl, "PLAIN"),
+        (Listener::SaslPlaintext, "SCRAM-SHA-256"),
+    ] {
+        let mut pairs = sasl(l, mechanism);
+        for p in pairs.iter_mut() {
+            if p.0 == "sasl.password" {
+                p.1 = "not-the-password".into();
+            }
+        }
+        let (e, took) = refused(config(&pairs)).await;
+        assert_refused_fast(
+            &e,
+            took,
+            &format!("SASL {mechanism} authentication with broker"),
+        );
+        let text = e.to_string();
+        assert!(text.contains(&bootstrap(l)), "{text}");
+        assert!(!text.contains("not-the-password"), "{text}");
+        assert_eq!(e.name(), "SASL_AUTHENTICATION_FAILED");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mechanism_the_listener_does_not_enable_is_named_with_what_it_offers() {
+    let mut pairs = sasl(Listener::SaslPlaintext, "SCRAM-SHA-512");
+    // The kit's SASL_PLAINTEXT listener enables SCRAM-SHA-256 and PLAIN only.
+    let offered = &security()
+        .listener(Listener::SaslPlaintext)
+        .unwrap()
+        .mechanisms;
+    if offered.iter().any(|m| m.name() == "SCRAM-SHA-512") {
+        pairs[2].1 = "OAUTHBEARER".into();
+        pairs.retain(|(k, _)| !k.starts_with("sasl.username") && !k.starts_with("sasl.password"));
+        pairs.push(("sasl.oauthbearer.token", "x.y.z".into()));
+    }
+    let (e, took) = refused(config(&pairs)).await;
+    assert_refused_fast(&e, took, "does not enable");
+    assert!(e.to_string().contains("it offers"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_expired_tokens_are_refused_fast_with_the_brokers_reason() {
+    let o = security().oidc().unwrap();
+    let (e, took) = refused(config(&oauth(&[(
+        "sasl.oauthbearer.token",
+        o.mint_forged("mallory"),
+    )])))
+    .await;
+    assert_refused_fast(&e, took, "OAUTHBEARER authentication");
+    let (e, took) = refused(config(&oauth(&[(
+        "sasl.oauthbearer.token",
+        o.mint_expired("late"),
+    )])))
+    .await;
+    assert_refused_fast(&e, took, "expired");
+    let mut bad = oidc_pairs();
+    bad[3].1 = "not-the-client-secret".into();
+    let (e, took) = refused(config(&oauth(&bad))).await;
+    assert_refused_fast(&e, took, "refused the client credentials");
+    assert!(!e.to_string().contains("not-the-client-secret"), "{e}");
 }

@@ -613,17 +613,13 @@ impl ProducerConfigBuilder {
         let partitioner = resolve_partitioner(self.partitioner, self.ignore_keys)?;
 
         let (security_protocol, tls, sasl) = security::resolve(self.security)?;
-        // Checked after the TLS and SASL settings, so their own mistakes are named first.
-        if security_protocol.uses_sasl() {
-            return Err(invalid(
-                Key::SecurityProtocol,
-                format!(
-                    "security.protocol={security_protocol} is not supported yet: this courier \
-                     version connects over plaintext only and will not send records or \
-                     credentials unencrypted to a cluster that asks for TLS or SASL; use a \
-                     plaintext listener, or a courier version with TLS and SASL"
-                ),
-            ));
+        if security_protocol == SecurityProtocol::SaslPlaintext
+            && sasl.as_ref().map(|s| s.mechanism()) == Some(SaslMechanism::Plain)
+        {
+            tracing::warn!(
+                "sasl.mechanism=PLAIN over security.protocol=sasl_plaintext sends the password \
+                 unencrypted: use sasl_ssl, or SCRAM"
+            );
         }
 
         let durability_check = self.durability_check.unwrap_or(defaults::DURABILITY_CHECK);

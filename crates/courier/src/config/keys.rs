@@ -62,6 +62,7 @@ pub(crate) enum Key {
     SaslOauthbearerScope,
     SaslOauthbearerExtensions,
     SaslOauthbearerToken,
+    SaslJaasConfig,
 }
 
 /// One row of the key table.
@@ -220,6 +221,8 @@ pub(crate) const KEYS: &[KeySpec] = &[
     ),
     // courier's own: one fixed token (for tokens another process refreshes, use a provider).
     secret(Key::SaslOauthbearerToken, "sasl.oauthbearer.token", &[]),
+    // Java's one-line login configuration: PLAIN, SCRAM and OAUTHBEARER login modules.
+    secret(Key::SaslJaasConfig, "sasl.jaas.config", &[]),
 ];
 
 impl Key {
@@ -254,6 +257,7 @@ impl Key {
                 | Key::SaslOauthbearerScope
                 | Key::SaslOauthbearerExtensions
                 | Key::SaslOauthbearerToken
+                | Key::SaslJaasConfig
         )
     }
 }
@@ -296,10 +300,6 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "interceptor.classes",
         "there are no interceptors; wrap the producer instead",
-    ),
-    (
-        "sasl.jaas.config",
-        "set sasl.mechanism, sasl.username and sasl.password instead",
     ),
     (
         "queue.buffering.max.kbytes",

@@ -20,6 +20,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::error::ConfigError;
 use super::keys::Key;
 use super::values::{self, SaslMechanism, Secret, SecurityProtocol};
+use crate::net::sasl::{JaasConfig, JaasLogin};
 
 /// A TLS version courier can speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -256,6 +257,8 @@ pub enum SaslCredentials {
         username: String,
         /// `sasl.password`.
         password: Secret,
+        /// SCRAM with a delegation token (KIP-48): `tokenauth=true` in `sasl.jaas.config`.
+        token_auth: bool,
     },
     /// OAUTHBEARER: a token source and the SASL extensions sent with every token
     /// (`sasl.oauthbearer.extensions`, KIP-342).
@@ -336,6 +339,8 @@ pub(crate) struct SecuritySettings {
     oauth_scope: Option<String>,
     oauth_extensions: Option<Vec<(String, String)>>,
     oauth_token: Option<Secret>,
+    jaas: Option<JaasLogin>,
+    token_auth: bool,
     pub(crate) token_provider: Option<TokenProviderHandle>,
 }
 
@@ -483,6 +488,19 @@ impl SecuritySettings {
                 })?)
             }
             Key::SaslOauthbearerToken => self.oauth_token = Some(Secret::new(value.trim())),
+            Key::SaslJaasConfig => {
+                let parsed = JaasConfig::parse(value).map_err(|e| {
+                    invalid_value(format!(
+                        "a JAAS login line, e.g. \
+                         org.apache.kafka.common.security.scram.ScramLoginModule required \
+                         username=\"alice\" password=\"...\"; ({e})"
+                    ))
+                })?;
+                for ignored in parsed.ignored_options() {
+                    tracing::warn!(option = %ignored, "sasl.jaas.config: option ignored by courier");
+                }
+                self.jaas = Some(parsed.into_login());
+            }
             _ => unreachable!("{key:?} is not a security key"),
         }
         Ok(())
@@ -559,6 +577,7 @@ impl SecuritySettings {
                 Key::SaslOauthbearerExtensions,
             ),
             (self.oauth_token.is_some(), Key::SaslOauthbearerToken),
+            (self.jaas.is_some(), Key::SaslJaasConfig),
         ];
         set.into_iter()
             .filter(|(s, _)| *s)
@@ -657,7 +676,122 @@ pub(crate) fn resolve(
     Ok((protocol, tls, sasl))
 }
 
+/// Moves what `sasl.jaas.config` says into the settings it stands for, refusing it where
+/// another setting says the same thing (which of the two would win is not obvious).
+fn apply_jaas(s: &mut SecuritySettings) -> Result<(), ConfigError> {
+    let Some(login) = s.jaas.take() else {
+        return Ok(());
+    };
+    let both = |other: Key| {
+        invalid(
+            Key::SaslJaasConfig,
+            format!(
+                "sasl.jaas.config and {} both give the credentials: keep one",
+                other.name()
+            ),
+        )
+    };
+    let password_login = matches!(login, JaasLogin::Plain { .. } | JaasLogin::Scram { .. });
+    if password_login && s.username.is_some() {
+        return Err(both(Key::SaslUsername));
+    }
+    if password_login && s.password.is_some() {
+        return Err(both(Key::SaslPassword));
+    }
+    match login {
+        JaasLogin::Plain { username, password } => {
+            match s.mechanism {
+                None | Some(SaslMechanism::Plain) => s.mechanism = Some(SaslMechanism::Plain),
+                Some(m) => {
+                    return Err(invalid(
+                        Key::SaslJaasConfig,
+                        format!("PlainLoginModule is for sasl.mechanism=PLAIN, not {m}"),
+                    ))
+                }
+            }
+            s.username = Some(username);
+            s.password = Some(password);
+        }
+        JaasLogin::Scram {
+            username,
+            password,
+            token_auth,
+        } => {
+            match s.mechanism {
+                Some(SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512) => {}
+                None => {
+                    return Err(ConfigError::Missing {
+                        key: Key::SaslMechanism.name(),
+                        hint: "ScramLoginModule needs sasl.mechanism=SCRAM-SHA-256 or \
+                               SCRAM-SHA-512 (the login line does not say which)",
+                    })
+                }
+                Some(m) => {
+                    return Err(invalid(
+                        Key::SaslJaasConfig,
+                        format!("ScramLoginModule is for SCRAM-SHA-256 or -512, not {m}"),
+                    ))
+                }
+            }
+            s.username = Some(username);
+            s.password = Some(password);
+            s.token_auth = token_auth;
+        }
+        JaasLogin::OAuthBearer(login) => {
+            match s.mechanism {
+                None | Some(SaslMechanism::OAuthBearer) => {
+                    s.mechanism = Some(SaslMechanism::OAuthBearer)
+                }
+                Some(m) => {
+                    return Err(invalid(
+                        Key::SaslJaasConfig,
+                        format!("OAuthBearerLoginModule is for OAUTHBEARER, not {m}"),
+                    ))
+                }
+            }
+            if let Some(id) = login.client_id {
+                if s.oauth_client_id.is_some() {
+                    return Err(both(Key::SaslOauthbearerClientId));
+                }
+                s.oauth_client_id = Some(id);
+            }
+            if let Some(secret) = login.client_secret {
+                if s.oauth_client_secret.is_some() {
+                    return Err(both(Key::SaslOauthbearerClientSecret));
+                }
+                s.oauth_client_secret = Some(secret);
+            }
+            if let Some(scope) = login.scope {
+                if s.oauth_scope.is_some() {
+                    return Err(both(Key::SaslOauthbearerScope));
+                }
+                s.oauth_scope = Some(scope);
+            }
+            if !login.extensions.is_empty() {
+                if s.oauth_extensions.is_some() {
+                    return Err(both(Key::SaslOauthbearerExtensions));
+                }
+                s.oauth_extensions = Some(
+                    login
+                        .extensions
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                );
+            }
+            // Java's OIDC is this module plus the token endpoint: that is method=oidc.
+            if s.oauth_method.is_none() && s.oauth_endpoint.is_some() {
+                s.oauth_method = Some(OAuthMethod::Oidc);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn resolve_sasl(s: &SecuritySettings) -> Result<SaslConfig, ConfigError> {
+    let mut s = s.clone();
+    apply_jaas(&mut s)?;
+    let s = &s;
     let mechanism = match (s.mechanism, &s.token_provider) {
         (Some(m), _) => m,
         // A token provider says which mechanism it is for.
@@ -722,7 +856,11 @@ fn resolve_sasl(s: &SecuritySettings) -> Result<SaslConfig, ConfigError> {
         }
         return Ok(SaslConfig {
             mechanism,
-            credentials: SaslCredentials::Password { username, password },
+            credentials: SaslCredentials::Password {
+                username,
+                password,
+                token_auth: s.token_auth,
+            },
         });
     }
     for (set, key) in [

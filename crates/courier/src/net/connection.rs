@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceResponse, ResponseHeader,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -54,6 +55,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
+use super::authenticate::{
+    reauthenticate_after, SaslAuth, SaslAuthenticator, SaslTransport, Session,
+};
 use super::codec::{self, ProduceRequestParts, Segments};
 use super::stream::{BrokerStream, ReadHalf, WriteHalf};
 use super::tls::TlsConnector;
@@ -90,6 +94,8 @@ pub struct ConnectOptions {
     pub max_in_flight: usize,
     /// `security.protocol=ssl`/`sasl_ssl`: the TLS session to open on each connection.
     pub tls: Option<TlsConnector>,
+    /// `security.protocol=sasl_*`: how each connection authenticates.
+    pub sasl: Option<SaslAuth>,
     /// `connections.max.idle.ms`: a connection with nothing in flight for this long is
     /// closed ([`CloseReason::Idle`]); `None` keeps idle connections open. The watchdog
     /// notices within one `request_timeout` (it wakes no more often, so a busy connection
@@ -108,6 +114,7 @@ impl Default for ConnectOptions {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 5,
             tls: None,
+            sasl: None,
             idle_timeout: Some(Duration::from_secs(9 * 60)),
         }
     }
@@ -124,6 +131,10 @@ impl ConnectOptions {
             request_timeout: config.request_timeout(),
             max_in_flight: config.max_in_flight_requests_per_connection() as usize,
             tls: config.tls().map(TlsConnector::new).transpose()?,
+            sasl: config
+                .sasl()
+                .map(|s| SaslAuthenticator::new(s, config.tls()).map(|a| SaslAuth(Arc::new(a))))
+                .transpose()?,
             idle_timeout: Some(config.connections_max_idle()).filter(|d| !d.is_zero()),
         })
     }
@@ -170,8 +181,10 @@ struct Pending {
     correlation_id: i32,
     api: &'static str,
     reply: ReplyTo,
-    /// Held until the response arrives: the in-flight window counts this request.
-    permit: OwnedSemaphorePermit,
+    /// Held until the response arrives: the in-flight window counts this request. `None`
+    /// for the SASL requests of a re-authentication, which the writer sends on its own
+    /// (the window may be full of requests waiting for it to finish).
+    permit: Option<OwnedSemaphorePermit>,
     /// Submission time plus `request.timeout.ms`.
     deadline: tokio::time::Instant,
 }
@@ -243,6 +256,11 @@ struct Shared {
     idle_timeout: Option<Duration>,
     max_in_flight: usize,
     counters: Option<Arc<NetCounters>>,
+    next_correlation_id: AtomicI32,
+    client_id: String,
+    /// When and how to re-authenticate (KIP-368), once the broker announced a session
+    /// lifetime; the writer does it.
+    reauth: Mutex<Option<Reauth>>,
     state: Mutex<State>,
     window: Arc<Semaphore>,
 }
@@ -352,7 +370,6 @@ pub struct BrokerConnection {
     id: u64,
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Outgoing>,
-    next_correlation_id: AtomicI32,
     client_id: String,
     max_in_flight: usize,
     peer: SocketAddr,
@@ -427,11 +444,48 @@ impl BrokerConnection {
                     "negotiated API versions (ApiVersions)"
                 );
                 let _ = conn.versions.set(versions);
-                Ok(conn)
             }
-            Ok(Err(e)) => Err(security_mismatch(addr, opts, e)),
-            Err(_) => Err(timed_out()),
+            Ok(Err(e)) => return Err(security_mismatch(addr, opts, e)),
+            Err(_) => return Err(timed_out()),
         }
+        if let Some(sasl) = &opts.sasl {
+            let mut transport = ConnectTransport(&conn);
+            let exchange = sasl.0.exchange(addr, &mut transport);
+            let session = tokio::time::timeout_at(deadline, exchange)
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| security_mismatch(addr, opts, e))?;
+            tracing::debug!(
+                broker = %addr,
+                mechanism = sasl.0.mechanism_name(),
+                session_lifetime_ms = session.lifetime.map(|l| l.as_millis() as u64),
+                "SASL authenticated"
+            );
+            conn.plan_reauthentication(sasl, session);
+        }
+        Ok(conn)
+    }
+
+    /// Arranges the next KIP-368 re-authentication, if the session has a lifetime.
+    fn plan_reauthentication(&self, sasl: &SaslAuth, session: Session) {
+        let Some(lifetime) = session.lifetime else {
+            return;
+        };
+        let versions = self.versions();
+        let (Ok(handshake), Ok(authenticate)) = (
+            versions.version(ApiKey::SaslHandshake),
+            versions.version(ApiKey::SaslAuthenticate),
+        ) else {
+            return;
+        };
+        let unit = (self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+        let after = reauthenticate_after(lifetime, unit);
+        *self.shared.reauth.lock().unwrap_or_else(|e| e.into_inner()) = Some(Reauth {
+            at: tokio::time::Instant::now() + after,
+            auth: sasl.clone(),
+            handshake,
+            authenticate,
+        });
     }
 
     /// Wraps a connected socket and spawns its writer and reader tasks.
@@ -449,6 +503,9 @@ impl BrokerConnection {
             idle_timeout: opts.idle_timeout,
             max_in_flight,
             counters,
+            next_correlation_id: AtomicI32::new(0),
+            client_id: opts.client_id.clone(),
+            reauth: Mutex::new(None),
             state: Mutex::new(State {
                 closed: None,
                 in_flight: VecDeque::new(),
@@ -478,7 +535,6 @@ impl BrokerConnection {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             shared,
             tx,
-            next_correlation_id: AtomicI32::new(0),
             client_id: opts.client_id.clone(),
             max_in_flight,
             peer,
@@ -806,7 +862,9 @@ impl BrokerConnection {
     /// A fresh correlation id. They only need to be unique among the requests in flight;
     /// wrapping is fine (the window is tiny compared with 2^32).
     fn next_correlation_id(&self) -> i32 {
-        self.next_correlation_id.fetch_add(1, Ordering::Relaxed)
+        self.shared
+            .next_correlation_id
+            .fetch_add(1, Ordering::Relaxed)
     }
 
     /// Queues an encoded request for the writer; `reply` gets its outcome.
@@ -1001,9 +1059,30 @@ async fn write_loop(
 ) {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_REQUESTS_PER_WRITE);
     loop {
-        if rx.recv_many(&mut batch, MAX_REQUESTS_PER_WRITE).await == 0 {
+        let reauth_at = lock_reauth(&shared).as_ref().map(|r| r.at);
+        let received = match reauth_at {
+            None => rx.recv_many(&mut batch, MAX_REQUESTS_PER_WRITE).await,
+            Some(at) => tokio::select! {
+                n = rx.recv_many(&mut batch, MAX_REQUESTS_PER_WRITE) => n,
+                _ = tokio::time::sleep_until(at) => usize::MAX,
+            },
+        };
+        if received == 0 {
             // Every handle is gone; `BrokerConnection::drop` closes the connection.
             return;
+        }
+        // KIP-368: re-authenticate before the session ends, and before writing anything
+        // else once it is due. Requests written before are answered first (a broker
+        // answers in order), so the exchange only holds back what comes after it.
+        if reauth_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+            if let Err(e) = reauthenticate(&shared, &mut socket).await {
+                tracing::warn!(broker = %shared.addr, "re-authentication failed: {e}");
+                shared.close(CloseReason::Reauthentication(e.to_string()));
+                return;
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let mut frame = Segments::default();
         // Requests that expect no response stay here until written.
@@ -1025,7 +1104,7 @@ async fn write_loop(
                         correlation_id: out.correlation_id,
                         api: out.api,
                         reply: out.reply.take().expect("unanswered request"),
-                        permit: out.permit.take().expect("permit"),
+                        permit: out.permit.take(),
                         deadline: out.deadline,
                     });
                 } else {
@@ -1054,6 +1133,139 @@ async fn write_loop(
                 reply.send(Ok(None), &shared);
             }
         }
+    }
+}
+
+/// A planned KIP-368 re-authentication.
+struct Reauth {
+    at: tokio::time::Instant,
+    auth: SaslAuth,
+    handshake: i16,
+    authenticate: i16,
+}
+
+fn lock_reauth(shared: &Shared) -> MutexGuard<'_, Option<Reauth>> {
+    shared.reauth.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a re-authentication from the writer, and plans the next one from the new session.
+async fn reauthenticate(shared: &Arc<Shared>, socket: &mut WriteHalf) -> Result<(), NetError> {
+    let Some((auth, handshake, authenticate)) = lock_reauth(shared)
+        .as_ref()
+        .map(|r| (r.auth.clone(), r.handshake, r.authenticate))
+    else {
+        return Ok(());
+    };
+    let mut transport = WriterTransport {
+        shared,
+        socket,
+        handshake,
+        authenticate,
+    };
+    let session = auth.0.exchange(&shared.addr, &mut transport).await?;
+    tracing::debug!(
+        broker = %shared.addr,
+        session_lifetime_ms = session.lifetime.map(|l| l.as_millis() as u64),
+        "re-authenticated (KIP-368)"
+    );
+    if let Some(c) = &shared.counters {
+        c.reauthentications.fetch_add(1, Ordering::Relaxed);
+    }
+    let next = session.lifetime.map(|lifetime| Reauth {
+        at: tokio::time::Instant::now() + reauthenticate_after(lifetime, 0.5),
+        auth,
+        handshake,
+        authenticate,
+    });
+    *lock_reauth(shared) = next;
+    Ok(())
+}
+
+/// The first authentication, through the connection's request path (nothing else is on
+/// the connection yet).
+struct ConnectTransport<'a>(&'a BrokerConnection);
+
+impl SaslTransport for ConnectTransport<'_> {
+    async fn handshake(
+        &mut self,
+        req: SaslHandshakeRequest,
+    ) -> Result<SaslHandshakeResponse, NetError> {
+        let v = self.0.version(ApiKey::SaslHandshake)?;
+        self.0.send(req, v).await
+    }
+
+    async fn authenticate(
+        &mut self,
+        req: SaslAuthenticateRequest,
+    ) -> Result<SaslAuthenticateResponse, NetError> {
+        let v = self.0.version(ApiKey::SaslAuthenticate)?;
+        self.0.send(req, v).await
+    }
+}
+
+/// A re-authentication from inside the writer: each request is written directly (no window
+/// slot: the window may be full of requests waiting behind the exchange) and answered
+/// through the in-flight queue like any other.
+struct WriterTransport<'a> {
+    shared: &'a Arc<Shared>,
+    socket: &'a mut WriteHalf,
+    handshake: i16,
+    authenticate: i16,
+}
+
+impl WriterTransport<'_> {
+    async fn roundtrip<R: Request>(
+        &mut self,
+        req: R,
+        version: i16,
+        key: ApiKey,
+    ) -> Result<R::Response, NetError> {
+        let shared = self.shared;
+        let api = api_name(key);
+        let cid = shared.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = codec::encode_request(&req, version, cid, &shared.client_id, api)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = shared.lock();
+            if st.closed.is_some() {
+                drop(st);
+                return Err(shared.not_sent(api));
+            }
+            st.in_flight.push_back(Pending {
+                correlation_id: cid,
+                api,
+                reply: ReplyTo::Channel(tx),
+                permit: None,
+                deadline: tokio::time::Instant::now() + shared.request_timeout,
+            });
+        }
+        if let Err(e) = self.socket.write_all(&frame).await {
+            shared.close(CloseReason::Io(Arc::new(e)));
+        }
+        let body = match rx.await {
+            Ok(reply) => reply?,
+            Err(_) => return Err(shared.not_sent(api)),
+        }
+        .ok_or_else(|| shared.not_sent(api))?;
+        decode_body(&shared.addr, body, key, version, api)
+    }
+}
+
+impl SaslTransport for WriterTransport<'_> {
+    async fn handshake(
+        &mut self,
+        req: SaslHandshakeRequest,
+    ) -> Result<SaslHandshakeResponse, NetError> {
+        let v = self.handshake;
+        self.roundtrip(req, v, ApiKey::SaslHandshake).await
+    }
+
+    async fn authenticate(
+        &mut self,
+        req: SaslAuthenticateRequest,
+    ) -> Result<SaslAuthenticateResponse, NetError> {
+        let v = self.authenticate;
+        self.roundtrip(req, v, ApiKey::SaslAuthenticate).await
     }
 }
 

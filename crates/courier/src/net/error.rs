@@ -34,6 +34,8 @@ pub enum CloseReason {
     Protocol(String),
     /// The broker answered a plaintext request with TLS (it is a TLS listener).
     UnexpectedTls,
+    /// Re-authenticating the session (KIP-368) failed.
+    Reauthentication(String),
     /// Nothing was in flight for `connections.max.idle.ms`: closed by the client, as the
     /// Java client does, before the broker's own idle limit (10 minutes) would.
     Idle {
@@ -63,6 +65,7 @@ impl fmt::Display for CloseReason {
                 "the broker answered with TLS: it is a TLS listener (security.protocol=ssl or \
                  sasl_ssl)",
             ),
+            CloseReason::Reauthentication(why) => write!(f, "re-authentication failed: {why}"),
             CloseReason::Idle { idle } => write!(
                 f,
                 "closed by the client after {} ms without requests (connections.max.idle.ms)",

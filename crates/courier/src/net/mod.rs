@@ -18,17 +18,20 @@
 //!
 //! The layer holds no retry or routing policy: that is the producer core's.
 
+mod authenticate;
 mod codec;
 mod configs;
 mod connection;
 mod error;
 mod metadata;
+mod oidc;
 mod pool;
 pub mod sasl;
 mod stream;
 mod tls;
 mod versions;
 
+pub use authenticate::{SaslAuth, SaslAuthenticator, Session};
 pub use codec::{PartitionRecords, ProduceRequestParts, TopicRecords};
 pub use configs::{describe_topic_config, ConfigEntry, ConfigSource};
 pub use connection::{BrokerConnection, ConnectOptions, InFlightPermit};

@@ -148,13 +148,17 @@ pub struct NetCounters {
     /// Connections closed because the broker sent something that breaks the protocol
     /// (an impossible frame size, a response to no request, an unreadable reply).
     pub protocol_errors: AtomicU64,
+    /// Sessions re-authenticated in place before their lifetime ended (KIP-368).
+    pub reauthentications: AtomicU64,
 }
 
 impl NetCounters {
     pub(crate) fn closed(&self, reason: &CloseReason) {
         let counter = match reason {
             CloseReason::Idle { .. } => &self.closed_idle,
-            CloseReason::PeerClosed | CloseReason::Io(_) => &self.closed_by_peer,
+            CloseReason::PeerClosed | CloseReason::Io(_) | CloseReason::Reauthentication(_) => {
+                &self.closed_by_peer
+            }
             CloseReason::RequestTimeout { .. } => &self.closed_timeout,
             CloseReason::Protocol(_) | CloseReason::UnexpectedTls => &self.protocol_errors,
             CloseReason::Shutdown => return,
@@ -491,6 +495,7 @@ mod tests {
                 request_timeout: Duration::from_secs(7),
                 max_in_flight: 3,
                 tls: None,
+                sasl: None,
                 idle_timeout: Some(Duration::from_secs(540)),
             }
         );

@@ -234,7 +234,11 @@ impl TlsConnector {
                     if presented.is_empty() {
                         "no host".to_string()
                     } else {
-                        presented.join(", ")
+                        presented
+                            .iter()
+                            .map(|p| bare_name(p))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 ),
                 CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
@@ -341,6 +345,14 @@ impl std::fmt::Display for TlsFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+/// `wrong.example` out of rustls's `DnsName("wrong.example")` (or `IpAddress(..)`).
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once("(\"")
+        .and_then(|(_, rest)| rest.strip_suffix("\")"))
+        .unwrap_or(presented)
 }
 
 /// The host part of `host:port` (IPv6 without its brackets).

@@ -65,6 +65,21 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         max: 4,
         required: false,
     },
+    // SASL (KIP-43, KIP-152, KIP-368): SaslHandshake v1 hands the exchange to
+    // SaslAuthenticate (v0 is Kafka 0.10's raw framing); SaslAuthenticate v1 carries the
+    // session lifetime, v2 is flexible.
+    SupportedApi {
+        key: ApiKey::SaslHandshake,
+        min: 1,
+        max: 1,
+        required: false,
+    },
+    SupportedApi {
+        key: ApiKey::SaslAuthenticate,
+        min: 0,
+        max: 2,
+        required: false,
+    },
 ];
 
 /// The ApiVersions version courier sends first.
