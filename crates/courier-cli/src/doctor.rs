@@ -1,6 +1,7 @@
-//! `courier doctor`: the three durability layers of a topic as a table, with the
-//! verdict. Exits non-zero when the topic is misaligned, so scripts and CI can gate on
-//! it.
+//! `courier doctor`: how a producer with the given settings connects (TLS version and
+//! checks, SASL mechanism and session), then the three durability layers of each topic as
+//! a table, with the verdict. Exits non-zero when a topic is misaligned (1) or the
+//! connection or a check fails (2), so scripts and CI can gate on it.
 
 use courier::audit;
 
@@ -62,6 +63,15 @@ pub fn run(args: DoctorArgs) -> i32 {
             return 2;
         }
     };
+    // The connection first, as the producer would make it: a TLS or SASL problem is said
+    // once, with what to change, instead of as every topic's audit failing.
+    match rt.block_on(audit::check_connection(&config)) {
+        Ok(how) => println!("connection: {how}"),
+        Err(e) => {
+            eprintln!("courier doctor: cannot connect as the producer would: {e}");
+            return 2;
+        }
+    }
     let mut code = 0;
     for topic in &args.topics {
         match rt.block_on(audit::audit(&config, topic)) {

@@ -78,3 +78,58 @@ fn missing_topic_exits_two_and_says_so() {
         "{stderr}"
     );
 }
+
+/// The connection check comes first: how the producer connects (TLS version, the checks
+/// made, the SASL mechanism), or why it cannot, with what to change.
+#[test]
+fn doctor_says_how_it_connected_over_sasl_ssl_or_why_it_could_not() {
+    use courier_testkit::Listener;
+    let cluster = KafkaCluster::shared_secured();
+    let sec = cluster.security().unwrap();
+    let topic = cluster.unique_topic("doctor-sec");
+    cluster.create_topic(&TopicSpec::new(&topic)).unwrap();
+    let l = sec.listener(Listener::SaslSsl).unwrap();
+    let ca = format!("ssl.ca.location={}", sec.pki.ca.cert_path.display());
+    let user = format!("sasl.username={}", sec.user().name);
+    let good = format!("sasl.password={}", sec.user().password);
+    let args = |password: &str| {
+        vec![
+            "-b".to_string(),
+            l.bootstrap.clone(),
+            "-t".into(),
+            topic.clone(),
+            "-X".into(),
+            "security.protocol=sasl_ssl".into(),
+            "-X".into(),
+            "sasl.mechanism=SCRAM-SHA-512".into(),
+            "-X".into(),
+            user.clone(),
+            "-X".into(),
+            password.to_string(),
+            "-X".into(),
+            ca.clone(),
+        ]
+    };
+    let a = args(&good);
+    let out = doctor(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = text(&out.stdout);
+    // One broker: replication factor 1 is misaligned (exit 1), but it did connect.
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("connection: "), "{stdout}");
+    assert!(stdout.contains("TLSv1_3"), "{stdout}");
+    assert!(stdout.contains("verified, host name checked"), "{stdout}");
+    assert!(
+        stdout.contains("SASL SCRAM-SHA-512 authenticated"),
+        "{stdout}"
+    );
+    let a = args("sasl.password=wrong-password");
+    let out = doctor(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect as the producer would"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("invalid credentials"), "{stderr}");
+    assert!(!stderr.contains("wrong-password"), "{stderr}");
+}

@@ -317,6 +317,28 @@ enum AuditFailure {
     Final(ProducerError),
 }
 
+/// A refused TLS session or SASL login ends the audit at once (retrying cannot help);
+/// anything else is retried until `max.block.ms`.
+fn net_failure(e: net::NetError) -> AuditFailure {
+    if e.is_definitive() {
+        AuditFailure::Final(ProducerError::from_net(e))
+    } else {
+        AuditFailure::Transient(e.to_string())
+    }
+}
+
+/// Connects to a bootstrap server as a producer with `config` would (TLS, SASL) and says
+/// how: `courier doctor`'s connection check. A failure explains what to change.
+pub async fn check_connection(config: &ProducerConfig) -> Result<String, ProducerError> {
+    let pool = ConnectionPool::from_config(config).map_err(ProducerError::from_net)?;
+    let result = match pool.get_bootstrap().await {
+        Ok(conn) => Ok(format!("{} ({})", conn.addr(), conn.security())),
+        Err(e) => Err(ProducerError::from_net(e)),
+    };
+    pool.close_all();
+    result
+}
+
 async fn audit_once(
     pool: &ConnectionPool,
     acks: Acks,
@@ -325,14 +347,11 @@ async fn audit_once(
 ) -> Result<DurabilityReport, AuditFailure> {
     let conn = match pool.least_loaded() {
         Some(c) => c,
-        None => pool
-            .get_bootstrap()
-            .await
-            .map_err(|e| AuditFailure::Transient(e.to_string()))?,
+        None => pool.get_bootstrap().await.map_err(net_failure)?,
     };
     let md = net::fetch_metadata(&conn, &[topic])
         .await
-        .map_err(|e| AuditFailure::Transient(e.to_string()))?;
+        .map_err(net_failure)?;
     pool.update_brokers(&md);
     let t = md
         .topic(topic)

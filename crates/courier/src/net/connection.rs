@@ -261,6 +261,8 @@ struct Shared {
     /// When and how to re-authenticate (KIP-368), once the broker announced a session
     /// lifetime; the writer does it.
     reauth: Mutex<Option<Reauth>>,
+    /// How the connection is secured, for `courier doctor` and logs.
+    security: Mutex<String>,
     state: Mutex<State>,
     window: Arc<Semaphore>,
 }
@@ -422,12 +424,26 @@ impl BrokerConnection {
             source: Arc::new(e),
         })?;
         tracing::debug!(broker = %addr, %peer, "TCP connected");
+        let mut tls_summary = None;
         let stream = match &opts.tls {
             None => BrokerStream::Plain(stream),
             Some(tls) => {
                 let session = tokio::time::timeout_at(deadline, tls.connect(addr, stream))
                     .await
                     .map_err(|_| timed_out())??;
+                let (_, state) = session.get_ref();
+                tls_summary = Some(format!(
+                    "{}, {}, broker certificate {}",
+                    state
+                        .protocol_version()
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("TLS"),
+                    state
+                        .negotiated_cipher_suite()
+                        .and_then(|c| c.suite().as_str())
+                        .unwrap_or("unknown cipher suite"),
+                    tls.checks()
+                ));
                 tracing::debug!(broker = %addr, "TLS session established");
                 BrokerStream::Tls(Box::new(session))
             }
@@ -462,6 +478,28 @@ impl BrokerConnection {
                 "SASL authenticated"
             );
             conn.plan_reauthentication(sasl, session);
+            *conn
+                .shared
+                .security
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = format!(
+                "{}; SASL {} authenticated{}",
+                tls_summary.as_deref().unwrap_or("no TLS"),
+                sasl.0.mechanism_name(),
+                match session.lifetime {
+                    Some(l) => format!(
+                        ", session lifetime {} ms (re-authenticated in place before it ends)",
+                        l.as_millis()
+                    ),
+                    None => String::new(),
+                }
+            );
+        } else if let Some(t) = tls_summary {
+            *conn
+                .shared
+                .security
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = format!("{t}; no SASL");
         }
         Ok(conn)
     }
@@ -506,6 +544,7 @@ impl BrokerConnection {
             next_correlation_id: AtomicI32::new(0),
             client_id: opts.client_id.clone(),
             reauth: Mutex::new(None),
+            security: Mutex::new("plaintext, no authentication".into()),
             state: Mutex::new(State {
                 closed: None,
                 in_flight: VecDeque::new(),
@@ -598,6 +637,16 @@ impl BrokerConnection {
             }
             return ApiVersionTable::from_response(&resp);
         }
+    }
+
+    /// How the connection is secured: TLS version, cipher suite and checks, SASL mechanism
+    /// and session lifetime.
+    pub fn security(&self) -> String {
+        self.shared
+            .security
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The address this connection was opened with (`host:port`).

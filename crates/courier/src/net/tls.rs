@@ -36,6 +36,8 @@ pub struct TlsConnector {
     connector: tokio_rustls::TlsConnector,
     /// Whether the CAs are the system's (an unknown-CA error then says none is configured).
     system_roots: bool,
+    verify_certificates: bool,
+    verify_hostname: bool,
     client_certificate: bool,
 }
 
@@ -142,8 +144,22 @@ impl TlsConnector {
         Ok(TlsConnector {
             connector: tokio_rustls::TlsConnector::from(Arc::new(client_config)),
             system_roots,
+            verify_certificates: config.verify_certificates(),
+            verify_hostname: config.verify_hostname(),
             client_certificate: config.identity().is_some(),
         })
+    }
+
+    /// What is checked of the broker's certificate, in words.
+    pub fn checks(&self) -> &'static str {
+        match (self.verify_certificates, self.verify_hostname) {
+            (false, _) => "NOT verified (enable.ssl.certificate.verification=false)",
+            (true, false) => {
+                "verified against the trusted CAs, host name not checked \
+                 (ssl.endpoint.identification.algorithm=none)"
+            }
+            (true, true) => "verified, host name checked",
+        }
     }
 
     /// Runs the TLS handshake on `stream` to the broker at `addr` (`host:port`: the host is
