@@ -201,11 +201,27 @@ fn main() {
         &conn.call(&produce(compacted, 0, None), 12),
     );
 
+    // An idempotent producer's request: transactional_id must be set to null explicitly
+    // (kafka-protocol's default is an empty string, which the broker refuses with
+    // INVALID_REQUEST).
     let init = InitProducerIdRequest::default()
+        .with_transactional_id(None)
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    save(&dir, "init_producer_id_v5", &conn.call(&init, 5));
+    // A fresh broker may answer with an error until its producer id block is ready:
+    // retry until it grants an id (error code: bytes 8..10, after header and throttle).
+    let mut reply = conn.call(&init, 5);
+    for _ in 0..40 {
+        let error_code = reply.get(9..11).map(|b| i16::from_be_bytes([b[0], b[1]]));
+        if error_code == Some(0) {
+            break;
+        }
+        eprintln!("InitProducerId answered error {error_code:?}; retrying");
+        std::thread::sleep(Duration::from_millis(500));
+        reply = conn.call(&init, 5);
+    }
+    save(&dir, "init_producer_id_v5", &reply);
 
     let describe = DescribeConfigsRequest::default()
         .with_include_synonyms(true)

@@ -16,6 +16,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod sequence;
 pub mod varint;
+pub mod wire;
 
 pub use batch::{
     encode_batch, encoded_record_size, rewrite_producer_fields, BuildError, Header, PreparedBatch,
