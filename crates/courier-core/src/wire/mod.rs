@@ -2,13 +2,18 @@
 //!
 //! Everything from the network is treated as hostile: every length, count and index is
 //! checked before it is used, a bad reply is a [`DecodeError`] (never a panic), and the
-//! memory a decode allocates is bounded by the bytes that arrived. The bound: an array
-//! may declare at most `bytes left / smallest entry encoding` entries, checked before its
-//! `Vec` is allocated, and strings and bytes must fit in the bytes left, so every
-//! allocation is paid for by frame bytes. The worst ratio of heap bytes to frame bytes
-//! is that of the struct with the largest in-memory size per minimal wire encoding
-//! (a DescribeConfigs synonym: about 56 bytes of struct for 4 wire bytes), so a decode
-//! allocates at most [`MAX_HEAP_FACTOR`] times the frame size (plus a constant).
+//! memory a decode allocates is bounded by the bytes that arrived.
+//!
+//! **Memory bound.** An array may declare at most `bytes available / smallest entry
+//! encoding` entries, checked before its `Vec` is allocated, and a string or bytes field
+//! at most the bytes available, where *available* leaves out the bytes that later
+//! entries of the enclosing arrays need at least (so nested arrays cannot all reserve
+//! against the same bytes). Every byte of heap is therefore paid for by frame bytes, at
+//! the rate of the struct with the most memory per smallest wire encoding: a Produce
+//! topic in a flexible version (48 bytes of `String` and `Vec` headers for a 3-byte
+//! entry), then a DescribeConfigs synonym (56 bytes for 4). So a decode allocates at
+//! most [`MAX_HEAP_FACTOR`] (16) times the body size, plus a constant for the error
+//! path; `tests/wire_memory.rs` measures it with a counting allocator.
 //!
 //! Requests are still encoded elsewhere; this module only reads. It does no I/O: a
 //! caller reads a whole frame (after the 4-byte size prefix), then
@@ -49,8 +54,8 @@ pub use produce::{
 pub use reader::Reader;
 pub use sasl::{SaslAuthenticateResponse, SaslHandshakeResponse};
 
-/// Upper bound on heap bytes a decode allocates per frame byte (see the module docs);
-/// the memory test in `tests/wire_memory.rs` holds every decoder to it.
+/// Upper bound on heap bytes a decode allocates per body byte (see the module docs);
+/// `tests/wire_memory.rs` holds every decoder to it.
 pub const MAX_HEAP_FACTOR: usize = 16;
 
 /// Kafka's UNSUPPORTED_VERSION error code.

@@ -6,6 +6,11 @@
 //! `min_entry_size` is the smallest encoding one entry can have. Only then is its `Vec`
 //! allocated, so a frame of `n` bytes can never make the decoder reserve room for more
 //! than `n / min_entry_size` entries.
+//!
+//! "Left" excludes the bytes already promised to later entries of the arrays being read
+//! (`owed`): without that, each level of nested arrays could reserve against the same
+//! remaining bytes (topics, then the first topic's partitions, then ...), and memory
+//! would grow with the nesting depth instead of staying proportional to the frame.
 
 use super::error::{DecodeError, DecodeErrorKind};
 
@@ -29,6 +34,9 @@ pub struct Reader<'a> {
     /// Offset of `buf` in the outermost buffer, so sub-readers report frame offsets.
     base: usize,
     flexible: bool,
+    /// Bytes that the later entries of enclosing arrays need at least: not available to
+    /// the field being read.
+    owed: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -39,6 +47,7 @@ impl<'a> Reader<'a> {
             pos: 0,
             base: 0,
             flexible,
+            owed: 0,
         }
     }
 
@@ -50,6 +59,12 @@ impl<'a> Reader<'a> {
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Bytes not read yet and not needed by the later entries of enclosing arrays: what
+    /// a length or count may claim.
+    fn available(&self) -> usize {
+        self.remaining().saturating_sub(self.owed)
     }
 
     /// Offset of the next byte in the outermost buffer given to a reader.
@@ -173,7 +188,7 @@ impl<'a> Reader<'a> {
                 DecodeError::new(DecodeErrorKind::NegativeLength(len), start).in_field(field),
             );
         }
-        let left = self.remaining();
+        let left = self.available();
         match usize::try_from(len) {
             Ok(n) if n <= left => Ok(Some(n)),
             _ => Err(DecodeError::new(
@@ -277,7 +292,7 @@ impl<'a> Reader<'a> {
                 DecodeError::new(DecodeErrorKind::NegativeLength(count), start).in_field(field),
             );
         }
-        let left = self.remaining();
+        let left = self.available();
         // A zero minimum would let any count through; every entry takes at least a byte.
         let min_entry_size = min_entry_size.max(1);
         let fits = left / min_entry_size;
@@ -316,9 +331,17 @@ impl<'a> Reader<'a> {
         mut entry: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>,
     ) -> Result<Vec<T>, DecodeError> {
         let count = self.array_len(field, min_entry_size)?;
+        let min_entry_size = min_entry_size.max(1);
         let mut out = Vec::with_capacity(count);
+        let owed_outside = self.owed;
         for index in 0..count {
-            out.push(entry(self).map_err(|e| e.in_entry(field, index))?);
+            // The entries after this one still need their smallest size each; the
+            // count check above guarantees this neither overflows nor exceeds `left`.
+            let later = count.saturating_sub(index.saturating_add(1));
+            self.owed = owed_outside.saturating_add(later.saturating_mul(min_entry_size));
+            let decoded = entry(self);
+            self.owed = owed_outside;
+            out.push(decoded.map_err(|e| e.in_entry(field, index))?);
         }
         Ok(out)
     }
@@ -348,7 +371,7 @@ impl<'a> Reader<'a> {
             return Ok(());
         }
         let count = self.unsigned_varint(field)?;
-        let left = self.remaining();
+        let left = self.available();
         if usize::try_from(count).map_or(true, |n| n > left / MIN_TAGGED_FIELD_SIZE) {
             return Err(self.err(DecodeErrorKind::TooManyTaggedFields { count, left }, field));
         }
@@ -365,7 +388,7 @@ impl<'a> Reader<'a> {
             previous = Some(tag);
             let size_at = self.position();
             let size = self.unsigned_varint(field)?;
-            let left = self.remaining();
+            let left = self.available();
             let size = usize::try_from(size)
                 .ok()
                 .filter(|&n| n <= left)
@@ -386,6 +409,8 @@ impl<'a> Reader<'a> {
                 pos: 0,
                 base: value_at,
                 flexible: self.flexible,
+                // The value is a slice of its own: what later fields need lies outside it.
+                owed: 0,
             };
             if known(tag, &mut sub)? && sub.remaining() != 0 {
                 return Err(DecodeError::new(
