@@ -460,8 +460,8 @@ fn check_produce(version: i16, want: &ProduceResponse) {
     assert_eq!(got.responses.len(), want.responses.len());
     for (g, w) in got.responses.iter().zip(&want.responses) {
         assert_eq!(g.name, w.name.0.as_str());
-        assert_eq!(g.partitions.len(), w.partition_responses.len());
-        for (gp, wp) in g.partitions.iter().zip(&w.partition_responses) {
+        assert_eq!(g.partition_responses.len(), w.partition_responses.len());
+        for (gp, wp) in g.partition_responses.iter().zip(&w.partition_responses) {
             assert_eq!(gp.index, wp.index);
             assert_eq!(gp.error_code, wp.error_code);
             assert_eq!(gp.base_offset, wp.base_offset);

@@ -117,7 +117,7 @@ fn produce_v11_and_v12_success() {
         let r: ProduceResponse = decode(name, version);
         assert_eq!(r.responses.len(), 1);
         assert_eq!(r.responses[0].name, "golden");
-        let p = &r.responses[0].partitions[0];
+        let p = &r.responses[0].partition_responses[0];
         assert_eq!((p.index, p.error_code), (1, 0), "{name}");
         assert!(p.base_offset >= 0);
         assert_eq!(p.log_append_time_ms, -1);
@@ -128,20 +128,20 @@ fn produce_v11_and_v12_success() {
     let v11: ProduceResponse = decode("produce_v11.bin", 11);
     let v12: ProduceResponse = decode("produce_v12.bin", 12);
     assert_eq!(
-        v12.responses[0].partitions[0].base_offset,
-        v11.responses[0].partitions[0].base_offset + 1
+        v12.responses[0].partition_responses[0].base_offset,
+        v11.responses[0].partition_responses[0].base_offset + 1
     );
 }
 
 #[test]
 fn produce_v12_errors() {
     let r: ProduceResponse = decode("produce_v12_unknown_partition.bin", 12);
-    let p = &r.responses[0].partitions[0];
+    let p = &r.responses[0].partition_responses[0];
     assert_eq!((p.index, p.error_code, p.base_offset), (7, 3, -1));
 
     let r: ProduceResponse = decode("produce_v12_record_errors.bin", 12);
     assert_eq!(r.responses[0].name, "golden-compacted");
-    let p = &r.responses[0].partitions[0];
+    let p = &r.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 87, "INVALID_RECORD");
     assert_eq!(p.record_errors.len(), 1);
     assert_eq!(p.record_errors[0].batch_index, 0);

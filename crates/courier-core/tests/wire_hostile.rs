@@ -229,7 +229,7 @@ fn tagged_field_sections() {
     b.extend_from_slice(&[1, 0, 1, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2, 5]);
     assert_names(
         &err_text::<ProduceResponse>(&b, 10),
-        &["Produce v10: responses[0].partitions[0].current_leader.tagged_fields: 5 tagged fields"],
+        &["Produce v10: responses[0].partition_responses[0].current_leader.tagged_fields: 5 tagged fields"],
     );
 }
 

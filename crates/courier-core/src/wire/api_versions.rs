@@ -15,7 +15,7 @@ pub struct ApiVersion {
 
 /// A feature the broker supports (v3+, tagged field 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SupportedFeature {
+pub struct SupportedFeatureKey {
     /// Feature name, e.g. `transaction.version`.
     pub name: String,
     /// Lowest supported version.
@@ -26,7 +26,7 @@ pub struct SupportedFeature {
 
 /// A cluster-wide finalized feature (v3+, tagged field 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FinalizedFeature {
+pub struct FinalizedFeatureKey {
     /// Feature name, e.g. `transaction.version`.
     pub name: String,
     /// Finalized maximum version level.
@@ -52,11 +52,11 @@ pub struct ApiVersionsResponse {
     /// Throttle time in milliseconds (v1+; 0 before).
     pub throttle_time_ms: i32,
     /// Supported features (v3+, tag 0; empty if absent).
-    pub supported_features: Vec<SupportedFeature>,
+    pub supported_features: Vec<SupportedFeatureKey>,
     /// Epoch of the finalized features (v3+, tag 1; -1 if absent or unknown).
     pub finalized_features_epoch: i64,
     /// Cluster-wide finalized features, valid when the epoch is >= 0 (v3+, tag 2).
-    pub finalized_features: Vec<FinalizedFeature>,
+    pub finalized_features: Vec<FinalizedFeatureKey>,
     /// Set by a KRaft controller ready for ZK migration (v3+, tag 3; false if absent).
     pub zk_migration_ready: bool,
 }
@@ -151,7 +151,7 @@ impl Response for ApiVersionsResponse {
                 0 => {
                     out.supported_features =
                         r.array("supported_features", MIN_FEATURE_SIZE, |r| {
-                            let f = SupportedFeature {
+                            let f = SupportedFeatureKey {
                                 name: r.string("name")?,
                                 min_version: r.i16("min_version")?,
                                 max_version: r.i16("max_version")?,
@@ -164,7 +164,7 @@ impl Response for ApiVersionsResponse {
                 2 => {
                     out.finalized_features =
                         r.array("finalized_features", MIN_FEATURE_SIZE, |r| {
-                            let f = FinalizedFeature {
+                            let f = FinalizedFeatureKey {
                                 name: r.string("name")?,
                                 max_version_level: r.i16("max_version_level")?,
                                 min_version_level: r.i16("min_version_level")?,

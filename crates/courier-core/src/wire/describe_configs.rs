@@ -15,7 +15,7 @@ pub struct DescribeConfigsSynonym {
 
 /// One config of a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DescribeConfigsEntry {
+pub struct DescribeConfigsResourceResult {
     /// Config name.
     pub name: String,
     /// Effective value, `None` if sensitive or unset.
@@ -46,7 +46,7 @@ pub struct DescribeConfigsResult {
     /// Resource name.
     pub resource_name: String,
     /// The configs.
-    pub configs: Vec<DescribeConfigsEntry>,
+    pub configs: Vec<DescribeConfigsResourceResult>,
 }
 
 /// A DescribeConfigs response.
@@ -95,9 +95,12 @@ fn min_synonym_size(flexible: bool) -> usize {
     2 * min_string(flexible) + 1 + usize::from(flexible)
 }
 
-fn read_entry(r: &mut Reader<'_>, version: i16) -> Result<DescribeConfigsEntry, DecodeError> {
+fn read_entry(
+    r: &mut Reader<'_>,
+    version: i16,
+) -> Result<DescribeConfigsResourceResult, DecodeError> {
     let flexible = r.is_flexible();
-    let entry = DescribeConfigsEntry {
+    let entry = DescribeConfigsResourceResult {
         name: r.string("name")?,
         value: r.nullable_string("value")?,
         read_only: r.bool("read_only")?,
@@ -129,7 +132,7 @@ fn read_entry(r: &mut Reader<'_>, version: i16) -> Result<DescribeConfigsEntry, 
 
 impl DescribeConfigsResult {
     /// The config named `name`, if listed.
-    pub fn config(&self, name: &str) -> Option<&DescribeConfigsEntry> {
+    pub fn config(&self, name: &str) -> Option<&DescribeConfigsResourceResult> {
         self.configs.iter().find(|c| c.name == name)
     }
 }

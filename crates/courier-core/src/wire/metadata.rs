@@ -4,7 +4,7 @@ use super::{DecodeError, Reader, Response};
 
 /// A broker in a Metadata response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataBroker {
+pub struct MetadataResponseBroker {
     /// Broker id.
     pub node_id: i32,
     /// Host name.
@@ -17,7 +17,7 @@ pub struct MetadataBroker {
 
 /// A partition in a Metadata response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataPartition {
+pub struct MetadataResponsePartition {
     /// Partition error code, 0 for none.
     pub error_code: i16,
     /// Partition index.
@@ -36,7 +36,7 @@ pub struct MetadataPartition {
 
 /// A topic in a Metadata response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataTopic {
+pub struct MetadataResponseTopic {
     /// Topic error code, 0 for none.
     pub error_code: i16,
     /// Topic name; nullable from v12 (a topic asked for by id only).
@@ -46,7 +46,7 @@ pub struct MetadataTopic {
     /// Whether the topic is internal.
     pub is_internal: bool,
     /// The topic's partitions.
-    pub partitions: Vec<MetadataPartition>,
+    pub partitions: Vec<MetadataResponsePartition>,
     /// Bitfield of the operations the client may do on the topic (v8+;
     /// `i32::MIN` when not asked for or before v8).
     pub topic_authorized_operations: i32,
@@ -58,13 +58,13 @@ pub struct MetadataResponse {
     /// Throttle time in milliseconds.
     pub throttle_time_ms: i32,
     /// The brokers of the cluster.
-    pub brokers: Vec<MetadataBroker>,
+    pub brokers: Vec<MetadataResponseBroker>,
     /// Cluster id, if the broker has one.
     pub cluster_id: Option<String>,
     /// Controller id, -1 if unknown.
     pub controller_id: i32,
     /// The topics asked for (or all topics).
-    pub topics: Vec<MetadataTopic>,
+    pub topics: Vec<MetadataResponseTopic>,
     /// Bitfield of cluster operations the client may do (v8..=10 only; `i32::MIN`
     /// otherwise: KIP-430 moved it to DescribeCluster in v11).
     pub cluster_authorized_operations: i32,
@@ -117,8 +117,11 @@ fn min_topic_size(version: i16, flexible: bool) -> usize {
         + usize::from(flexible)
 }
 
-fn read_partition(r: &mut Reader<'_>, version: i16) -> Result<MetadataPartition, DecodeError> {
-    let p = MetadataPartition {
+fn read_partition(
+    r: &mut Reader<'_>,
+    version: i16,
+) -> Result<MetadataResponsePartition, DecodeError> {
+    let p = MetadataResponsePartition {
         error_code: r.i16("error_code")?,
         partition_index: r.i32("partition_index")?,
         leader_id: r.i32("leader_id")?,
@@ -139,7 +142,7 @@ fn read_partition(r: &mut Reader<'_>, version: i16) -> Result<MetadataPartition,
     Ok(p)
 }
 
-fn read_topic(r: &mut Reader<'_>, version: i16) -> Result<MetadataTopic, DecodeError> {
+fn read_topic(r: &mut Reader<'_>, version: i16) -> Result<MetadataResponseTopic, DecodeError> {
     let flexible = r.is_flexible();
     let error_code = r.i16("error_code")?;
     let name = if version >= 12 {
@@ -162,7 +165,7 @@ fn read_topic(r: &mut Reader<'_>, version: i16) -> Result<MetadataTopic, DecodeE
         NO_AUTHORIZED_OPERATIONS
     };
     r.skip_tagged_fields("tagged_fields")?;
-    Ok(MetadataTopic {
+    Ok(MetadataResponseTopic {
         error_code,
         name,
         topic_id,
@@ -174,12 +177,12 @@ fn read_topic(r: &mut Reader<'_>, version: i16) -> Result<MetadataTopic, DecodeE
 
 impl MetadataResponse {
     /// The broker with id `node_id`, if listed.
-    pub fn broker(&self, node_id: i32) -> Option<&MetadataBroker> {
+    pub fn broker(&self, node_id: i32) -> Option<&MetadataResponseBroker> {
         self.brokers.iter().find(|b| b.node_id == node_id)
     }
 
     /// The topic named `name`, if listed.
-    pub fn topic(&self, name: &str) -> Option<&MetadataTopic> {
+    pub fn topic(&self, name: &str) -> Option<&MetadataResponseTopic> {
         self.topics.iter().find(|t| t.name.as_deref() == Some(name))
     }
 }
@@ -195,7 +198,7 @@ impl Response for MetadataResponse {
         let flexible = r.is_flexible();
         let throttle_time_ms = r.i32("throttle_time_ms")?;
         let brokers = r.array("brokers", min_broker_size(flexible), |r| {
-            let b = MetadataBroker {
+            let b = MetadataResponseBroker {
                 node_id: r.i32("node_id")?,
                 host: r.string("host")?,
                 port: r.i32("port")?,

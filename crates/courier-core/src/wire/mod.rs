@@ -40,16 +40,19 @@ mod produce;
 mod reader;
 mod sasl;
 
-pub use api_versions::{ApiVersion, ApiVersionsResponse, FinalizedFeature, SupportedFeature};
+pub use api_versions::{ApiVersion, ApiVersionsResponse, FinalizedFeatureKey, SupportedFeatureKey};
 pub use describe_configs::{
-    DescribeConfigsEntry, DescribeConfigsResponse, DescribeConfigsResult, DescribeConfigsSynonym,
+    DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+    DescribeConfigsSynonym,
 };
 pub use error::{DecodeError, DecodeErrorKind};
 pub use init_producer_id::InitProducerIdResponse;
-pub use metadata::{MetadataBroker, MetadataPartition, MetadataResponse, MetadataTopic};
+pub use metadata::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 pub use produce::{
-    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, RecordError,
-    TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    ProduceResponse, TopicProduceResponse,
 };
 pub use reader::Reader;
 pub use sasl::{SaslAuthenticateResponse, SaslHandshakeResponse};

@@ -1,14 +1,14 @@
 //! Produce (API key 0) responses, v3..=12.
 //!
 //! This reply is on the hot path, so its decode allocates little: one `Vec` of topics,
-//! one `String` and one `Vec` of partitions per topic, and nothing per partition unless
+//! one `String` and one `Vec` of partition responses per topic, and nothing per partition unless
 //! the broker sent record errors or an error message.
 
 use super::{DecodeError, Reader, Response};
 
 /// A record the broker rejected, by its index in the batch (v8+).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordError {
+pub struct BatchIndexAndErrorMessage {
     /// Index of the record in its batch.
     pub batch_index: i32,
     /// Why it was rejected, if said (invalid UTF-8 replaced).
@@ -52,7 +52,7 @@ pub struct PartitionProduceResponse {
     /// Log start offset (v5+; -1 before).
     pub log_start_offset: i64,
     /// Records that made the broker drop the batch (v8+).
-    pub record_errors: Vec<RecordError>,
+    pub record_errors: Vec<BatchIndexAndErrorMessage>,
     /// Summary of the record errors (v8+; invalid UTF-8 replaced).
     pub error_message: Option<String>,
     /// The partition's current leader if the broker sent it (v10+, tag 0).
@@ -65,7 +65,7 @@ pub struct TopicProduceResponse {
     /// Topic name.
     pub name: String,
     /// One entry per partition produced to.
-    pub partitions: Vec<PartitionProduceResponse>,
+    pub partition_responses: Vec<PartitionProduceResponse>,
 }
 
 /// A Produce response.
@@ -140,7 +140,7 @@ fn read_partition(
     };
     if version >= 8 {
         p.record_errors = r.array("record_errors", min_record_error_size(flexible), |r| {
-            let e = RecordError {
+            let e = BatchIndexAndErrorMessage {
                 batch_index: r.i32("batch_index")?,
                 batch_index_error_message: r.nullable_string_lossy("batch_index_error_message")?,
             };
@@ -167,7 +167,10 @@ fn read_partition(
 impl ProduceResponse {
     /// Number of partition entries over all topics.
     pub fn partition_count(&self) -> usize {
-        self.responses.iter().map(|t| t.partitions.len()).sum()
+        self.responses
+            .iter()
+            .map(|t| t.partition_responses.len())
+            .sum()
     }
 }
 
@@ -183,11 +186,16 @@ impl Response for ProduceResponse {
         let responses = r.array("responses", min_topic_size(flexible), |r| {
             // Borrowed first and copied once: the only per-topic String.
             let name = r.str("name")?.to_owned();
-            let partitions = r.array("partitions", min_partition_size(version, flexible), |r| {
-                read_partition(r, version)
-            })?;
+            let partition_responses = r.array(
+                "partition_responses",
+                min_partition_size(version, flexible),
+                |r| read_partition(r, version),
+            )?;
             r.skip_tagged_fields("tagged_fields")?;
-            Ok(TopicProduceResponse { name, partitions })
+            Ok(TopicProduceResponse {
+                name,
+                partition_responses,
+            })
         })?;
         let throttle_time_ms = r.i32("throttle_time_ms")?;
         let mut node_endpoints = Vec::new();
