@@ -194,3 +194,42 @@ fn describe_configs_v4() {
     assert_eq!(missing.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     assert!(missing.configs.is_empty());
 }
+
+/// Every captured file decodes with the decoder its name gives (`<api>_v<version>...`),
+/// so a newly captured reply cannot go untested.
+#[test]
+fn every_fixture_decodes() {
+    fn go<R: Response>(frame: &[u8], version: i16) -> Result<(), String> {
+        decode_response::<R>(frame, version)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    let dir = format!("{}/tests/fixtures/wire", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(stem) = name.strip_suffix(".bin") else {
+            continue;
+        };
+        // The API name ends at the first "_v" followed by a digit.
+        let at = stem
+            .match_indices("_v")
+            .map(|(i, _)| i)
+            .find(|&i| stem[i + 2..].starts_with(|c: char| c.is_ascii_digit()))
+            .unwrap_or_else(|| panic!("{name}: no _v<version>"));
+        let (api, rest) = (&stem[..at], &stem[at + 2..]);
+        let version: i16 = rest.split('_').next().unwrap().parse().unwrap();
+        let frame = fixture(&name);
+        let result = match api {
+            "api_versions" => go::<ApiVersionsResponse>(&frame, version),
+            "metadata" => go::<MetadataResponse>(&frame, version),
+            "produce" => go::<ProduceResponse>(&frame, version),
+            "init_producer_id" => go::<InitProducerIdResponse>(&frame, version),
+            "describe_configs" => go::<DescribeConfigsResponse>(&frame, version),
+            other => panic!("{name}: no decoder for {other:?}"),
+        };
+        result.unwrap_or_else(|e| panic!("{name}: {e}"));
+        seen += 1;
+    }
+    assert_eq!(seen, 10, "fixtures in {dir}");
+}
