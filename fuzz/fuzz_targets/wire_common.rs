@@ -19,7 +19,10 @@ pub fn check<R: Response>(selector: u8, body: &[u8]) -> Option<R> {
         Ok(r) => Some(r),
         Err(e) => {
             let text = e.to_string();
-            assert!(text.starts_with(&format!("{} v{version}: ", R::NAME)), "{text}");
+            assert!(
+                text.starts_with(&format!("{} v{version}: ", R::NAME)),
+                "{text}"
+            );
             assert!(e.offset() <= body.len(), "{text}");
             None
         }
