@@ -6,6 +6,10 @@
 //! RecordBatch v2 as they arrive and [`RecordBatchBuilder::seal`] turns them into a
 //! [`SealedBatch`] (header, optional compression with a reusable [`Compressor`], one
 //! CRC32C); [`decode`] reads batches back for tests and tools.
+//!
+//! Broker replies: [`wire`] decodes the responses the producer reads (ApiVersions,
+//! Metadata, Produce, InitProducerId, DescribeConfigs, SASL), treating every byte as
+//! hostile; requests are still encoded with the `kafka-protocol` crate.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -17,6 +21,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod sequence;
 pub mod varint;
+pub mod wire;
 
 pub use batch::{
     encode_batch, encoded_record_size, rewrite_producer_fields, BuildError, Header, PreparedBatch,
