@@ -563,11 +563,13 @@ fn describe_configs_with_a_huge_array_is_a_failed_audit_not_an_abort() {
         ),
     )
     .unwrap();
-    // The audit (durability.check=warn) fails and says so; the records are delivered.
+    // The audit (durability.check=warn) cannot read the answer: a protocol error for that
+    // connection, logged with the broker and the API; the records are delivered all the same.
     let r = run(&broker, &["-X", "durability.check=warn"], 3);
     check(&r, 3, Expect::Delivered);
     let stderr = String::from_utf8_lossy(&r.out.stderr);
-    assert!(stderr.contains("durability audit failed"), "{stderr}");
+    assert!(stderr.contains("unreadable reply: DescribeConfigs v4: results: array of"), "{stderr}");
+    assert!(stderr.contains(&broker.bootstrap()), "{stderr}");
 }
 
 #[test]

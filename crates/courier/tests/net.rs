@@ -11,9 +11,10 @@ use courier::net::{
     fetch_metadata, init_producer_id, BrokerConnection, ConnectOptions, ConnectionPool, NetError,
     ProduceRequestParts, ReconnectBackoff,
 };
+use courier_core::wire::ProduceResponse;
 use courier_core::{encode_batch, Compression, ProducerFields, RecordRef};
 use courier_testkit::{ConsumeOptions, KafkaCluster, TopicSpec};
-use kafka_protocol::messages::{ApiKey, ProduceResponse};
+use kafka_protocol::messages::ApiKey;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -718,8 +718,11 @@ async fn tagged_fields_in_a_flexible_response_header_are_skipped() {
     assert_eq!(resp.responses[0].partition_responses[0].base_offset, 77);
 }
 
+/// A reply that does not decode is a protocol error for the connection: the request it
+/// answers failed as maybe written (the broker got it), the connection is closed and
+/// counted, and the others in flight fail as lost; the next connection starts clean.
 #[tokio::test]
-async fn undecodable_response_is_maybe_written_and_keeps_the_connection() {
+async fn undecodable_response_is_maybe_written_and_closes_the_connection() {
     let addr = fake_broker(|mut s| async move {
         handshake(&mut s, modern_apis()).await;
         let r = read_request(&mut s).await.unwrap();
@@ -732,15 +735,6 @@ async fn undecodable_response_is_maybe_written_and_keeps_the_connection() {
             &[0xFF; 3],
         )
         .await;
-        let r = read_request(&mut s).await.unwrap();
-        write_response(
-            &mut s,
-            ApiKey::Produce,
-            r.version,
-            r.correlation_id,
-            &produce_response_body(r.version, 5),
-        )
-        .await;
         let _ = read_request(&mut s).await;
     })
     .await;
@@ -748,9 +742,17 @@ async fn undecodable_response_is_maybe_written_and_keeps_the_connection() {
     let e = conn.send_produce(produce(-1, b"a")).await.unwrap_err();
     assert!(matches!(e, NetError::Decode { api: "Produce", .. }), "{e}");
     assert!(e.maybe_written(), "the broker answered: it got the request");
-    // The frame boundary was intact, so the connection goes on.
-    let ok = conn.send_produce(produce(-1, b"b")).await.unwrap().unwrap();
-    assert_eq!(ok.responses[0].partition_responses[0].base_offset, 5);
+    assert!(e.is_connection_closed());
+    assert!(
+        e.to_string().contains("responses: needs 4 bytes"),
+        "names the field: {e}"
+    );
+    assert!(matches!(
+        conn.close_reason(),
+        Some(CloseReason::Protocol(_))
+    ));
+    let later = conn.send_produce(produce(-1, b"b")).await.unwrap_err();
+    assert!(!later.maybe_written(), "{later}");
 }
 
 #[tokio::test]

@@ -12,9 +12,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use kafka_protocol::messages::{
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
-};
+use courier_core::wire::{SaslAuthenticateResponse, SaslHandshakeResponse};
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 
 use super::sasl::{
@@ -220,7 +219,7 @@ impl SaslAuthenticator {
         match resp.error_code {
             0 => {}
             UNSUPPORTED_SASL_MECHANISM => {
-                let offered: Vec<String> = resp.mechanisms.iter().map(|m| m.to_string()).collect();
+                let offered: Vec<String> = resp.mechanisms.clone();
                 return Err(self.failure(
                     addr,
                     format!(

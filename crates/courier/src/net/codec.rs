@@ -338,12 +338,6 @@ pub(crate) fn encode_request<R: Request>(
     Ok(buf.freeze())
 }
 
-/// The response header version of `key` at `version` (v1 adds tagged fields for flexible
-/// responses; ApiVersions responses always use v0, KIP-511).
-pub(crate) fn response_header_version(key: ApiKey, version: i16) -> i16 {
-    key.response_header_version(version)
-}
-
 /// Whether a request of type `R` at `version` uses header v2.
 #[cfg(test)]
 pub(crate) fn is_flexible_header<R: kafka_protocol::protocol::HeaderVersion>(version: i16) -> bool {

@@ -75,22 +75,19 @@ pub async fn describe_topic_config(
                     .map(|k| StrBytes::from_string((*k).to_owned()))
                     .collect(),
             ))]);
-    let resp = conn.send(req, version).await?;
+    let resp: courier_core::wire::DescribeConfigsResponse = conn.send(req, version).await?;
     let Some(result) = resp.results.into_iter().next() else {
         return Ok(Err((-1, Some("empty DescribeConfigs response".into()))));
     };
     if result.error_code != 0 {
-        return Ok(Err((
-            result.error_code,
-            result.error_message.map(|m| m.to_string()),
-        )));
+        return Ok(Err((result.error_code, result.error_message)));
     }
     Ok(Ok(result
         .configs
         .into_iter()
         .map(|c| ConfigEntry {
-            name: c.name.to_string(),
-            value: c.value.map(|v| v.to_string()),
+            name: c.name,
+            value: c.value,
             source: ConfigSource::from_wire(c.config_source),
         })
         .collect()))

@@ -45,11 +45,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use courier_core::wire;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceResponse, ResponseHeader,
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, ApiVersionsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
-use kafka_protocol::protocol::{Decodable, Request, StrBytes};
+use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -153,8 +153,8 @@ pub struct InFlightPermit {
 /// included), or `None` for a request that expects no response (`acks=0`).
 type Reply = Result<Option<Bytes>, NetError>;
 
-/// A function that takes a request's outcome and the connection's address.
-type OnReply = Box<dyn FnOnce(Reply, &str) + Send>;
+/// A function that takes a request's outcome and the connection's shared state.
+type OnReply = Box<dyn FnOnce(Reply, &Shared) + Send>;
 
 /// Where a request's outcome goes.
 enum ReplyTo {
@@ -171,7 +171,7 @@ impl ReplyTo {
             ReplyTo::Channel(tx) => {
                 let _ = tx.send(reply);
             }
-            ReplyTo::Call(f) => f(reply, &shared.addr),
+            ReplyTo::Call(f) => f(reply, shared),
         }
     }
 }
@@ -597,22 +597,13 @@ impl BrokerConnection {
                 .await?
                 .expect("ApiVersions expects a response");
             // ApiVersions responses always use header v0 (KIP-511), so the error code
-            // follows the correlation id in every version; read it before choosing the
-            // version to decode with: an UNSUPPORTED_VERSION answer is a v0 body.
-            let error_code = body
-                .get(4..6)
-                .map(|b| i16::from_be_bytes([b[0], b[1]]))
-                .ok_or_else(|| {
-                    decode_error(
-                        &self.shared.addr,
-                        "ApiVersions",
-                        version,
-                        "response too short".into(),
-                    )
-                })?;
-            if error_code == UNSUPPORTED_VERSION && version > 0 {
-                let resp: ApiVersionsResponse =
-                    self.decode_body(body, ApiKey::ApiVersions, 0, "ApiVersions")?;
+            // follows the correlation id in every version: an UNSUPPORTED_VERSION answer is
+            // a v0 body, whatever was asked.
+            let (resp, answered) = wire::ResponseHeader::decode(&body, 0)
+                .and_then(|(_, b)| wire::ApiVersionsResponse::decode_negotiating(b, version))
+                .map_err(|e| self.protocol_error("ApiVersions", version, e))?;
+            if resp.error_code == UNSUPPORTED_VERSION && version > 0 {
+                let _ = answered;
                 let broker_max = resp
                     .api_keys
                     .iter()
@@ -627,15 +618,13 @@ impl BrokerConnection {
                 version = next;
                 continue;
             }
-            let resp: ApiVersionsResponse =
-                self.decode_body(body, ApiKey::ApiVersions, version, "ApiVersions")?;
             if resp.error_code != 0 {
                 return Err(NetError::Handshake {
                     addr: self.shared.addr.clone(),
                     error_code: resp.error_code,
                 });
             }
-            return ApiVersionTable::from_response(&resp);
+            return ApiVersionTable::from_wire(&resp);
         }
     }
 
@@ -767,25 +756,41 @@ impl BrokerConnection {
     ///
     /// Produce requests go through [`send_produce`](Self::send_produce), which does not
     /// copy record batches and knows that `acks=0` has no response.
-    pub async fn send<R: Request>(&self, req: R, version: i16) -> Result<R::Response, NetError> {
+    ///
+    /// The request is encoded with `kafka-protocol`; the response `A` is decoded with
+    /// courier's own bounded decoders ([`courier_core::wire`]), which no length from the
+    /// wire can make allocate more than the frame warrants. A reply that does not decode
+    /// closes the connection (a protocol error) and fails this request as maybe written.
+    pub async fn send<R: Request, A: wire::Response>(
+        &self,
+        req: R,
+        version: i16,
+    ) -> Result<A, NetError> {
         let api = ApiKey::try_from(R::KEY).map_or("request", api_name);
         let permit = self.reserve_for(api).await?;
         self.send_reserved(permit, req, version).await
     }
 
     /// [`send`](Self::send) with a slot reserved earlier.
-    pub async fn send_reserved<R: Request>(
+    pub async fn send_reserved<R: Request, A: wire::Response>(
         &self,
         permit: InFlightPermit,
         req: R,
         version: i16,
-    ) -> Result<R::Response, NetError> {
+    ) -> Result<A, NetError> {
         let key = ApiKey::try_from(R::KEY).map_err(|_| NetError::Encode {
             api: "request",
             version,
             message: format!("unknown API key {}", R::KEY),
         })?;
         let api = api_name(key);
+        if A::API_KEY != R::KEY {
+            return Err(NetError::Encode {
+                api,
+                version,
+                message: format!("a {} response cannot answer a {api} request", A::NAME),
+            });
+        }
         if key == ApiKey::Produce {
             return Err(NetError::Encode {
                 api,
@@ -800,8 +805,8 @@ impl BrokerConnection {
                 codec::encode_request(&req, version, cid, &self.client_id, api).map(single_segment)
             })
             .await?
-            .expect("control requests expect a response");
-        self.decode_body(body, key, version, api)
+            .ok_or_else(|| self.not_sent(api))?;
+        decode_body(&self.shared, body, version, api)
     }
 
     /// Sends a Produce request at the highest negotiated version, waiting for a slot in
@@ -810,7 +815,7 @@ impl BrokerConnection {
     pub async fn send_produce(
         &self,
         parts: ProduceRequestParts,
-    ) -> Result<Option<ProduceResponse>, NetError> {
+    ) -> Result<Option<wire::ProduceResponse>, NetError> {
         let permit = self.reserve_for("Produce").await?;
         self.start_produce(permit, parts).await
     }
@@ -826,7 +831,8 @@ impl BrokerConnection {
         &self,
         permit: InFlightPermit,
         parts: ProduceRequestParts,
-    ) -> impl Future<Output = Result<Option<ProduceResponse>, NetError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Option<wire::ProduceResponse>, NetError>> + Send + 'static
+    {
         let (tx, rx) = oneshot::channel();
         self.produce_with(permit, parts, move |outcome| {
             let _ = tx.send(outcome);
@@ -852,7 +858,7 @@ impl BrokerConnection {
         &self,
         permit: InFlightPermit,
         parts: ProduceRequestParts,
-        on_done: impl FnOnce(Result<Option<ProduceResponse>, NetError>) + Send + 'static,
+        on_done: impl FnOnce(Result<Option<wire::ProduceResponse>, NetError>) + Send + 'static,
     ) {
         let permit = self.own_permit(permit);
         let version = match self.versions().version(ApiKey::Produce) {
@@ -867,9 +873,9 @@ impl BrokerConnection {
         // The batches live on in the encoded frame; `parts` itself is not needed anymore.
         let expects_response = parts.acks != 0;
         drop(parts);
-        let reply = ReplyTo::Call(Box::new(move |reply: Reply, addr: &str| {
+        let reply = ReplyTo::Call(Box::new(move |reply: Reply, shared: &Shared| {
             on_done(reply.and_then(|body| {
-                body.map(|b| decode_body(addr, b, ApiKey::Produce, version, "Produce"))
+                body.map(|b| decode_body(shared, b, version, "Produce"))
                     .transpose()
             }))
         }));
@@ -994,14 +1000,10 @@ impl BrokerConnection {
             .await
     }
 
-    fn decode_body<T: Decodable>(
-        &self,
-        body: Bytes,
-        key: ApiKey,
-        version: i16,
-        api: &'static str,
-    ) -> Result<T, NetError> {
-        decode_body(&self.shared.addr, body, key, version, api)
+    /// Closes the connection for a reply that does not decode and returns the error for
+    /// the request it answered.
+    fn protocol_error(&self, api: &'static str, version: i16, e: wire::DecodeError) -> NetError {
+        protocol_error(&self.shared, api, version, e)
     }
 }
 
@@ -1032,19 +1034,33 @@ fn decode_error(addr: &str, api: &'static str, version: i16, message: String) ->
     }
 }
 
-/// Decodes a response frame (after its size prefix): header, then body.
-fn decode_body<T: Decodable>(
-    addr: &str,
-    mut body: Bytes,
-    key: ApiKey,
+/// Decodes a response frame (after its size prefix): header, then body, with courier's
+/// bounded decoders. A frame that does not decode is a protocol error: the connection is
+/// closed (the broker sends what courier cannot read; the next connection may be better,
+/// after the reconnect backoff) and the request fails as maybe written.
+fn decode_body<T: wire::Response>(
+    shared: &Shared,
+    body: Bytes,
     version: i16,
     api: &'static str,
 ) -> Result<T, NetError> {
-    // The header is parsed with kafka-protocol so tagged fields of flexible headers
-    // (KIP-482) are skipped correctly.
-    ResponseHeader::decode(&mut body, codec::response_header_version(key, version))
-        .map_err(|e| decode_error(addr, api, version, format!("header: {e:#}")))?;
-    T::decode(&mut body, version).map_err(|e| decode_error(addr, api, version, format!("{e:#}")))
+    wire::decode_response::<T>(&body, version)
+        .map(|(_, r)| r)
+        .map_err(|e| protocol_error(shared, api, version, e))
+}
+
+fn protocol_error(
+    shared: &Shared,
+    api: &'static str,
+    version: i16,
+    e: wire::DecodeError,
+) -> NetError {
+    let message = e.to_string();
+    tracing::warn!(broker = %shared.addr, api, version, "unreadable reply: {message}");
+    shared.close(CloseReason::Protocol(format!(
+        "unreadable {api} v{version} reply: {message}"
+    )));
+    decode_error(&shared.addr, api, version, message)
 }
 
 impl Drop for BrokerConnection {
@@ -1238,7 +1254,7 @@ impl SaslTransport for ConnectTransport<'_> {
     async fn handshake(
         &mut self,
         req: SaslHandshakeRequest,
-    ) -> Result<SaslHandshakeResponse, NetError> {
+    ) -> Result<wire::SaslHandshakeResponse, NetError> {
         let v = self.0.version(ApiKey::SaslHandshake)?;
         self.0.send(req, v).await
     }
@@ -1246,7 +1262,7 @@ impl SaslTransport for ConnectTransport<'_> {
     async fn authenticate(
         &mut self,
         req: SaslAuthenticateRequest,
-    ) -> Result<SaslAuthenticateResponse, NetError> {
+    ) -> Result<wire::SaslAuthenticateResponse, NetError> {
         let v = self.0.version(ApiKey::SaslAuthenticate)?;
         self.0.send(req, v).await
     }
@@ -1263,12 +1279,12 @@ struct WriterTransport<'a> {
 }
 
 impl WriterTransport<'_> {
-    async fn roundtrip<R: Request>(
+    async fn roundtrip<R: Request, A: wire::Response>(
         &mut self,
         req: R,
         version: i16,
         key: ApiKey,
-    ) -> Result<R::Response, NetError> {
+    ) -> Result<A, NetError> {
         let shared = self.shared;
         let api = api_name(key);
         let cid = shared.next_correlation_id.fetch_add(1, Ordering::Relaxed);
@@ -1296,7 +1312,7 @@ impl WriterTransport<'_> {
             Err(_) => return Err(shared.not_sent(api)),
         }
         .ok_or_else(|| shared.not_sent(api))?;
-        decode_body(&shared.addr, body, key, version, api)
+        decode_body(shared, body, version, api)
     }
 }
 
@@ -1304,7 +1320,7 @@ impl SaslTransport for WriterTransport<'_> {
     async fn handshake(
         &mut self,
         req: SaslHandshakeRequest,
-    ) -> Result<SaslHandshakeResponse, NetError> {
+    ) -> Result<wire::SaslHandshakeResponse, NetError> {
         let v = self.handshake;
         self.roundtrip(req, v, ApiKey::SaslHandshake).await
     }
@@ -1312,7 +1328,7 @@ impl SaslTransport for WriterTransport<'_> {
     async fn authenticate(
         &mut self,
         req: SaslAuthenticateRequest,
-    ) -> Result<SaslAuthenticateResponse, NetError> {
+    ) -> Result<wire::SaslAuthenticateResponse, NetError> {
         let v = self.authenticate;
         self.roundtrip(req, v, ApiKey::SaslAuthenticate).await
     }

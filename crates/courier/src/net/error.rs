@@ -247,8 +247,9 @@ pub enum NetError {
         definitive: bool,
     },
 
-    /// The response arrived but could not be decoded. The broker processed the request;
-    /// the connection stays usable (the frame was intact).
+    /// The response arrived but could not be decoded: the broker processed the request,
+    /// and says something courier cannot read, so the connection was closed (a protocol
+    /// error; the next one starts clean after the reconnect backoff).
     #[error("could not decode {api} v{version} response from {addr}: {message}")]
     Decode {
         /// The broker's address.
@@ -324,7 +325,7 @@ impl NetError {
     pub fn is_connection_closed(&self) -> bool {
         !matches!(
             self,
-            NetError::Decode { .. } | NetError::Encode { .. } | NetError::UnsupportedVersion { .. }
+            NetError::Encode { .. } | NetError::UnsupportedVersion { .. }
         )
     }
 }

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use courier_core::wire;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, MetadataRequest, MetadataResponse, ProducerId, TopicName,
-    TransactionalId,
+    ApiKey, InitProducerIdRequest, MetadataRequest, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -164,19 +164,19 @@ impl ClusterMetadata {
         (self, problems)
     }
 
-    fn from_response(resp: MetadataResponse) -> Self {
+    fn from_response(resp: wire::MetadataResponse) -> Self {
         ClusterMetadata {
-            cluster_id: resp.cluster_id.map(|s| s.to_string()),
-            controller_id: resp.controller_id.0,
+            cluster_id: resp.cluster_id,
+            controller_id: resp.controller_id,
             error_code: resp.error_code,
             brokers: resp
                 .brokers
                 .into_iter()
                 .map(|b| BrokerMetadata {
-                    node_id: b.node_id.0,
-                    host: b.host.to_string(),
+                    node_id: b.node_id,
+                    host: b.host,
                     port: b.port,
-                    rack: b.rack.map(|r| r.to_string()),
+                    rack: b.rack,
                 })
                 .collect(),
             topics: resp
@@ -189,16 +189,16 @@ impl ClusterMetadata {
                         .map(|p| PartitionMetadata {
                             partition: p.partition_index,
                             error_code: p.error_code,
-                            leader_id: p.leader_id.0,
+                            leader_id: p.leader_id,
                             leader_epoch: p.leader_epoch,
-                            replicas: p.replica_nodes.into_iter().map(|n| n.0).collect(),
-                            isr: p.isr_nodes.into_iter().map(|n| n.0).collect(),
-                            offline_replicas: p.offline_replicas.into_iter().map(|n| n.0).collect(),
+                            replicas: p.replica_nodes,
+                            isr: p.isr_nodes,
+                            offline_replicas: p.offline_replicas,
                         })
                         .collect();
                     partitions.sort_by_key(|p| p.partition);
                     TopicMetadata {
-                        name: t.name.map(|n| n.0.to_string()).unwrap_or_default(),
+                        name: t.name.unwrap_or_default(),
                         error_code: t.error_code,
                         is_internal: t.is_internal,
                         partitions,
@@ -249,7 +249,7 @@ pub async fn fetch_metadata_with(
                 .collect(),
         ))
         .with_allow_auto_topic_creation(allow_auto_topic_creation);
-    let resp = conn.send(req, version).await?;
+    let resp: wire::MetadataResponse = conn.send(req, version).await?;
     let (md, problems) = ClusterMetadata::from_response(resp).validated();
     for problem in problems {
         tracing::warn!(broker = %conn.addr(), "ignoring part of a Metadata answer: {problem}");
@@ -289,10 +289,10 @@ pub async fn init_producer_id(
         // -1/-1: a new id, not a KIP-360 epoch bump of an existing one.
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let resp = conn.send(req, version).await?;
+    let resp: wire::InitProducerIdResponse = conn.send(req, version).await?;
     Ok(ProducerIdGrant {
         error_code: resp.error_code,
-        producer_id: resp.producer_id.0,
+        producer_id: resp.producer_id,
         producer_epoch: resp.producer_epoch,
         throttle_time: Duration::from_millis(resp.throttle_time_ms.max(0) as u64),
     })

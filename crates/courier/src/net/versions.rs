@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::ApiVersionsResponse;
 
 use super::NetError;
 
@@ -151,7 +150,7 @@ impl ApiVersionTable {
     }
 
     /// Builds the table from an ApiVersions response.
-    pub fn from_response(resp: &ApiVersionsResponse) -> Result<Self, NetError> {
+    pub fn from_wire(resp: &courier_core::wire::ApiVersionsResponse) -> Result<Self, NetError> {
         Self::negotiate(
             resp.api_keys
                 .iter()

@@ -148,7 +148,7 @@ pub(super) fn produce_on(
                 resp.responses
                     .iter()
                     .flat_map(|t| {
-                        let name = t.name.0.to_string();
+                        let name = t.name.clone();
                         t.partition_responses.iter().map(move |p| {
                             courier_core::producer::PartitionResponse {
                                 topic: name.clone(),
