@@ -5,6 +5,14 @@
 //! ```sh
 //! cargo run -p courier --example reliable_producer -- 127.0.0.1:9092 orders
 //! ```
+//!
+//! Against a local cluster (its brokers do not create topics on first use):
+//!
+//! ```sh
+//! cargo run -p courier-testkit --bin courier-kafka   # prints "bootstrap: 127.0.0.1:<port>"
+//! kafka-topics.sh --bootstrap-server 127.0.0.1:<port> --create --topic orders --partitions 6
+//! cargo run -p courier --example reliable_producer -- 127.0.0.1:<port> orders
+//! ```
 
 use std::time::Duration;
 

@@ -21,7 +21,7 @@
 //! # Ok::<(), courier::config::ConfigError>(())
 //! ```
 //!
-//! # Defaults
+//! # Keys and defaults
 //!
 //! Defaults are the Java client's (4.x), which are durable: `acks=all` and
 //! `enable.idempotence=true` (KIP-679, Kafka 3.0). Where courier differs, the table says why.
@@ -40,25 +40,79 @@
 //! | `batch.size` | | 16384 |
 //! | `buffer.memory` | | 33554432 |
 //! | `max.request.size` | `message.max.bytes` | 1048576 |
-//! | `compression.type` (`none`, `gzip`, `snappy`, `lz4`, `zstd`) | `compression.codec` | `none` |
+//! | `compression.type` (`none`, `gzip`, `snappy`, `lz4`; `zstd` is refused for now: courier decodes it but has no encoder yet) | `compression.codec` | `none` |
 //! | `delivery.timeout.ms` | `message.timeout.ms` | 120000 |
 //! | `request.timeout.ms` | | 30000 |
 //! | `metadata.max.age.ms` | | 300000 |
 //! | `max.block.ms` | | 60000 |
-//! | `partitioner` (`default`, `murmur2_random`, `ignore_keys`) | | `default` |
-//! | `partitioner.ignore.keys` (Java) | | `false` |
+//! | `partitioner` (`default`, `ignore_keys`, `consistent`, `consistent_random`, `murmur2`, `murmur2_random`, `fnv1a`, `fnv1a_random`, `random`; see [`Partitioner`]) | | `default` |
+//! | `partitioner.ignore.keys` (Java: `true` is `partitioner=ignore_keys`) | | `false` |
 //! | `socket.connection.setup.timeout.ms` | | 10000 |
 //! | `socket.connection.setup.timeout.max.ms` | | 30000 |
 //! | `reconnect.backoff.ms` | | 50 |
 //! | `reconnect.backoff.max.ms` | | 1000 |
-//! | `connections.max.idle.ms` | | 540000 |
+//! | `connections.max.idle.ms` (0: idle connections stay open) | | 540000 (9 minutes, below the broker's 10) |
 //! | `durability.check` (`off`, `warn`, `enforce`; courier's own) | | `warn` |
 //! | `profile` (`critical`, `analytics`, `metrics`; courier's own presets, see [`Profile`]) | | none |
 //! | `dlq.topic` (courier's own: dead letter queue for records that failed for good) | | none |
 //! | `dlq.possibly.persisted` (`application`, `dead-letter`; see [`DlqPossiblyPersisted`]) | | `application` |
 //! | `security.protocol` (`plaintext`, `ssl`, `sasl_plaintext`, `sasl_ssl`) | | `plaintext` |
-//! | `sasl.mechanism` (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`) | `sasl.mechanisms` | none |
-//! | `sasl.username`, `sasl.password` | | none |
+//!
+//! ## TLS
+//!
+//! For `security.protocol=ssl` and `sasl_ssl`; with another protocol, any of these is an
+//! error. Files are read, and keys decrypted, when the configuration is built. Names are
+//! librdkafka's for PEM material and the Java client's for key and trust stores.
+//!
+//! | key | meaning | default |
+//! |---|---|---|
+//! | `ssl.ca.location` | the CAs that sign the brokers' certificates: a PEM file, or a directory whose `.pem`, `.crt` and `.cer` files are read | the system's trusted roots, else Mozilla's (bundled) |
+//! | `ssl.ca.pem` | the same, as PEM text | |
+//! | `ssl.truststore.location` | the same, as a trust store file: PEM or PKCS#12 (JKS is refused, with the `keytool` command that converts it) | |
+//! | `ssl.truststore.type` | `PEM`, `PKCS12` | read from the file's first bytes |
+//! | `ssl.truststore.password` | the PKCS#12 trust store's password | empty |
+//! | `ssl.truststore.certificates` | the CAs as PEM text (Java's `ssl.truststore.type=PEM`) | |
+//! | `ssl.certificate.location`, `ssl.certificate.pem` | mutual TLS: the client certificate chain, leaf first, as a PEM file or text | none |
+//! | `ssl.key.location`, `ssl.key.pem` | its private key, PEM: PKCS#8, PKCS#1 (RSA), SEC1 (EC) or encrypted PKCS#8 (OpenSSL's legacy encryption is refused, with the command that converts it) | none |
+//! | `ssl.key.password` | decrypts an encrypted PKCS#8 key | none |
+//! | `ssl.keystore.location` | mutual TLS from a key store file: PKCS#12, or PEM with the key and the chain (JKS is refused) | none |
+//! | `ssl.keystore.type` | `PEM`, `PKCS12` | read from the file's first bytes |
+//! | `ssl.keystore.password` | the PKCS#12 key store's password (required for PKCS#12) | none |
+//! | `ssl.keystore.key`, `ssl.keystore.certificate.chain` | mutual TLS from PEM text (Java's PEM key store); both are needed | none |
+//! | `ssl.endpoint.identification.algorithm` | `https`: the broker's certificate must name the host connected to; `none` (or empty): any host name is accepted, with a warning | `https` |
+//! | `enable.ssl.certificate.verification` | `false` accepts any certificate, with a warning: for test clusters only | `true` |
+//! | `ssl.enabled.protocols` | the TLS versions offered: `TLSv1.2`, `TLSv1.3` (older ones are not offered) | `TLSv1.2,TLSv1.3` |
+//! | `ssl.protocol` | the highest version offered: `TLSv1.2`, `TLSv1.3` or `TLS` (the newest) | unset: no cap |
+//!
+//! The trusted CAs come from at most one of `ssl.ca.location`, `ssl.ca.pem`,
+//! `ssl.truststore.location` and `ssl.truststore.certificates`; the client certificate from
+//! one of a PEM certificate and key, `ssl.keystore.location`, or `ssl.keystore.key` with
+//! `ssl.keystore.certificate.chain`.
+//!
+//! ## SASL
+//!
+//! For `security.protocol=sasl_plaintext` and `sasl_ssl`; with another protocol, any of
+//! these is an error.
+//!
+//! | key | aliases | meaning | default |
+//! |---|---|---|---|
+//! | `sasl.mechanism` | `sasl.mechanisms` | `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER` (`GSSAPI` and `AWS_MSK_IAM` are refused, with what to use instead) | required, unless a token provider is set (then `OAUTHBEARER`) |
+//! | `sasl.username`, `sasl.password` | | PLAIN and SCRAM credentials | none |
+//! | `sasl.jaas.config` | | Java's login line: `PlainLoginModule` (implies `PLAIN`), `ScramLoginModule` (`sasl.mechanism` says which SCRAM; `tokenauth=true` for delegation tokens) or `OAuthBearerLoginModule` (`clientId`, `clientSecret`, `scope`, `extension_<name>`); not together with the keys it stands for | none |
+//! | `sasl.oauthbearer.method` | | `oidc`: fetch tokens from the token endpoint (client-credentials grant); `default`: the fixed `sasl.oauthbearer.token`. Leave it unset with a token provider | none |
+//! | `sasl.oauthbearer.token.endpoint.url` | | the identity provider's token endpoint, `https://` (or `http://`) | none |
+//! | `sasl.oauthbearer.client.id`, `sasl.oauthbearer.client.secret` | `sasl.oauthbearer.client.credentials.client.id`, `sasl.oauthbearer.client.credentials.client.secret` | the OIDC client credentials | none |
+//! | `sasl.oauthbearer.scope` | | the scope asked for | none |
+//! | `sasl.oauthbearer.extensions` | | SASL extensions sent with every token (KIP-342): `key=value,key2=value2` | none |
+//! | `sasl.oauthbearer.token` (courier's own) | | one fixed token, used as given | none |
+//!
+//! An application that gets tokens itself passes an [`OAuthTokenProvider`] to
+//! [`ProducerConfigBuilder::oauth_token_provider`]. A token is replaced once 80 % of its
+//! lifetime has passed (until the earlier of its JWT `exp` claim and the expiry its source
+//! gave); one without either is used until a broker refuses it. `PLAIN` over
+//! `sasl_plaintext` sends the password in the clear and is accepted with a warning.
+//!
+//! ## Keys and values
 //!
 //! Aliases are accepted only where the librdkafka setting has the same meaning and unit.
 //! Keys that look alike but differ (`queue.buffering.max.kbytes` is in KiB,
@@ -68,7 +122,8 @@
 //! leave a default in place. When a key is given twice (or as a key and its alias), the last
 //! value wins, as with Java `Properties` and librdkafka.
 //!
-//! Values are trimmed; booleans and enumerated values are case-insensitive; numbers are plain
+//! Values are trimmed, except user names, passwords, the OIDC client secret and PEM text, which
+//! are taken as given; booleans and enumerated values are case-insensitive; numbers are plain
 //! non-negative integers (milliseconds for `*.ms`, bytes for sizes).
 //!
 //! # Validation
@@ -83,7 +138,14 @@
 //! * `delivery.timeout.ms` set below `linger.ms + request.timeout.ms`;
 //! * zero or out-of-range sizes and counts (`batch.size`, `max.request.size`, `buffer.memory`
 //!   below `batch.size`, `max.in.flight.requests.per.connection`, `request.timeout.ms`, ...);
-//! * a backoff cap set below its base; inconsistent SASL settings.
+//! * a backoff cap set below its base; `retry.backoff.ms`, `reconnect.backoff.ms` or
+//!   `socket.connection.setup.timeout.ms` of 0 (a busy loop against the broker);
+//! * `message.timeout.ms=0`, librdkafka's "no timeout": courier bounds every delivery;
+//! * `compression.type=zstd`, until courier has a zstd encoder;
+//! * `partitioner.ignore.keys` contradicting `partitioner`;
+//! * TLS or SASL settings that `security.protocol` does not use, contradict each other, or
+//!   name files that cannot be read, keys that do not decrypt, or a client key that does
+//!   not match its certificate.
 //!
 //! Like the Java client since KIP-679 and its follow-ups (KAFKA-13598 made the default
 //! effective, KAFKA-13673 made conflicts disable it instead of failing), when
