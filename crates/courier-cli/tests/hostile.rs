@@ -568,7 +568,10 @@ fn describe_configs_with_a_huge_array_is_a_failed_audit_not_an_abort() {
     let r = run(&broker, &["-X", "durability.check=warn"], 3);
     check(&r, 3, Expect::Delivered);
     let stderr = String::from_utf8_lossy(&r.out.stderr);
-    assert!(stderr.contains("unreadable reply: DescribeConfigs v4: results: array of"), "{stderr}");
+    assert!(
+        stderr.contains("unreadable reply: DescribeConfigs v4: results: array of"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&broker.bootstrap()), "{stderr}");
 }
 

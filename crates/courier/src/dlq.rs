@@ -43,12 +43,13 @@ pub(crate) fn should_dead_letter(err: &ProducerError, policy: DlqPossiblyPersist
         Persistence::PossiblyPersisted => policy == DlqPossiblyPersisted::DeadLetter,
         Persistence::Persisted => false,
         // Failed for good because of the record itself or its destination; transient
-        // causes (timeouts, a full buffer, closing) are the application's to retry.
+        // causes (timeouts, a full buffer, closing) are the application's to retry. A record
+        // over max.request.size is not among them: its dead letter, carrying the whole
+        // value, would be over the same limit, so it goes back to the application.
         Persistence::NotPersisted => {
             matches!(
                 err,
                 ProducerError::TopicAuthorizationFailed { .. }
-                    | ProducerError::RecordTooLarge { .. }
                     | ProducerError::RecordRejectedAsTooLarge { .. }
                     | ProducerError::InvalidRecord { .. }
                     | ProducerError::UnknownTopic { .. }
@@ -265,11 +266,21 @@ mod tests {
 
     #[test]
     fn only_final_failures_are_dead_lettered_and_possibly_persisted_by_choice() {
+        let rejected = ProducerError::RecordRejectedAsTooLarge {
+            topic: "t".into(),
+            partition: 0,
+            code: crate::ErrorCode::MESSAGE_TOO_LARGE,
+        };
+        assert!(should_dead_letter(
+            &rejected,
+            DlqPossiblyPersisted::Application
+        ));
+        // Over max.request.size: its dead letter could never be sent either.
         let too_large = ProducerError::RecordTooLarge {
             size: 10,
             max_request_size: 1,
         };
-        assert!(should_dead_letter(
+        assert!(!should_dead_letter(
             &too_large,
             DlqPossiblyPersisted::Application
         ));

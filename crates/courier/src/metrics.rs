@@ -16,7 +16,8 @@ pub struct DeliveryMetrics {
     pub delivered: u64,
     /// Records that failed; each has its delivery report.
     pub failed: u64,
-    /// Failed records by error name (`NOT_ENOUGH_REPLICAS`, `DeliveryTimeout`, ...).
+    /// Failed records by error name (`NOT_ENOUGH_REPLICAS`, `DELIVERY_TIMEOUT`, ...:
+    /// [`ProducerError::name`](crate::ProducerError::name)).
     pub failed_by_error: BTreeMap<String, u64>,
     /// Batches scheduled for another attempt.
     pub retries: u64,

@@ -295,7 +295,8 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
     ("transaction.timeout.ms", "transactions are not implemented yet"),
     (
         "partitioner.class",
-        "there are no pluggable partitioner classes; set partitioner=default or partitioner=ignore_keys",
+        "there are no pluggable partitioner classes; set partitioner to one of default, ignore_keys, \
+         consistent, consistent_random, murmur2, murmur2_random, fnv1a, fnv1a_random or random",
     ),
     (
         "interceptor.classes",
@@ -319,7 +320,8 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "partitioner.adaptive.partitioning.enable",
-        "adaptive partitioning is not implemented; unkeyed records are spread uniformly over available partitions",
+        "adaptive partitioning is not implemented; unkeyed records go to a sticky partition \
+         among the available ones, switched after batch.size bytes (KIP-794)",
     ),
     (
         "partitioner.availability.timeout.ms",

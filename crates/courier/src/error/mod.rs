@@ -64,7 +64,8 @@ pub enum ProducerError {
         partition_count: i32,
     },
 
-    /// The record alone is larger than a request may be; checked before it is buffered.
+    /// The record alone is larger than a request may be: reported in its delivery report,
+    /// without sending it.
     #[error(
         "record of {size} bytes exceeds max.request.size {max_request_size}: raise \
          max.request.size (and the topic's max.message.bytes) or send smaller records"
@@ -122,7 +123,7 @@ pub enum ProducerError {
     },
 
     /// The broker rejected a batch as too large (`MESSAGE_TOO_LARGE`, `RECORD_LIST_TOO_LARGE`)
-    /// and it could not be split further.
+    /// (courier does not split batches yet: every record of the batch fails with it).
     #[error(
         "{topic}-{partition}: the broker rejected the record as too large ({code}): raise the \
          topic's max.message.bytes (or the broker's message.max.bytes) or send smaller records"
@@ -255,10 +256,12 @@ pub enum ProducerError {
         persistence: Persistence,
     },
 
-    /// The broker is too old for courier.
+    /// The broker is too old for courier. The producer stops: a broker does not grow an
+    /// API version.
     #[error(
-        "broker {broker} does not support {api} v{min_version}, which courier needs: upgrade \
-         the broker to Kafka {min_kafka_version} or later"
+        "{} does not support {api} v{min_version}, which courier needs: upgrade the broker to \
+         Kafka {min_kafka_version} or later",
+        if broker.is_empty() { "the broker".to_string() } else { format!("broker {broker}") }
     )]
     UnsupportedBroker {
         /// The broker, as `host:port`.
@@ -284,6 +287,20 @@ pub enum ProducerError {
         code: Option<ErrorCode>,
         /// What happened.
         reason: String,
+    },
+
+    /// The brokers refused the idempotent producer an id (InitProducerId), for a reason
+    /// retrying cannot fix. Nothing was sent (an idempotent producer sends nothing before
+    /// it has an id), and the producer accepts no more records.
+    #[error(
+        "the broker refused a producer id (InitProducerId) with {code}{}; nothing was sent, \
+         so the records can be sent again without duplicating them; the producer stopped: \
+         fix the cause and create a new producer",
+        Description(*code)
+    )]
+    ProducerIdRefused {
+        /// The code the broker sent.
+        code: ErrorCode,
     },
 
     /// `durability.check=enforce` and the topic's layers do not line up: the record was
@@ -379,6 +396,12 @@ impl ProducerError {
                 mechanism,
                 message,
             },
+            NetError::UnsupportedVersion { api, ours, .. } => ProducerError::UnsupportedBroker {
+                broker: String::new(),
+                api,
+                min_version: ours.0,
+                min_kafka_version: min_kafka_version(api, ours.0),
+            },
             other => ProducerError::Fatal {
                 code: None,
                 reason: other.to_string(),
@@ -445,6 +468,7 @@ impl ProducerError {
             ProducerError::DeliveryTimeout { last_error, .. } => *last_error,
             ProducerError::UnsupportedBroker { .. } => Some(ErrorCode::UNSUPPORTED_VERSION),
             ProducerError::Fatal { code, .. } => *code,
+            ProducerError::ProducerIdRefused { code } => Some(*code),
             ProducerError::DeadLettered { source, .. }
             | ProducerError::DeadLetterFailed { source, .. } => source.code(),
             ProducerError::Config(_)
@@ -489,6 +513,9 @@ impl ProducerError {
             ProducerError::Transport { .. } => "TRANSPORT",
             ProducerError::UnsupportedBroker { .. } => "UNSUPPORTED_VERSION",
             ProducerError::Fatal { .. } => "FATAL",
+            ProducerError::ProducerIdRefused { code } => {
+                code.name().unwrap_or("PRODUCER_ID_REFUSED")
+            }
             ProducerError::DurabilityMisaligned { .. } => "DURABILITY_MISALIGNED",
             ProducerError::DurabilityUnverified { .. } => "DURABILITY_UNVERIFIED",
             ProducerError::DeadLettered { source, .. }
@@ -544,6 +571,17 @@ impl ProducerError {
             | ProducerError::MetadataTimeout { .. } => true,
             _ => false,
         }
+    }
+}
+
+/// The first Kafka release with `api` at `version`, for the versions courier needs.
+fn min_kafka_version(api: &str, version: i16) -> &'static str {
+    match (api, version) {
+        ("Produce", 3) | ("InitProducerId", 0) => "0.11",
+        ("Metadata", 4) => "0.11",
+        ("SaslHandshake", 1) | ("SaslAuthenticate", 0) => "1.0",
+        ("DescribeConfigs", 1) => "1.1",
+        _ => "a newer version",
     }
 }
 

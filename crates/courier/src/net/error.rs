@@ -316,6 +316,8 @@ impl NetError {
         match self {
             NetError::Tls { failure, .. } => failure.definitive,
             NetError::Authentication { definitive, .. } => *definitive,
+            // A broker without a version of an API the producer needs will not grow one.
+            NetError::UnsupportedVersion { .. } => true,
             _ => false,
         }
     }

@@ -46,6 +46,8 @@ pub(super) enum Event {
     Audit(Arc<str>, Result<DurabilityReport, ProducerError>),
     /// A batch compressed, by the compression thread (`true`) or inline.
     Compressed(Compressed, bool),
+    /// A record sent to the dead letter queue has its report.
+    DeadLetterDone,
 }
 
 /// The durability audit of one topic, as the driver tracks it.
@@ -92,6 +94,8 @@ pub(super) struct Driver {
     pub(super) compress_thread_gone: bool,
     /// For batches compressed by the driver after all.
     pub(super) inline_compressor: Option<Box<Compressor>>,
+    /// Records handed to the dead letter queue whose report has not been given yet.
+    pub(super) dead_letters_pending: usize,
     /// The producer's fatal error, once there is one (shared with the handles).
     pub(super) fatal: Arc<std::sync::OnceLock<ProducerError>>,
     #[cfg(feature = "fault-injection")]
@@ -233,7 +237,11 @@ impl Driver {
             self.counters
                 .requests_in_flight
                 .store(self.engine.requests_in_flight() as u64, Ordering::Relaxed);
-            if self.engine.is_idle() && !self.holds_records() {
+            // Dead letters count as pending until their report is out, except once close
+            // has run out of time.
+            let dead_letters_done = self.dead_letters_pending == 0
+                || self.close.as_ref().is_some_and(|(at, _)| now >= *at);
+            if self.engine.is_idle() && !self.holds_records() && dead_letters_done {
                 for w in self.flush_waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -397,6 +405,9 @@ impl Driver {
                 self.engine.on_metadata_failed(now);
             }
             Event::Audit(topic, result) => self.on_audit(topic, result),
+            Event::DeadLetterDone => {
+                self.dead_letters_pending = self.dead_letters_pending.saturating_sub(1)
+            }
             Event::Compressed(c, by_thread) => {
                 if by_thread {
                     self.counters
@@ -532,6 +543,9 @@ impl Driver {
                 let counters = self.counters.clone();
                 let source = Box::new(err.clone());
                 let completion = token.completion;
+                // `flush` and `close` wait for these reports too.
+                self.dead_letters_pending += 1;
+                let events = self.events();
                 tokio::spawn(async move {
                     let report = match dlq.producer.send(record).await {
                         Ok(md) => {
@@ -555,6 +569,7 @@ impl Driver {
                         }
                     };
                     completion.deliver(Err(report));
+                    let _ = events.send(Event::DeadLetterDone);
                 });
                 return;
             }

@@ -175,7 +175,7 @@ pub struct RecordMetadata {
 pub type DeliveryResult = Result<RecordMetadata, ProducerError>;
 
 /// Resolves to a record's delivery report.
-#[must_use = "a delivery future does nothing unless awaited; drop it only if you do not need the report"]
+#[must_use = "the record is sent either way; drop the future only if you do not need its delivery report"]
 pub struct DeliveryFuture {
     rx: oneshot::Receiver<DeliveryResult>,
 }
@@ -355,6 +355,7 @@ impl Producer {
             compress_queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             compress_thread_gone: false,
             inline_compressor: None,
+            dead_letters_pending: 0,
             fatal: fatal.clone(),
             #[cfg(feature = "fault-injection")]
             fault: driver::InjectedFault::from_env(),

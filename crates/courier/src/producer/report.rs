@@ -160,9 +160,22 @@ impl<F: Future<Output = ()>> GuardedDriver<F> {
 
 impl<F> Drop for GuardedDriver<F> {
     fn drop(&mut self) {
-        // Also when the runtime shuts down with the driver still running: whoever waits
-        // must not wait forever.
-        drop(self.inner.take());
+        // Dropped with the driver still running: the tokio runtime is shutting down before
+        // the producer was closed. Its records fail with that, not as a courier bug, and
+        // whoever waits must not wait forever.
+        if let Some(inner) = self.inner.take() {
+            let err = ProducerError::Fatal {
+                code: None,
+                reason: "the tokio runtime running the producer shut down before the record \
+                         was delivered: close the producer (Producer::close) before the \
+                         runtime ends"
+                    .into(),
+            };
+            let _ = self.fatal.set(err.clone());
+            DRIVER_FAILURE.with(|f| *f.borrow_mut() = Some(err));
+            drop(inner);
+            DRIVER_FAILURE.with(|f| *f.borrow_mut() = None);
+        }
         self.finished.send_replace(true);
     }
 }
@@ -275,9 +288,8 @@ pub(super) fn to_producer_error(
             size: *size,
             max_request_size: *max,
         },
-        FailureReason::ProducerId { code } => ProducerError::Fatal {
-            code: Some(ErrorCode::from_i16(*code)),
-            reason: "the broker refused a producer id (InitProducerId)".into(),
+        FailureReason::ProducerId { code } => ProducerError::ProducerIdRefused {
+            code: ErrorCode::from_i16(*code),
         },
         FailureReason::Closed if f.persistence == Persistence::NotPersisted => {
             ProducerError::Closed
