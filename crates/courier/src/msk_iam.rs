@@ -10,6 +10,18 @@
 //! reads from the environment, with no AWS SDK inside courier: the signing is plain
 //! HMAC-SHA256 on the `sha2`/`hmac` crates courier already uses for SCRAM.
 //!
+//! # Amazon MSK with IAM, in short
+//!
+//! With the `msk-iam` feature (`courier = { version = "…", features = ["msk-iam"] }`),
+//! courier connects to MSK's IAM listeners (port 9098) with `security.protocol=SASL_SSL`,
+//! `sasl.mechanism=OAUTHBEARER` and an [`MskIamTokenProvider`] as the token provider.
+//! It signs the tokens itself (AWS SigV4, no AWS SDK, no C code), from credentials in
+//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, given directly, or
+//! asked of the application each time (the AWS SDK's credential chain for instance
+//! profiles, task roles, IRSA: recipe below). Tokens last 15 minutes and are renewed
+//! after 12; connections re-authenticate in place (KIP-368). Its tokens are checked
+//! byte for byte against AWS's Python and Go signers.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -99,17 +111,24 @@
 //!
 //! # The token
 //!
-//! The URL `https://kafka.<region>.amazonaws.com/?Action=kafka-cluster%3AConnect&
-//! X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=<key id>%2F<date>%2F<region>%2F
-//! kafka-cluster%2Faws4_request&X-Amz-Date=<time>&X-Amz-Expires=900&
-//! X-Amz-SignedHeaders=host[&X-Amz-Security-Token=<token>]&X-Amz-Signature=<hex>&
-//! User-Agent=courier%2F<version>`, presigned (SigV4, service `kafka-cluster`, only the
-//! `host` header signed, the empty payload's hash) and base64url-encoded without
-//! padding. The parameters come in the order of AWS's Python signer, and the token is
-//! byte for byte the one that signer makes for the same inputs but for the `User-Agent`
-//! value, which every official signer appends after signing (each its own name), so
-//! it is outside the signature. The token is good for 15 minutes from its
-//! `X-Amz-Date` ([`OAuthToken::expires_at`] says when).
+//! A presigned URL (SigV4, service `kafka-cluster`, only the `host` header signed, the
+//! empty payload's hash), base64url-encoded without padding:
+//!
+//! ```text
+//! https://kafka.<region>.amazonaws.com/?Action=kafka-cluster%3AConnect
+//!   &X-Amz-Algorithm=AWS4-HMAC-SHA256
+//!   &X-Amz-Credential=<key id>%2F<yyyymmdd>%2F<region>%2Fkafka-cluster%2Faws4_request
+//!   &X-Amz-Date=<yyyymmddThhmmssZ>&X-Amz-Expires=900&X-Amz-SignedHeaders=host
+//!   [&X-Amz-Security-Token=<session token>]
+//!   &X-Amz-Signature=<64 hex digits>
+//!   &User-Agent=courier%2F<version>
+//! ```
+//!
+//! (one line, no spaces). The parameters come in the order of AWS's Python signer, and
+//! the token is byte for byte the one that signer makes for the same inputs but for the
+//! `User-Agent` value: every official signer appends its own name after signing, so it
+//! is outside the signature. The token is good for 15 minutes from its `X-Amz-Date`
+//! ([`OAuthToken::expires_at`] says when).
 //!
 //! # For the operator
 //!
