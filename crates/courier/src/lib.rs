@@ -419,6 +419,8 @@ pub mod config;
 pub mod dlq;
 pub mod error;
 pub mod metrics;
+#[cfg(feature = "msk-iam")]
+pub mod msk_iam;
 pub mod net;
 pub mod producer;
 mod queue;

@@ -778,8 +778,8 @@ fn sasl_mechanism_expectation(value: &str) -> String {
     let why = match v.as_str() {
         "GSSAPI" => " (GSSAPI/Kerberos is not supported: use SCRAM, PLAIN over TLS or OAUTHBEARER)",
         "AWS_MSK_IAM" => {
-            " (MSK IAM: use OAUTHBEARER with a token provider that signs MSK IAM tokens, see \
-             the courier docs)"
+            " (MSK IAM: use OAUTHBEARER with courier::msk_iam::MskIamTokenProvider as the \
+             token provider, cargo feature msk-iam)"
         }
         _ => "",
     };

@@ -396,7 +396,8 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "sasl.login.callback.handler.class",
         "there are no Java callback classes: set sasl.oauthbearer.method=oidc (client \
-         credentials), or give the producer a token provider",
+         credentials), or give the producer a token provider (for MSK's \
+         IAMOAuthBearerLoginCallbackHandler: courier::msk_iam, cargo feature msk-iam)",
     ),
     (
         "sasl.client.callback.handler.class",

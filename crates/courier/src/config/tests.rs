@@ -891,6 +891,18 @@ fn unsupported_sasl_mechanism_is_named() {
          (GSSAPI/Kerberos is not supported: use SCRAM, PLAIN over TLS or OAUTHBEARER), got \
          'GSSAPI'"
     );
+    // Java users of MSK IAM are pointed at the OAUTHBEARER token provider.
+    let e = err(&[("sasl.mechanism", "AWS_MSK_IAM")]).to_string();
+    assert!(
+        e.contains("courier::msk_iam::MskIamTokenProvider as the token provider"),
+        "{e}"
+    );
+    let e = err(&[(
+        "sasl.login.callback.handler.class",
+        "software.amazon.msk.auth.iam.IAMOAuthBearerLoginCallbackHandler",
+    )])
+    .to_string();
+    assert!(e.contains("courier::msk_iam, cargo feature msk-iam"), "{e}");
 }
 
 #[test]

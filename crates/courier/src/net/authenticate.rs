@@ -357,4 +357,84 @@ mod tests {
         assert!(reauthenticate_after(life, 0.999) < Duration::from_secs(95));
         assert!(reauthenticate_after(life, 0.5) > Duration::from_secs(89));
     }
+
+    /// A broker that accepts OAUTHBEARER and records what the client sent.
+    #[cfg(feature = "msk-iam")]
+    #[derive(Default)]
+    struct Recorder {
+        sent: Vec<Vec<u8>>,
+    }
+
+    #[cfg(feature = "msk-iam")]
+    impl SaslTransport for Recorder {
+        async fn handshake(
+            &mut self,
+            req: SaslHandshakeRequest,
+        ) -> Result<SaslHandshakeResponse, NetError> {
+            assert_eq!(req.mechanism.as_str(), "OAUTHBEARER");
+            Ok(SaslHandshakeResponse::default())
+        }
+
+        async fn authenticate(
+            &mut self,
+            req: SaslAuthenticateRequest,
+        ) -> Result<SaslAuthenticateResponse, NetError> {
+            self.sent.push(req.auth_bytes.to_vec());
+            Ok(SaslAuthenticateResponse::default().with_session_lifetime_ms(600_000))
+        }
+    }
+
+    #[cfg(feature = "msk-iam")]
+    #[tokio::test]
+    async fn msk_iam_tokens_are_sent_as_oauthbearer_and_shared() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use base64::Engine as _;
+
+        use crate::config::SecurityProtocol;
+        use crate::msk_iam::{Credentials, MskIamTokenProvider};
+
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let tokens = MskIamTokenProvider::with_credentials_provider(
+            "eu-west-1",
+            Arc::new(move || -> Result<Credentials, String> {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok(Credentials::new("ASIAEXAMPLE", "secret").with_session_token("sess"))
+            }),
+        )
+        .unwrap();
+        let config = crate::ProducerConfig::builder()
+            .bootstrap_servers("b-1.c.kafka.eu-west-1.amazonaws.com:9098")
+            .security_protocol(SecurityProtocol::SaslSsl)
+            .oauth_token_provider(Arc::new(tokens))
+            .build()
+            .unwrap();
+        let auth = SaslAuthenticator::new(config.sasl().unwrap(), None).unwrap();
+        let mut broker = Recorder::default();
+        for _ in 0..2 {
+            let session = auth.exchange("b-1:9098", &mut broker).await.unwrap();
+            assert_eq!(session.lifetime, Some(Duration::from_secs(600)));
+        }
+        // One token for both exchanges: it is good for 15 minutes, renewed after 12.
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(broker.sent.len(), 2);
+        assert_eq!(broker.sent[0], broker.sent[1]);
+        let message = String::from_utf8(broker.sent[0].clone()).unwrap();
+        let token = message
+            .strip_prefix("n,,\x01auth=Bearer ")
+            .and_then(|m| m.strip_suffix("\x01\x01"))
+            .unwrap();
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .unwrap();
+        let url = String::from_utf8(url).unwrap();
+        assert!(
+            url.starts_with(
+                "https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect&"
+            ),
+            "{url}"
+        );
+        assert!(url.contains("&X-Amz-Security-Token=sess&"), "{url}");
+    }
 }

@@ -452,8 +452,11 @@ fn unsupported_module(module: &str) -> JaasError {
              OAUTHBEARER, if the cluster offers it"
         }
         "IAMLoginModule" => {
-            "AWS MSK IAM (SASL/AWS_MSK_IAM) is not implemented; MSK also offers SASL/SCRAM \
-             (sasl.mechanism=SCRAM-SHA-512, credentials in AWS Secrets Manager)"
+            "AWS MSK IAM's own mechanism (SASL/AWS_MSK_IAM) is not implemented; MSK's IAM \
+             listeners also take OAUTHBEARER: sasl.mechanism=OAUTHBEARER with \
+             courier::msk_iam::MskIamTokenProvider (cargo feature msk-iam) as the token \
+             provider. MSK also offers SASL/SCRAM (sasl.mechanism=SCRAM-SHA-512, credentials \
+             in AWS Secrets Manager)"
         }
         "OAuthBearerLoginModule" | "PlainLoginModule" | "ScramLoginModule" => {
             "only Apache Kafka's own module of that name is understood (org.apache.kafka.\
@@ -736,6 +739,11 @@ mod tests {
         let err = error("software.amazon.msk.auth.iam.IAMLoginModule required;");
         assert!(
             err.to_string().contains("MSK also offers SASL/SCRAM"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("courier::msk_iam::MskIamTokenProvider (cargo feature msk-iam)"),
             "{err}"
         );
         let err = error("com.example.CustomLoginModule required;");
