@@ -372,7 +372,10 @@ mod tests {
             req: SaslHandshakeRequest,
         ) -> Result<SaslHandshakeResponse, NetError> {
             assert_eq!(req.mechanism.as_str(), "OAUTHBEARER");
-            Ok(SaslHandshakeResponse::default())
+            Ok(SaslHandshakeResponse {
+                error_code: 0,
+                mechanisms: vec!["OAUTHBEARER".into()],
+            })
         }
 
         async fn authenticate(
@@ -380,7 +383,12 @@ mod tests {
             req: SaslAuthenticateRequest,
         ) -> Result<SaslAuthenticateResponse, NetError> {
             self.sent.push(req.auth_bytes.to_vec());
-            Ok(SaslAuthenticateResponse::default().with_session_lifetime_ms(600_000))
+            Ok(SaslAuthenticateResponse {
+                error_code: 0,
+                error_message: None,
+                auth_bytes: Vec::new(),
+                session_lifetime_ms: 600_000,
+            })
         }
     }
 
