@@ -15,6 +15,18 @@
 //! most [`MAX_HEAP_FACTOR`] (16) times the body size, plus a constant for the error
 //! path; `tests/wire_memory.rs` measures it with a counting allocator.
 //!
+//! **Why courier decodes replies itself** (issue 12). The `kafka-protocol` crate (0.18)
+//! sizes every array with `Vec::with_capacity(n)` from the count on the wire
+//! (`protocol/types.rs`), so a 9-byte ApiVersions reply declaring 2^31-1 entries asked
+//! for 64 GiB and aborted the process; the same held for Metadata, Produce and
+//! DescribeConfigs. Its decoders cannot be bounded from outside: a guard in front of
+//! them would have to walk each response's schema to find the counts, which is a
+//! decoder already. So the seven replies the producer reads are decoded here (about as
+//! much code as the guard would be), and kafka-protocol stays for encoding requests,
+//! where courier controls the input. The proptests in `tests/wire_differential.rs` check
+//! these decoders against kafka-protocol's encoders at every version, so both agree on
+//! every well-formed reply.
+//!
 //! Requests are still encoded elsewhere; this module only reads. It does no I/O: a
 //! caller reads a whole frame (after the 4-byte size prefix), then
 //! [`ResponseHeader::decode`] splits off the header and a [`Response`] type decodes the
