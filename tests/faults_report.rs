@@ -39,10 +39,33 @@ const ORDER: &[&str] = &[
     "retention_expired_state",
 ];
 
+const USAGE: &str = "usage: faults-report [--check] [--from DIR]
+
+Renders the fault suite's rows (default target/reliability/; --from DIR, e.g.
+docs/reliability for the recorded full run) into the tables of docs/RELIABILITY.md.
+--check writes nothing and fails when the document differs from the rows.";
+
 fn main() {
-    let check = std::env::args().any(|a| a == "--check");
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let args: Vec<String> = std::env::args().collect();
+    // Anything else used to be ignored, and a mistyped flag (or --help) rewrote the
+    // document from target/reliability/.
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--check" => {}
+            "--from" if rest.next().is_some() => {}
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
+            _ => {
+                eprintln!("faults-report: unexpected argument {a:?}\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let check = args.iter().any(|a| a == "--check");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let from = args
         .iter()
         .position(|a| a == "--from")
