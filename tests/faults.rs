@@ -26,7 +26,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use courier::{Persistence, Producer, ProducerConfig, ProducerError, ProducerRecord};
-use courier_testkit::{ClusterBuilder, KafkaCluster, ProxyMode, TopicSpec, KAFKA_VERSION};
+use courier_testkit::{
+    ClusterBuilder, KafkaCluster, Listener, ProxyMode, Security, TopicSpec, KAFKA_VERSION,
+};
 
 const PARTITIONS: i32 = 6;
 const KEYS: u64 = 24;
@@ -131,6 +133,7 @@ struct Traffic {
     reports: HashMap<u64, Report>,
     retries: u64,
     epoch_bumps: u64,
+    connections_opened: u64,
 }
 
 fn value(run: usize, id: u64, key: u64, counter: u64) -> String {
@@ -233,6 +236,7 @@ async fn traffic(
         reports,
         retries: metrics.retries,
         epoch_bumps: metrics.epoch_bumps,
+        connections_opened: metrics.connections_opened,
     }
 }
 
@@ -476,18 +480,37 @@ struct Scenario {
     topics: usize,
     topic_configs: Vec<(&'static str, &'static str)>,
     replication_factor: i16,
-    /// Through the fault proxies instead of straight to the brokers.
-    proxied: bool,
+    /// How the producer reaches the brokers.
+    route: Route,
     /// Traffic after the fault script ends: recovery must be visible in it.
     tail: Duration,
     /// Extra records mixed in (the oversized-record scenario).
     extra: Option<Box<Extra>>,
     /// Runs after the topics exist and before the producer starts.
     prepare: Option<Box<Prepare>>,
+    /// Runs after each run is judged, with its traffic: checks of the run beyond the
+    /// verdict's.
+    after_run: Option<Box<AfterRun>>,
 }
 
 /// A fault applied before the producer starts.
 type Prepare = dyn Fn(&Ctx<'_>) + Sync;
+
+/// A check of a finished run.
+type AfterRun = dyn Fn(&Ctx<'_>, &Traffic) + Sync;
+
+/// How the producer reaches the brokers; the kit's admin client, the independent reader
+/// and replication always use the PLAINTEXT listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The PLAINTEXT listener.
+    Direct,
+    /// The PLAINTEXT listener through the fault proxies (`ClusterBuilder::with_proxies`).
+    Proxied,
+    /// The SASL_SSL listener as the cluster's first user, with SCRAM-SHA-512
+    /// (`Scenario::over_sasl_ssl`).
+    SaslSsl,
+}
 
 impl Scenario {
     fn new(name: &'static str, title: &'static str) -> Self {
@@ -499,11 +522,31 @@ impl Scenario {
             topics: 1,
             topic_configs: Vec::new(),
             replication_factor: 3,
-            proxied: false,
+            route: Route::Direct,
             tail: Duration::from_secs(5),
             extra: None,
             prepare: None,
+            after_run: None,
         }
+    }
+
+    /// The same scenario with the producer on the SASL_SSL listener (SCRAM-SHA-512):
+    /// every broker gets that listener beside PLAINTEXT, and logs every request it
+    /// completes, so each run can check from the brokers' side that every request of
+    /// the producer came over SASL_SSL, authenticated, and that it reached every
+    /// broker ([`producer_used_only_sasl_ssl`]).
+    fn over_sasl_ssl(mut self) -> Self {
+        self.cluster = self
+            .cluster
+            .security(
+                Security::none()
+                    .listener(Listener::SaslSsl)
+                    .user(SASL_USER, "faults-secret"),
+            )
+            .log_level("kafka.request.logger", "DEBUG");
+        self.route = Route::SaslSsl;
+        self.after_run = Some(Box::new(producer_used_only_sasl_ssl));
+        self
     }
 
     fn set(mut self, key: &'static str, value: impl ToString) -> Self {
@@ -525,7 +568,7 @@ impl Scenario {
             .expect("a tokio runtime");
         let mut total = Verdict::default();
         for run in 0..runs {
-            heal(&cluster, self.proxied);
+            heal(&cluster, self.route == Route::Proxied);
             let topics: Vec<String> = (0..self.topics)
                 .map(|_| cluster.unique_topic(self.name))
                 .collect();
@@ -551,7 +594,7 @@ impl Scenario {
             if let Some(prepare) = &self.prepare {
                 prepare(&ctx);
             }
-            let config = self.producer_config(&cluster);
+            let config = self.producer_config(&cluster, run);
             let close_timeout = config.delivery_timeout() + Duration::from_secs(30);
             let producer = {
                 let _guard = rt.enter();
@@ -594,6 +637,9 @@ impl Scenario {
             v.runs = 1;
             v.retries = traffic.retries;
             v.epoch_bumps = traffic.epoch_bumps;
+            if let Some(check) = &self.after_run {
+                check(&ctx, &traffic);
+            }
             v.notes = ctx.log.into_inner().unwrap_or_else(|e| e.into_inner());
             eprintln!("[{}] run {run}: {v:?}", self.name);
             total.add(&v);
@@ -603,15 +649,45 @@ impl Scenario {
         total
     }
 
-    fn producer_config(&self, cluster: &KafkaCluster) -> ProducerConfig {
-        let bootstrap = if self.proxied {
-            cluster.proxied_bootstrap().expect("proxies")
-        } else {
-            cluster.bootstrap()
-        };
-        let mut b = ProducerConfig::builder()
-            .set("bootstrap.servers", &bootstrap)
-            .and_then(|b| b.set("acks", "all"))
+    fn producer_config(&self, cluster: &KafkaCluster, run: usize) -> ProducerConfig {
+        let mut connect: Vec<(&str, String)> = Vec::new();
+        match self.route {
+            Route::Direct => connect.push(("bootstrap.servers", cluster.bootstrap())),
+            Route::Proxied => connect.push((
+                "bootstrap.servers",
+                cluster.proxied_bootstrap().expect("proxies"),
+            )),
+            Route::SaslSsl => {
+                let sec = cluster.security().expect("a secured cluster");
+                let user = sec.user();
+                connect.extend([
+                    (
+                        "bootstrap.servers",
+                        sec.listener(Listener::SaslSsl)
+                            .expect("the SASL_SSL listener")
+                            .bootstrap
+                            .clone(),
+                    ),
+                    ("security.protocol", "SASL_SSL".into()),
+                    ("sasl.mechanism", "SCRAM-SHA-512".into()),
+                    ("sasl.username", user.name.clone()),
+                    ("sasl.password", user.password.clone()),
+                    (
+                        "ssl.ca.location",
+                        sec.pki.ca.cert_path.display().to_string(),
+                    ),
+                    // The brokers' request log names each request's client: this is
+                    // how the check after the run finds this run's producer.
+                    ("client.id", sasl_client_id(run)),
+                ]);
+            }
+        }
+        let mut b = ProducerConfig::builder();
+        for (k, v) in &connect {
+            b = b.set(k, v).expect("connection setting");
+        }
+        let mut b = b
+            .set("acks", "all")
             .and_then(|b| b.set("enable.idempotence", "true"))
             .and_then(|b| b.set("max.in.flight.requests.per.connection", "5"))
             .and_then(|b| b.set("linger.ms", "5"))
@@ -718,32 +794,246 @@ fn write_row(s: &Scenario, v: &Verdict, took: Duration) {
     eprintln!("[{}] row written to {}", s.name, path.display());
 }
 
+// ----- the producer's listener, from the brokers' side -----
+
+/// The SASL user of `Scenario::over_sasl_ssl`.
+const SASL_USER: &str = "courier-faults";
+
+/// The producer's `client.id` in run `run` of a SASL_SSL scenario.
+fn sasl_client_id(run: usize) -> String {
+    format!("courier-faults-sasl-run{run}")
+}
+
+/// One request as a broker's request log (`kafka.request.logger` at DEBUG) has it.
+struct LoggedRequest {
+    broker: i32,
+    api_key: i64,
+    listener: String,
+    security_protocol: String,
+    principal: String,
+    /// `brokerHost:brokerPort-clientHost:clientPort-index`.
+    connection: String,
+    response: serde_json::Value,
+}
+
+impl LoggedRequest {
+    /// The broker-side port of the connection: the listener it came in on.
+    fn broker_port(&self) -> Option<u16> {
+        self.connection
+            .split('-')
+            .next()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()
+    }
+}
+
+/// The requests broker `id` logged for client `client_id`.
+fn logged_requests(cluster: &KafkaCluster, id: i32, client_id: &str) -> Vec<LoggedRequest> {
+    let path = cluster
+        .local()
+        .expect("local backend")
+        .log_path(id)
+        .expect("broker log");
+    let text = std::fs::read_to_string(&path).expect("the broker log reads");
+    let needle = format!("\"clientId\":\"{client_id}\"");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.split_once("Completed request:").map(|(_, r)| r) else {
+            continue;
+        };
+        if !rest.contains(&needle) {
+            continue;
+        }
+        let json = &rest[..rest.rfind('}').map_or(0, |i| i + 1)];
+        let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| {
+            panic!("broker {id}: an unreadable request log line ({e}): {line}")
+        });
+        if v["requestHeader"]["clientId"] != client_id {
+            continue;
+        }
+        let text = |key: &str| v[key].as_str().unwrap_or("?").to_string();
+        out.push(LoggedRequest {
+            broker: id,
+            api_key: v["requestHeader"]["requestApiKey"].as_i64().unwrap_or(-1),
+            listener: text("listener"),
+            security_protocol: text("securityProtocol"),
+            principal: text("principal"),
+            connection: text("connection"),
+            response: v["response"].clone(),
+        });
+    }
+    out
+}
+
+/// After a run of `Scenario::over_sasl_ssl`, from the brokers' request logs: every
+/// request of the run's producer came in on the SASL_SSL listener, authenticated as
+/// the SCRAM user; it sent Produce requests to every broker; and the Metadata it was
+/// answered named each broker at that broker's own SASL_SSL port, never at a PLAINTEXT
+/// one. (Requests of a connection are logged once authenticated; a producer that fell
+/// back to PLAINTEXT would show up on that listener, under its client id.)
+fn producer_used_only_sasl_ssl(ctx: &Ctx<'_>, traffic: &Traffic) {
+    let client_id = sasl_client_id(ctx.run);
+    let sec = ctx.cluster.security().expect("a secured cluster");
+    let port = |addr: &str| -> u16 {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("host:port")
+    };
+    let sasl_ports: std::collections::BTreeSet<u16> = sec
+        .listener(Listener::SaslSsl)
+        .expect("the SASL_SSL listener")
+        .bootstrap
+        .split(',')
+        .map(port)
+        .collect();
+    let ids = ctx.cluster.broker_ids().expect("ids");
+    let mut requests = Vec::new();
+    for &id in &ids {
+        requests.extend(logged_requests(ctx.cluster, id, &client_id));
+    }
+    assert!(
+        !requests.is_empty(),
+        "no request of {client_id} in the brokers' request logs"
+    );
+    let principal = format!("User:{SASL_USER}");
+    let elsewhere: Vec<String> = requests
+        .iter()
+        .filter(|r| {
+            r.listener != "SASL_SSL"
+                || r.security_protocol != "SASL_SSL"
+                || r.principal != principal
+                || !r.broker_port().is_some_and(|p| sasl_ports.contains(&p))
+        })
+        .map(|r| {
+            format!(
+                "broker {} api {} on {} ({}, {}, {})",
+                r.broker, r.api_key, r.listener, r.security_protocol, r.principal, r.connection
+            )
+        })
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "{} of {} requests of {client_id} not over SASL_SSL as {principal}: {:?}",
+        elsewhere.len(),
+        requests.len(),
+        &elsewhere[..elsewhere.len().min(10)]
+    );
+    // Each broker's own SASL_SSL port, as its log shows it: where the producer's
+    // connections to it arrived.
+    let mut own_port: BTreeMap<i32, u16> = BTreeMap::new();
+    for r in &requests {
+        let p = r.broker_port().expect("a broker port");
+        let prev = own_port.insert(r.broker, p);
+        assert!(
+            prev.is_none_or(|q| q == p),
+            "broker {} served {client_id} on ports {p} and {prev:?}",
+            r.broker
+        );
+    }
+    let produced_to: std::collections::BTreeSet<i32> = requests
+        .iter()
+        .filter(|r| r.api_key == 0)
+        .map(|r| r.broker)
+        .collect();
+    assert_eq!(
+        produced_to.into_iter().collect::<Vec<_>>(),
+        ids,
+        "{client_id} sent Produce requests to every broker"
+    );
+    // Metadata answers (api key 3): every broker they name is at its SASL_SSL port.
+    let mut metadata = 0;
+    let mut named_all = false;
+    for r in requests.iter().filter(|r| r.api_key == 3) {
+        metadata += 1;
+        let brokers: Vec<(i32, u16)> = r.response["brokers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a Metadata response without brokers: {}", r.response))
+            .iter()
+            .map(|b| {
+                (
+                    b["nodeId"].as_i64().expect("nodeId") as i32,
+                    b["port"].as_u64().expect("port") as u16,
+                )
+            })
+            .collect();
+        for &(node, p) in &brokers {
+            assert!(
+                own_port.get(&node).is_none_or(|&q| q == p) && sasl_ports.contains(&p),
+                "Metadata on broker {}'s SASL_SSL listener named broker {node} at port {p}, \
+                 not at its SASL_SSL port {:?}",
+                r.broker,
+                own_port.get(&node)
+            );
+        }
+        let named: std::collections::BTreeSet<i32> = brokers.iter().map(|b| b.0).collect();
+        named_all |= named.len() == ids.len();
+    }
+    assert!(
+        named_all,
+        "no Metadata answer of the {metadata} named all {} brokers",
+        ids.len()
+    );
+    let connections: std::collections::BTreeSet<(i32, &str)> = requests
+        .iter()
+        .map(|r| (r.broker, r.connection.as_str()))
+        .collect();
+    ctx.note(format!(
+        "brokers' request logs: {} requests of {client_id} on {} connections, all SASL_SSL as \
+         {principal}, on ports {own_port:?}; {metadata} Metadata answers named only SASL_SSL \
+         ports; the producer counted {} connections opened",
+        requests.len(),
+        connections.len(),
+        traffic.connections_opened
+    ));
+}
+
 // ----- the scenarios -----
 
 /// `kill -9` of a partition leader, again and again; each comes back and catches up
 /// before the next.
 #[test]
 fn acked_records_survive_repeated_leader_kills() {
-    let kills = if full_size() { 3 } else { 2 };
     Scenario::new("leader_kill", "kill -9 of a partition leader, repeated")
-        .run(|ctx| {
-            for i in 0..kills {
-                let p = i % PARTITIONS;
-                let leader = ctx.leader(p);
-                ctx.cluster.kill(leader).expect("kill -9");
-                ctx.note(format!("kill -9 broker {leader} (leader of partition {p})"));
-                let new = ctx
-                    .cluster
-                    .wait_for_leader_other_than(&ctx.topics[0], p, Some(leader), WAIT)
-                    .expect("a new leader");
-                ctx.note(format!("partition {p} now led by {new}"));
-                sleep(Duration::from_secs(3));
-                ctx.cluster.start_broker(leader).expect("restart");
-                ctx.note(format!("broker {leader} restarted"));
-                ctx.wait_full_isr();
-            }
-        })
+        .run(kill_leaders_repeatedly)
         .assert_guarantees("leader_kill");
+}
+
+/// The same leader kills with the producer on the SASL_SSL listener (SCRAM-SHA-512):
+/// every reconnection to a restarted broker goes through a TLS handshake and a SASL
+/// authentication, and the producer must find every broker's SASL_SSL address in the
+/// metadata it gets there. The brokers' request logs show each run that the producer
+/// used no other listener.
+#[test]
+fn acked_records_survive_repeated_leader_kills_over_sasl_ssl() {
+    Scenario::new(
+        "leader_kill_sasl_ssl",
+        "kill -9 of a partition leader, repeated; producer over SASL_SSL (SCRAM-SHA-512)",
+    )
+    .over_sasl_ssl()
+    .run(kill_leaders_repeatedly)
+    .assert_guarantees("leader_kill_sasl_ssl");
+}
+
+fn kill_leaders_repeatedly(ctx: &Ctx<'_>) {
+    let kills = if full_size() { 3 } else { 2 };
+    for i in 0..kills {
+        let p = i % PARTITIONS;
+        let leader = ctx.leader(p);
+        ctx.cluster.kill(leader).expect("kill -9");
+        ctx.note(format!("kill -9 broker {leader} (leader of partition {p})"));
+        let new = ctx
+            .cluster
+            .wait_for_leader_other_than(&ctx.topics[0], p, Some(leader), WAIT)
+            .expect("a new leader");
+        ctx.note(format!("partition {p} now led by {new}"));
+        sleep(Duration::from_secs(3));
+        ctx.cluster.start_broker(leader).expect("restart");
+        ctx.note(format!("broker {leader} restarted"));
+        ctx.wait_full_isr();
+    }
 }
 
 /// Every broker stopped (controlled shutdown) and started in turn, as an upgrade does.
@@ -798,7 +1088,7 @@ fn acked_records_survive_connections_cut_or_stalled_mid_request() {
     .set("request.timeout.ms", 3000)
     .set("delivery.timeout.ms", 30000);
     s.cluster = s.cluster.with_proxies(true);
-    s.proxied = true;
+    s.route = Route::Proxied;
     s.run(|ctx| {
         let rounds = if full_size() { 2 } else { 1 };
         for _ in 0..rounds {

@@ -26,6 +26,7 @@ const END: &str = "<!-- faults-report:end -->";
 /// Scenarios in the order the document discusses them.
 const ORDER: &[&str] = &[
     "leader_kill",
+    "leader_kill_sasl_ssl",
     "rolling_restart",
     "leader_paused",
     "network_faults",
@@ -38,10 +39,33 @@ const ORDER: &[&str] = &[
     "retention_expired_state",
 ];
 
+const USAGE: &str = "usage: faults-report [--check] [--from DIR]
+
+Renders the fault suite's rows (default target/reliability/; --from DIR, e.g.
+docs/reliability for the recorded full run) into the tables of docs/RELIABILITY.md.
+--check writes nothing and fails when the document differs from the rows.";
+
 fn main() {
-    let check = std::env::args().any(|a| a == "--check");
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let args: Vec<String> = std::env::args().collect();
+    // Anything else used to be ignored, and a mistyped flag (or --help) rewrote the
+    // document from target/reliability/.
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--check" => {}
+            "--from" if rest.next().is_some() => {}
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return;
+            }
+            _ => {
+                eprintln!("faults-report: unexpected argument {a:?}\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let check = args.iter().any(|a| a == "--check");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let from = args
         .iter()
         .position(|a| a == "--from")
@@ -223,4 +247,36 @@ fn render(rows: &[Value], sim: Option<&Value>) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names `tests/faults.rs` gives its scenarios: the string literal each
+    /// `Scenario::new(` opens with.
+    fn suite_scenarios() -> Vec<String> {
+        let src = include_str!("faults.rs");
+        src.match_indices("Scenario::new(")
+            .filter_map(|(at, call)| {
+                let rest = src[at + call.len()..].trim_start().strip_prefix('"')?;
+                Some(rest[..rest.find('"')?].to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_scenario_of_the_suite_has_its_place_in_the_report() {
+        let mut suite = suite_scenarios();
+        assert!(suite.len() >= 12, "scenarios found in faults.rs: {suite:?}");
+        suite.sort();
+        let mut known: Vec<String> = ORDER.iter().map(|s| s.to_string()).collect();
+        known.sort();
+        // A scenario missing here would still be rendered, but after all the others,
+        // out of the order the document discusses them in.
+        assert_eq!(
+            suite, known,
+            "ORDER must list exactly the suite's scenarios"
+        );
+    }
 }

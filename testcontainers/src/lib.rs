@@ -213,6 +213,16 @@ impl ClusterBuilder {
         self
     }
 
+    /// Sets a log4j level on the brokers (local backend), e.g.
+    /// `log_level("kafka.request.logger", "DEBUG")` to have each broker log every
+    /// request it completes - with its client id, listener, security protocol and
+    /// principal - to its [`LocalCluster::log_path`]. By default `kafka` logs at INFO
+    /// and the request log at WARN.
+    pub fn log_level(mut self, logger: impl Into<String>, level: impl Into<String>) -> Self {
+        self.local.log_levels.push((logger.into(), level.into()));
+        self
+    }
+
     /// Forces a backend instead of choosing from the environment.
     pub fn backend(mut self, kind: BackendKind) -> Self {
         self.backend = Some(kind);

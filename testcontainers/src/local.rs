@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -43,6 +43,8 @@ pub struct LocalOptions {
     pub proxies: bool,
     /// Secured listeners beside PLAINTEXT (see `ClusterBuilder::security`).
     pub security: Security,
+    /// Log4j levels by logger name, over the kit's own (see `ClusterBuilder::log_level`).
+    pub log_levels: Vec<(String, String)>,
 }
 
 impl Default for LocalOptions {
@@ -54,6 +56,7 @@ impl Default for LocalOptions {
             startup_timeout: Duration::from_secs(180),
             proxies: false,
             security: Security::none(),
+            log_levels: Vec::new(),
         }
     }
 }
@@ -235,7 +238,7 @@ impl LocalCluster {
                 node_properties(&node, cport, &voters, &opts, sec_config.as_ref()),
             )
             .map_err(|e| KitError::Setup(e.to_string()))?;
-            write_log_config(&node)?;
+            write_log_config(&node, &opts.log_levels)?;
             // What `kafka-storage format` writes, without a JVM per node: the
             // bootstrap checkpoint (same for every cluster of this version, made once
             // per machine) and meta.properties naming the node and cluster.
@@ -381,6 +384,12 @@ impl LocalCluster {
     /// with `LocalOptions::security`).
     pub fn security(&self) -> Option<&SecurityInfo> {
         self.security.as_deref()
+    }
+
+    /// A broker's own log (`server.log`, kept across its restarts): what Kafka logs at
+    /// the levels of `ClusterBuilder::log_level`.
+    pub fn log_path(&self, id: i32) -> Result<PathBuf, KitError> {
+        Ok(self.node(id)?.log_path())
     }
 
     /// The log directory of a broker (holds `<topic>-<partition>` dirs).
@@ -663,22 +672,38 @@ fn node_properties(
     p
 }
 
-fn write_log_config(node: &Node) -> Result<(), KitError> {
-    let cfg = format!(
+fn write_log_config(node: &Node, levels: &[(String, String)]) -> Result<(), KitError> {
+    fs::write(
+        node.dir.join("log4j2.properties"),
+        log_config(&node.log_path(), levels),
+    )
+    .map_err(|e| KitError::Setup(e.to_string()))
+}
+
+/// The brokers' log4j2 configuration: everything to `log`, Kafka at INFO and the
+/// per-request log at WARN unless `levels` says otherwise. One entry per logger name:
+/// log4j2 would take only one of two entries naming the same logger.
+fn log_config(log: &Path, levels: &[(String, String)]) -> String {
+    let mut loggers: BTreeMap<&str, &str> =
+        BTreeMap::from([("kafka", "INFO"), ("kafka.request.logger", "WARN")]);
+    for (name, level) in levels {
+        loggers.insert(name, level);
+    }
+    let mut cfg = format!(
         "rootLogger.level=INFO\n\
          rootLogger.appenderRef.f.ref=F\n\
          appender.f.type=File\n\
          appender.f.name=F\n\
          appender.f.fileName={}\n\
          appender.f.layout.type=PatternLayout\n\
-         appender.f.layout.pattern=[%d] %p %m (%c)%n\n\
-         logger.kafka.name=kafka\n\
-         logger.kafka.level=INFO\n\
-         logger.req.name=kafka.request.logger\n\
-         logger.req.level=WARN\n",
-        node.log_path().display()
+         appender.f.layout.pattern=[%d] %p %m (%c)%n\n",
+        log.display()
     );
-    fs::write(node.dir.join("log4j2.properties"), cfg).map_err(|e| KitError::Setup(e.to_string()))
+    for (i, (name, level)) in loggers.iter().enumerate() {
+        let _ = writeln!(cfg, "logger.l{i}.name={name}");
+        let _ = writeln!(cfg, "logger.l{i}.level={level}");
+    }
+    cfg
 }
 
 /// The bootstrap checkpoint `kafka-storage format` writes: made once per machine,
@@ -762,6 +787,107 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(id, random_uuid_base64());
+    }
+
+    #[test]
+    fn log_levels_override_the_kits_once_per_logger() {
+        let log = Path::new("/x/server.log");
+        let default = log_config(log, &[]);
+        assert!(default.contains("appender.f.fileName=/x/server.log\n"));
+        let level_of = |cfg: &str, name: &str| -> Vec<String> {
+            let lines: Vec<&str> = cfg.lines().collect();
+            lines
+                .iter()
+                .filter_map(|l| {
+                    let key = l.strip_suffix(&format!(".name={name}"))?;
+                    let prefix = format!("{key}.level=");
+                    lines
+                        .iter()
+                        .find_map(|m| m.strip_prefix(prefix.as_str()))
+                        .map(str::to_string)
+                })
+                .collect()
+        };
+        assert_eq!(level_of(&default, "kafka.request.logger"), ["WARN"]);
+        assert_eq!(level_of(&default, "kafka"), ["INFO"]);
+        let set = |n: &str, l: &str| (n.to_string(), l.to_string());
+        let cfg = log_config(
+            log,
+            &[
+                set("kafka.request.logger", "DEBUG"),
+                set("org.apache.kafka.common.security", "DEBUG"),
+            ],
+        );
+        // Replaced, not added beside the default: two entries for one logger leave
+        // log4j2 free to pick either.
+        assert_eq!(level_of(&cfg, "kafka.request.logger"), ["DEBUG"]);
+        assert_eq!(
+            level_of(&cfg, "org.apache.kafka.common.security"),
+            ["DEBUG"]
+        );
+        assert_eq!(level_of(&cfg, "kafka"), ["INFO"]);
+    }
+
+    #[test]
+    fn secured_listeners_are_on_every_broker_and_advertised_beside_plaintext() {
+        // Metadata on a secured listener names, for each broker, that broker's own
+        // advertised address on the same listener: so every broker of a secured
+        // cluster must have and advertise it, while replication stays on PLAINTEXT.
+        let security = Security::none()
+            .listener(Listener::SaslSsl)
+            .user("alice", "alice-secret");
+        let opts = LocalOptions {
+            brokers: 3,
+            security: security.clone(),
+            ..Default::default()
+        };
+        let brokers = [(1, 1001, 2001), (2, 1002, 2002), (3, 1003, 2003)];
+        let dir = std::env::temp_dir().join(format!("courier-local-sec-{}", std::process::id()));
+        let ports = BTreeMap::from([(Listener::SaslSsl, brokers.map(|b| b.2).to_vec())]);
+        let info = SecurityInfo::new(
+            Pki::generate(&dir.join("tls")).unwrap(),
+            &security,
+            None,
+            &ports,
+            dir.join("clients"),
+        )
+        .unwrap();
+        assert_eq!(
+            info.listener(Listener::SaslSsl).unwrap().bootstrap,
+            "127.0.0.1:2001,127.0.0.1:2002,127.0.0.1:2003"
+        );
+        for (id, port, sasl_port) in brokers {
+            let node = Node {
+                id,
+                role: Role::Broker,
+                port: Some(port),
+                dir: PathBuf::from("/x"),
+                child: Mutex::new(None),
+                proxy: None,
+                secure_ports: vec![(Listener::SaslSsl, sasl_port)],
+                jvm_args: Vec::new(),
+            };
+            let sec = info.broker_config(&node.secure_ports);
+            let p = node_properties(&node, None, "1000@127.0.0.1:9", &opts, Some(&sec));
+            let line = |key: &str| {
+                p.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                    .unwrap_or_else(|| panic!("no {key} in\n{p}"))
+                    .to_string()
+            };
+            let both = format!("PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_port}");
+            assert_eq!(line("listeners"), both);
+            assert_eq!(line("advertised.listeners"), both);
+            assert_eq!(line("inter.broker.listener.name"), "PLAINTEXT");
+            assert!(line("listener.security.protocol.map")
+                .split(',')
+                .any(|e| e == "SASL_SSL:SASL_SSL"));
+            assert_eq!(
+                line("listener.name.sasl_ssl.sasl.enabled.mechanisms"),
+                "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+            );
+        }
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
