@@ -6,6 +6,8 @@ payloads, with the same producer settings.
     python3 perf/run.py                       # the full matrix (30-40 minutes)
     python3 perf/run.py --quick               # a smoke run with small counts
     python3 perf/run.py --clients courier,librdkafka --modes blackhole --sizes 100
+    python3 perf/run.py --clients courier,librdkafka --modes broker \
+        --security plaintext,ssl,sasl_ssl         # what TLS and SASL cost
 
 What it does:
 
@@ -24,6 +26,11 @@ What it does:
    under `/usr/bin/time` (user + system CPU of the client process), deletes the
    topic, and records records/s, MB/s, p50/p99 latency and CPU-seconds per million
    records.
+   With `--security ssl,sasl_ssl` the broker also has the test kit's secured
+   listeners (`courier-kafka --secure`) and each case runs over each protocol asked
+   for: `ssl` is TLS with a client certificate (the listener requires one),
+   `sasl_ssl` is SCRAM-SHA-512 over TLS; both verify the broker's certificate
+   against the kit's CA. Topics are created over PLAINTEXT on the same broker.
 5. Prints Markdown tables (also written to perf/results/<stamp>/results.md, raw
    rows to results.jsonl).
 
@@ -57,6 +64,7 @@ COMMON = {
     "batch.size": "16384",
 }
 BUFFER = 32 * 1024 * 1024
+SECURITIES = ["plaintext", "ssl", "sasl_ssl"]
 
 # Each client's spelling of the common settings.
 PROPS = {
@@ -165,15 +173,20 @@ def payload_files(sizes, kinds):
 class Proc:
     """A background process that prints `bootstrap: host:port` when ready."""
 
-    def __init__(self, cmd, what):
+    def __init__(self, cmd, what, until="bootstrap: "):
         log("$ " + " ".join(str(c) for c in cmd))
         self.what = what
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   text=True, start_new_session=True)
         self.bootstrap = None
+        # Every line up to the one starting with `until` (courier-kafka --secure
+        # prints its listeners, users and certificate files after the bootstrap).
+        self.lines = []
         for line in self.p.stdout:
+            self.lines.append(line.rstrip("\n"))
             if line.startswith("bootstrap: "):
                 self.bootstrap = line.split(": ", 1)[1].strip()
+            if line.startswith(until):
                 break
         if not self.bootstrap:
             sys.exit(f"{what} did not start")
@@ -187,16 +200,68 @@ class Proc:
                 self.p.kill()
 
 
+def security_settings(kafka_lines):
+    """Per security protocol: the bootstrap address of its listener and each client's
+    settings for it, from what `courier-kafka --secure` printed."""
+    listeners, files, users = {}, {}, []
+    for line in kafka_lines:
+        m = re.match(r"listener (\w+): (\S+) ", line)
+        if m:
+            listeners[m.group(1)] = m.group(2)
+        elif line.startswith("users: "):
+            users = [u.split("/", 1) for u in line.split()[1:]]
+        elif line.startswith("ca: "):
+            files["ca"] = line.split(": ", 1)[1]
+        elif line.startswith("client cert: "):
+            m = re.match(r"client cert: (\S+) key: (\S+)", line)
+            files["cert"], files["key"] = m.group(1), m.group(2)
+    if not (listeners.get("SSL") and listeners.get("SASL_SSL") and users and files):
+        sys.exit("courier-kafka --secure did not print its listeners and files:\n"
+                 + "\n".join(kafka_lines))
+    tls_dir = Path(files["ca"]).parent
+    user, password = users[0]
+    rd_ssl = {"security.protocol": "ssl", "ssl.ca.location": files["ca"],
+              "ssl.certificate.location": files["cert"], "ssl.key.location": files["key"]}
+    rd_sasl = {"security.protocol": "sasl_ssl", "ssl.ca.location": files["ca"],
+               "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": user,
+               "sasl.password": password}
+    # Java takes PEM trust and key stores; its SASL settings hold a JAAS line with
+    # `=` inside, so they go in a --command-config file, not on the command line.
+    java_ssl = {"security.protocol": "SSL", "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": files["ca"], "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(tls_dir / "client-keystore.pem")}
+    java_sasl = {"security.protocol": "SASL_SSL", "ssl.truststore.type": "PEM",
+                 "ssl.truststore.location": files["ca"], "sasl.mechanism": "SCRAM-SHA-512",
+                 "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule"
+                 f' required username="{user}" password="{password}";'}
+    out = {}
+    for sec, listener, rd, jv in [("ssl", "SSL", rd_ssl, java_ssl),
+                                  ("sasl_ssl", "SASL_SSL", rd_sasl, java_sasl)]:
+        out[sec] = {"bootstrap": listeners[listener],
+                    "props": {"courier": rd, "librdkafka": rd, "java": jv}}
+    return out
+
+
 # ---------------------------------------------------------------- clients
 
-def command(client, bins, bootstrap, topic, n, payload, rate):
-    props = [f"{k}={v}" for k, v in PROPS[client.split("+")[0]].items()]
+def command(client, bins, bootstrap, topic, n, payload, rate, security=None, workdir=None):
+    """The client's command line; `security` is the extra settings of a secured run."""
+    base = client.split("+")[0]
+    settings = dict(PROPS[base])
+    extra = (security or {}).get(base, {})
     args = ["--topic", topic, "--num-records", str(n), "--payload-file", str(payload),
             "--throughput", str(rate), "--bootstrap-server", bootstrap]
     if client == "java":
-        return (["java", "-Xms1g", "-Xmx1g", "-cp", f"{JAVA_LIBS}/*",
-                 "org.apache.kafka.tools.ProducerPerformance"] + args
-                + ["--command-property"] + props)
+        cmd = (["java", "-Xms1g", "-Xmx1g", "-cp", f"{JAVA_LIBS}/*",
+                "org.apache.kafka.tools.ProducerPerformance"] + args
+               + ["--command-property"] + [f"{k}={v}" for k, v in settings.items()])
+        if extra:
+            conf = Path(workdir) / "java-security.properties"
+            conf.write_text("".join(f"{k}={v}\n" for k, v in extra.items()))
+            cmd += ["--command-config", str(conf)]
+        return cmd
+    settings.update(extra)
+    props = [f"{k}={v}" for k, v in settings.items()]
     if client == "courier" or client.startswith("courier+"):
         return [bins[client], "perf"] + args + ["--producer-props"] + props + [
             "--summary", "json"]
@@ -300,13 +365,54 @@ def targets_table(rows, title):
     return "\n".join(lines) + "\n"
 
 
+def security_table(rows, secs):
+    """What TLS and SASL cost each client: CPU per record over each secured protocol
+    divided by the same client's over PLAINTEXT, same case and broker; and courier's
+    CPU per record divided by librdkafka's over each protocol."""
+    secured = [s for s in secs if s != "plaintext"]
+    head = ("| case | client | CPU s/M plaintext | "
+            + " | ".join(f"CPU s/M {s} | ÷ plaintext" for s in secured)
+            + " | " + " | ".join(f"courier ÷ librdkafka {s}" for s in secs) + " |")
+    lines = ["### What TLS and SASL cost (CPU per record against PLAINTEXT)", "", head,
+             "|---|---|" + "---:|" * (1 + 2 * len(secured) + len(secs))]
+    broker = [r for r in rows if r["mode"] == "broker" and r.get("ok")]
+    cases, clients = [], []
+    for r in broker:
+        c = (r["size"], r["payload"], r["partitions"], r["rate"])
+        if c not in cases:
+            cases.append(c)
+        if r["client"] not in clients:
+            clients.append(r["client"])
+    at = {(r["size"], r["payload"], r["partitions"], r["rate"], r["client"],
+           r.get("security", "plaintext")): r for r in broker}
+    for case in cases:
+        name = f"{case[0]} B {case[1]}, {case[2]} part." + (
+            f", {case[3]} rec/s" if case[3] > 0 else "")
+        for client in clients:
+            plain = at.get(case + (client, "plaintext"))
+            if not plain:
+                continue
+            cells = [f"{plain['cpu_per_m']:.2f}"]
+            for s in secured:
+                r = at.get(case + (client, s))
+                cells += ([f"{r['cpu_per_m']:.2f}", f"{r['cpu_per_m'] / plain['cpu_per_m']:.2f}"]
+                          if r else ["-", "-"])
+            for s in secs:
+                c, rd = at.get(case + ("courier", s)), at.get(case + ("librdkafka", s))
+                cells.append(f"{c['cpu_per_m'] / rd['cpu_per_m']:.2f}"
+                             if client == "courier" and c and rd else "")
+            lines.append(f"| {name} | {client} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def best_of(rows):
     """One row per case and client: the fastest of its repeats, with the lowest CPU per
     record seen (noise from other processes on the machine only slows a client down
     and adds CPU time, so the best repeat is the closest to the client's own cost)."""
     groups = {}
     for r in rows:
-        key = (r["mode"], r["size"], r["payload"], r["partitions"], r["rate"], r["client"])
+        key = (r["mode"], r["size"], r["payload"], r["partitions"], r["rate"],
+               r.get("security", "plaintext"), r["client"])
         groups.setdefault(key, []).append(r)
     out = []
     for rs in groups.values():
@@ -323,24 +429,30 @@ def best_of(rows):
 
 def render(rows, env, latency_rate):
     """All tables of a run as Markdown."""
-    repeats = max((sum(1 for x in rows if (x["mode"], x["size"], x["payload"],
-                                           x["partitions"], x["rate"], x["client"])
-                       == (r["mode"], r["size"], r["payload"], r["partitions"],
-                           r["rate"], r["client"])) for r in rows), default=1)
+    def key(x):
+        return (x["mode"], x["size"], x["payload"], x["partitions"], x["rate"],
+                x.get("security", "plaintext"), x["client"])
+    repeats = max((sum(1 for x in rows if key(x) == key(r)) for r in rows), default=1)
     loads = [r["load"] for r in rows]
     rows = best_of(rows)
     md = [f"courier at commit {env.get('commit', 'unknown')}. "
           f"Machine: {env['nproc']} cores, {env['cpu']}; load average before the run "
           f"{env['load_before'][0]:.2f}, during it {min(loads):.1f} to {max(loads):.1f}; "
           f"best of {repeats} repeat(s) per client and case.", ""]
-    broker = [r for r in rows if r["mode"] == "broker" and r["rate"] < 0]
-    fixed = [r for r in rows if r["mode"] == "broker" and r["rate"] > 0]
+    secs = [s for s in SECURITIES if any(r.get("security", "plaintext") == s for r in rows)]
+    for sec in secs:
+        over = "" if secs == ["plaintext"] else f", over {sec.upper()}"
+        of = [r for r in rows if r.get("security", "plaintext") == sec]
+        broker = [r for r in of if r["mode"] == "broker" and r["rate"] < 0]
+        fixed = [r for r in of if r["mode"] == "broker" and r["rate"] > 0]
+        if broker:
+            md.append(fmt_table(broker, f"One real Kafka broker (unlimited rate){over}"))
+            md.append(targets_table(broker, f"Targets on the real broker{over}"))
+        if fixed:
+            md.append(fmt_table(fixed, f"Fixed rate {latency_rate} records/s (latency){over}"))
+    if len(secs) > 1:
+        md.append(security_table(rows, secs))
     hole = [r for r in rows if r["mode"] == "blackhole"]
-    if broker:
-        md.append(fmt_table(broker, "One real Kafka broker (unlimited rate)"))
-        md.append(targets_table(broker, "Targets on the real broker"))
-    if fixed:
-        md.append(fmt_table(fixed, f"Fixed rate {latency_rate} records/s (latency)"))
     if hole:
         md.append(fmt_table(hole, "Blackhole broker (the client's own ceiling)"))
         md.append(targets_table(hole, "Targets against the blackhole"))
@@ -368,6 +480,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=1,
                     help="run each case this many times, clients in rotating order; "
                          "the tables keep each client's best repeat")
+    ap.add_argument("--security", default="plaintext",
+                    help="comma-separated security protocols of the real-broker runs: "
+                         "plaintext, ssl (TLS with a client certificate), sasl_ssl "
+                         "(SCRAM-SHA-512 over TLS); the blackhole speaks PLAINTEXT only")
     ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     ap.add_argument("--out", default=None)
     ap.add_argument("--report", metavar="DIR", default=None,
@@ -391,6 +507,13 @@ def main():
     sizes = [int(s) for s in a.sizes.split(",")]
     kinds = a.payloads.split(",")
     parts = [int(p) for p in a.partitions.split(",")]
+    secs = a.security.split(",")
+    if set(secs) - set(SECURITIES):
+        sys.exit(f"unknown security protocol(s) {set(secs) - set(SECURITIES)}; "
+                 f"choose from {SECURITIES}")
+    if secs != ["plaintext"] and set(clients) - {"courier", "librdkafka", "java"}:
+        sys.exit("--security ssl/sasl_ssl runs courier, librdkafka and java only; "
+                 "drop the others from --clients")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(a.out) if a.out else PERF / "results" / stamp
     out.mkdir(parents=True, exist_ok=True)
@@ -416,15 +539,17 @@ def main():
            "commit": git_describe()}
     (out / "machine.json").write_text(json.dumps(env))
 
-    def one(mode, bootstrap, size, kind, p, client, rate, n, topic):
-        wd = out / f"{mode}-{size}-{kind}-{p}-{rate}"
-        wd.mkdir(exist_ok=True)
+    def one(mode, bootstrap, size, kind, p, client, rate, n, topic, sec="plaintext",
+            sec_props=None):
+        wd = out / f"{mode}-{size}-{kind}-{p}-{rate}" / sec
+        wd.mkdir(parents=True, exist_ok=True)
         row = {"mode": mode, "size": size, "payload": kind, "partitions": p,
-               "client": client, "rate": rate, "records": n,
+               "client": client, "rate": rate, "records": n, "security": sec,
                "load": os.getloadavg()[0]}
         try:
             row.update(measure(client, command(client, bins, bootstrap, topic, n,
-                                               payloads[(size, kind)], rate), wd))
+                                               payloads[(size, kind)], rate, sec_props,
+                                               wd), wd))
             row["ok"] = row["exit"] == 0 and row["delivered"] == n
             if not row["ok"]:
                 row["error"] = f"exit {row['exit']}, {row['delivered']}/{n} delivered"
@@ -432,7 +557,7 @@ def main():
             row.update(ok=False, error=str(e)[:200])
         if row.get("ok"):
             row["cpu_per_m"] = row["cpu_s"] * 1e6 / n
-            log(f"  {client:10} {row['records_per_s']:>12,.0f} rec/s {row['mb_per_s']:7.1f} MB/s "
+            log(f"  {client:10} {sec:9} {row['records_per_s']:>12,.0f} rec/s {row['mb_per_s']:7.1f} MB/s "
                 f"p50 {row['p50_ms']:8.1f} p99 {row['p99_ms']:8.1f} ms  "
                 f"cpu {row['cpu_s']:6.2f} s ({row['cpu_per_m']:.2f} s/M)")
         else:
@@ -442,7 +567,13 @@ def main():
         jsonl.flush()
 
     if "broker" in modes:
-        kafka = Proc([bins["courier-kafka"], "--brokers", "1"], "the Kafka broker")
+        secured = secs != ["plaintext"]
+        kafka = Proc([bins["courier-kafka"], "--brokers", "1"]
+                     + (["--secure"] if secured else []),
+                     "the Kafka broker", until="started in" if secured else "bootstrap: ")
+        by_sec = {"plaintext": {"bootstrap": kafka.bootstrap, "props": {}}}
+        if secured:
+            by_sec.update(security_settings(kafka.lines))
         try:
             cases = [(s, k, p, -1) for s in sizes for k in kinds for p in parts]
             if a.latency_rate:
@@ -450,10 +581,11 @@ def main():
             for size, kind, p, rate in cases:
                 n = count(size, "broker") if rate < 0 else rate * (1 if a.quick else 10)
                 log(f"== real broker: {size} B {kind}, {p} partition(s), rate {rate}, {n} records")
-                for client in rotations(clients, a.repeat):
+                for client, sec in [(c, s) for c in rotations(clients, a.repeat)
+                                    for s in secs]:
                     # Kafka topic names allow [a-zA-Z0-9._-] only.
                     safe = re.sub(r"[^a-zA-Z0-9._-]", "-", client)
-                    topic = f"perf-{safe}-{size}-{kind}-{p}-{time.time_ns()}"
+                    topic = f"perf-{safe}-{sec}-{size}-{kind}-{p}-{time.time_ns()}"
                     created = subprocess.run(
                         [bins["courier"], "topic", "create", "-b", kafka.bootstrap,
                          "--topic", topic, "--partitions", str(p),
@@ -461,7 +593,8 @@ def main():
                     if created.returncode != 0:
                         log(f"  {client}: could not create {topic}; skipped")
                         continue
-                    one("broker", kafka.bootstrap, size, kind, p, client, rate, n, topic)
+                    one("broker", by_sec[sec]["bootstrap"], size, kind, p, client, rate, n,
+                        topic, sec, by_sec[sec]["props"])
                     subprocess.run([bins["courier"], "topic", "delete", "-b",
                                     kafka.bootstrap, "--topic", topic])
         finally:
