@@ -21,8 +21,15 @@ pub struct DeliveryMetrics {
     pub failed_by_error: BTreeMap<String, u64>,
     /// Batches scheduled for another attempt.
     pub retries: u64,
-    /// Producer epoch bumps after sequence gaps (KIP-360).
+    /// Producer epoch bumps after sequence gaps (KIP-360), one per partition bumped.
     pub epoch_bumps: u64,
+    /// Records that outlived `delivery.timeout.ms` while they may have been in the log,
+    /// resolved by resending them with their original sequence: delivered, with their
+    /// offset (also counted in `delivered`).
+    pub resolved_persisted: u64,
+    /// Records still possibly persisted when `delivery.resolution.timeout.ms` ran out
+    /// (also counted in `failed`, as `UNRESOLVED` or `UNRESOLVED_AFTER_EPOCH_BUMP`).
+    pub unresolved: u64,
     /// Failed records written to the dead letter queue.
     pub dead_lettered: u64,
     /// Failed records the dead letter queue could not take either.
@@ -93,6 +100,8 @@ pub(crate) struct Counters {
     pub(crate) failed_by_error: Mutex<BTreeMap<String, u64>>,
     pub(crate) retries: AtomicU64,
     pub(crate) epoch_bumps: AtomicU64,
+    pub(crate) resolved_persisted: AtomicU64,
+    pub(crate) unresolved: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) dead_letter_failures: AtomicU64,
     pub(crate) requests_in_flight: AtomicU64,
@@ -122,6 +131,8 @@ impl Counters {
                 .clone(),
             retries: self.retries.load(Ordering::Relaxed),
             epoch_bumps: self.epoch_bumps.load(Ordering::Relaxed),
+            resolved_persisted: self.resolved_persisted.load(Ordering::Relaxed),
+            unresolved: self.unresolved.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             dead_letter_failures: self.dead_letter_failures.load(Ordering::Relaxed),
             requests_in_flight: self.requests_in_flight.load(Ordering::Relaxed),

@@ -64,8 +64,15 @@ pub struct EngineConfig {
     pub max_request_size: usize,
     /// Broker-side timeout sent in each Produce request (`request.timeout.ms`).
     pub request_timeout: Duration,
-    /// Bound on a record's whole life (`delivery.timeout.ms`).
+    /// Bound on a record's whole life (`delivery.timeout.ms`), except for a batch that
+    /// may already be in the log: see `resolution_timeout`.
     pub delivery_timeout: Duration,
+    /// How much longer than `delivery_timeout` an idempotent batch that may already be
+    /// in the log keeps being resent with its original producer id, epoch and sequence
+    /// (`delivery.resolution.timeout.ms`), so its outcome becomes definite: the broker
+    /// writes those bytes at most once and answers with their offset. Zero reports such
+    /// a batch possibly persisted at `delivery_timeout`, as Java and librdkafka do.
+    pub resolution_timeout: Duration,
     /// Retries per batch (`retries`).
     pub retries: u32,
     /// First retry backoff (`retry.backoff.ms`).
@@ -98,6 +105,7 @@ impl Default for EngineConfig {
             max_request_size: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             delivery_timeout: Duration::from_secs(120),
+            resolution_timeout: Duration::from_secs(120),
             retries: i32::MAX as u32,
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_millis(1000),
@@ -179,6 +187,14 @@ pub enum FailureReason {
         /// Last error code seen for the batch, if any.
         last_error: Option<i16>,
     },
+    /// The batch may be in the log, and resending it with its original sequence got no
+    /// answer that settles it within `delivery.timeout.ms` plus
+    /// `delivery.resolution.timeout.ms` (the partition stayed unreachable, or its leader
+    /// kept refusing). Always [`Persistence::PossiblyPersisted`].
+    Unresolved {
+        /// Last error code seen for the batch, if any.
+        last_error: Option<i16>,
+    },
     /// The topic does not exist (metadata kept answering UNKNOWN_TOPIC_OR_PARTITION for
     /// `max.block.ms`).
     UnknownTopic,
@@ -246,6 +262,11 @@ pub struct Delivery<T> {
     pub records: Vec<(T, i64)>,
     /// Written, or why not.
     pub result: Result<Written, Failure>,
+    /// The batch outlived `delivery.timeout.ms` while it may have been in the log, and
+    /// this is the outcome its resolution found (see
+    /// [`EngineConfig::resolution_timeout`]): written, or still possibly persisted when
+    /// the resolution ran out.
+    pub resolved: bool,
 }
 
 /// One Produce request for the driver to send.
@@ -278,12 +299,17 @@ pub enum Action<T> {
     InitProducerId,
     /// Report these records' outcome to the application.
     Deliver(Delivery<T>),
-    /// The producer epoch was bumped (for logs and metrics).
+    /// A partition's producer epoch was bumped after a gap in its sequence (for logs
+    /// and metrics).
     EpochBumped {
         /// Producer id.
         producer_id: i64,
-        /// New epoch.
+        /// The partition's new epoch.
         epoch: i16,
+        /// Topic.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
     },
     /// Compress a closed batch ([`CompressJob::run`], on any thread) and hand the result
     /// to [`ProducerEngine::on_compressed`]. Only with
@@ -412,6 +438,9 @@ struct Batch<T> {
     attempts: u32,
     /// An attempt may have been written.
     maybe_written: bool,
+    /// Outlived `delivery_timeout` while maybe written: resent with its stamp until an
+    /// answer settles it or `resolution_timeout` more passes.
+    resolving: bool,
     /// No more appends (a later batch was started).
     closed: bool,
     /// (epoch, base sequence) it was stamped with, if idempotent and sent.
@@ -434,6 +463,21 @@ impl<T> Batch<T> {
 struct PartitionQueue<T> {
     leader: i32,
     batches: VecDeque<Batch<T>>,
+    /// The epoch this partition's batches are stamped with; `None` until its first
+    /// stamp, which takes the engine's newest. Epochs are per partition, as the broker
+    /// keeps producer state per partition (and Java's `TxnPartitionEntry` keeps the id
+    /// and epoch per partition): a gap in one partition bumps that partition's epoch
+    /// only, so another partition's batch that may be in the log keeps its sequence and
+    /// can still be resolved by resending it.
+    epoch: Option<i16>,
+    /// A gap in this partition's sequence: bump its epoch once its in-flight requests
+    /// have answered (KIP-360).
+    bump_required: bool,
+    /// The id of the earliest batch that left a gap the broker certainly did not write
+    /// while it held our state (`confirmed`). The broker only appends the next sequence,
+    /// so no later batch of this epoch can be in the log either, whatever its attempts'
+    /// answers were: at the bump they are re-stamped, not reported possibly persisted.
+    unwritten_from: Option<u64>,
     next_sequence: i32,
     /// The sequence the broker expects next: one past the last acknowledged batch in
     /// the current epoch.
@@ -454,10 +498,25 @@ struct PartitionQueue<T> {
 }
 
 impl<T> PartitionQueue<T> {
+    /// A stamped batch leaves the queue unacknowledged: its sequence will never be
+    /// acknowledged, a gap, so the partition's epoch must be bumped.
+    fn gap(&mut self, b: &Batch<T>) {
+        if b.stamp.is_none() {
+            return;
+        }
+        self.bump_required = true;
+        if !b.maybe_written && self.confirmed {
+            self.unwritten_from = Some(self.unwritten_from.map_or(b.id, |g| g.min(b.id)));
+        }
+    }
+
     fn new(leader: i32) -> Self {
         Self {
             leader,
             batches: VecDeque::new(),
+            epoch: None,
+            bump_required: false,
+            unwritten_from: None,
             next_sequence: 0,
             acked_next: 0,
             confirmed: false,
@@ -509,10 +568,13 @@ pub struct ProducerEngine<T> {
     next_request_id: u64,
     next_batch_id: u64,
     producer_id: i64,
+    /// The newest epoch of the producer id: a partition's bump takes the next one.
     epoch: i16,
     pid_state: PidState,
     pid_retry_at: Option<Instant>,
-    bump_required: bool,
+    /// The epoch is exhausted (`i16::MAX`): fetch a new producer id once nothing is in
+    /// flight, and restart every partition under it.
+    new_pid_required: bool,
     metadata_needed: bool,
     metadata_in_flight: bool,
     /// No metadata request before this: `retry.backoff.ms` after the last answer, longer
@@ -571,7 +633,7 @@ impl<T> ProducerEngine<T> {
             epoch: -1,
             pid_state,
             pid_retry_at: None,
-            bump_required: false,
+            new_pid_required: false,
             metadata_needed: false,
             metadata_in_flight: false,
             metadata_retry_at: None,
@@ -728,6 +790,7 @@ impl<T> ProducerEngine<T> {
             partition: record.partition.unwrap_or(-1),
             records: vec![(record.token, record.timestamp_ms)],
             result: Err(failure),
+            resolved: false,
         }));
     }
 
@@ -818,6 +881,7 @@ impl<T> ProducerEngine<T> {
                 state: BatchState::Ready,
                 attempts: 0,
                 maybe_written: false,
+                resolving: false,
                 closed: false,
                 stamp: None,
                 last_error: None,
@@ -853,6 +917,7 @@ impl<T> ProducerEngine<T> {
                     },
                     persistence: Persistence::NotPersisted,
                 }),
+                resolved: false,
             }));
             return;
         }
@@ -996,8 +1061,13 @@ impl<T> ProducerEngine<T> {
     }
 
     fn poll_producer_id(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
-        if self.bump_required && self.inflight.is_empty() && self.pid_state == PidState::Known {
-            self.bump_epoch(out);
+        if self.pid_state == PidState::Known {
+            if !self.new_pid_required {
+                self.bump_partitions(out);
+            }
+            if self.new_pid_required && self.inflight.is_empty() {
+                self.renew_producer_id();
+            }
         }
         if self.pid_state == PidState::Needed && self.pid_retry_at.is_none_or(|t| now >= t) {
             self.pid_state = PidState::Fetching;
@@ -1005,64 +1075,99 @@ impl<T> ProducerEngine<T> {
         }
     }
 
-    /// Applies a KIP-360 epoch bump: every in-flight request has answered.
-    fn bump_epoch(&mut self, out: &mut Vec<Action<T>>) {
-        self.bump_required = false;
-        if self.epoch == i16::MAX {
-            // Epoch exhausted: a new producer id starts over at epoch 0.
-            self.pid_state = PidState::Needed;
-            self.producer_id = -1;
-            self.epoch = -1;
-        } else {
-            self.epoch += 1;
-            out.push(Action::EpochBumped {
-                producer_id: self.producer_id,
-                epoch: self.epoch,
-            });
-        }
+    /// Applies KIP-360 epoch bumps: each partition with a gap in its sequence whose
+    /// in-flight requests have all answered takes the producer id's next epoch and
+    /// restarts its sequence at 0. The epoch is bumped locally, as Java does for
+    /// idempotent producers; the broker accepts a higher epoch starting at sequence 0.
+    fn bump_partitions(&mut self, out: &mut Vec<Action<T>>) {
         for ti in 0..self.topics.len() {
             for pi in 0..self.topics[ti].partitions.len() {
-                let p = &mut self.topics[ti].partitions[pi];
-                let passed_over_before = p.last_acked_batch;
-                p.next_sequence = 0;
-                p.acked_next = 0;
-                p.confirmed = false;
-                p.last_acked_batch = 0;
-                p.blocked = false;
-                // Batches that may already be in the log cannot be resent under the
-                // new epoch without risking a duplicate: report them. Neither can a
-                // batch the broker passed over - a later one was acknowledged while
-                // this one was never written, which only a broker holding no state
-                // for us does (KIP-360 accepts any sequence then): resent now it would
-                // land after the later one, reordering the partition.
-                let mut kept = VecDeque::with_capacity(p.batches.len());
-                let mut failed = Vec::new();
-                let mut passed_over = Vec::new();
-                for b in p.batches.drain(..) {
-                    if b.stamp.is_some() && b.maybe_written {
-                        failed.push(b);
-                    } else if b.stamp.is_some() && b.id < passed_over_before {
-                        passed_over.push(b);
-                    } else {
-                        kept.push_back(b);
-                    }
+                let p = &self.topics[ti].partitions[pi];
+                if !p.bump_required || p.inflight > 0 {
+                    continue;
                 }
-                p.batches = kept;
-                for b in failed {
-                    self.finish_failed(ti, pi as i32, b, FailureReason::EpochBumpedWhileUnresolved);
+                if self.epoch == i16::MAX {
+                    // Epoch exhausted: a new producer id starts over at epoch 0.
+                    self.new_pid_required = true;
+                    return;
                 }
-                for b in passed_over {
-                    let reason = FailureReason::Broker {
-                        code: codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
-                        message: Some(
-                            "a later batch of this partition was written while this one was \
-                             refused; sending it now would reorder the partition"
-                                .into(),
-                        ),
-                    };
-                    self.finish_failed(ti, pi as i32, b, reason);
-                }
+                self.epoch += 1;
+                self.topics[ti].partitions[pi].epoch = Some(self.epoch);
+                out.push(Action::EpochBumped {
+                    producer_id: self.producer_id,
+                    epoch: self.epoch,
+                    topic: self.topics[ti].name.clone(),
+                    partition: pi as i32,
+                });
+                self.restart_sequence(ti, pi);
             }
+        }
+    }
+
+    /// The producer id's epochs are used up: fetch a new id, under which every
+    /// partition restarts.
+    fn renew_producer_id(&mut self) {
+        self.new_pid_required = false;
+        self.pid_state = PidState::Needed;
+        self.producer_id = -1;
+        self.epoch = -1;
+        for ti in 0..self.topics.len() {
+            for pi in 0..self.topics[ti].partitions.len() {
+                self.topics[ti].partitions[pi].epoch = None;
+                self.restart_sequence(ti, pi);
+            }
+        }
+    }
+
+    /// Restarts a partition's sequence (new epoch or producer id). Nothing of it is in
+    /// flight.
+    fn restart_sequence(&mut self, ti: usize, pi: usize) {
+        let p = &mut self.topics[ti].partitions[pi];
+        let passed_over_before = p.last_acked_batch;
+        let unwritten_from = p.unwritten_from.take();
+        p.bump_required = false;
+        p.next_sequence = 0;
+        p.acked_next = 0;
+        p.confirmed = false;
+        p.last_acked_batch = 0;
+        p.blocked = false;
+        // Batches that may already be in the log cannot be resent under the new epoch
+        // without risking a duplicate: report them. Neither can a batch the broker
+        // passed over - a later one was acknowledged while this one was never written,
+        // which only a broker holding no state for us does (KIP-360 accepts any
+        // sequence then): resent now it would land after the later one, reordering the
+        // partition.
+        let mut kept = VecDeque::with_capacity(p.batches.len());
+        let mut failed = Vec::new();
+        let mut passed_over = Vec::new();
+        for mut b in p.batches.drain(..) {
+            let certainly_unwritten = unwritten_from.is_some_and(|g| b.id > g);
+            if b.stamp.is_some() && b.maybe_written && !certainly_unwritten {
+                failed.push(b);
+            } else if b.stamp.is_some() && b.id < passed_over_before {
+                passed_over.push(b);
+            } else {
+                if certainly_unwritten {
+                    b.maybe_written = false;
+                    b.resolving = false;
+                }
+                kept.push_back(b);
+            }
+        }
+        p.batches = kept;
+        for b in failed {
+            self.finish_failed(ti, pi as i32, b, FailureReason::EpochBumpedWhileUnresolved);
+        }
+        for b in passed_over {
+            let reason = FailureReason::Broker {
+                code: codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                message: Some(
+                    "a later batch of this partition was written while this one was \
+                     refused; sending it now would reorder the partition"
+                        .into(),
+                ),
+            };
+            self.finish_failed(ti, pi as i32, b, reason);
         }
     }
 
@@ -1090,28 +1195,77 @@ impl<T> ProducerEngine<T> {
             }
             for pi in 0..self.topics[ti].partitions.len() {
                 loop {
+                    let resolution = self.resolution_timeout();
                     let p = &mut self.topics[ti].partitions[pi];
                     // Expire from the front only, so sequence order is kept: a batch
                     // behind an in-flight one waits for it.
-                    let Some(front) = p.batches.front() else {
+                    let Some(front) = p.batches.front_mut() else {
                         break;
                     };
-                    if front.state != BatchState::Ready
-                        || now.duration_since(front.created) < timeout
-                    {
+                    let age = now.duration_since(front.created);
+                    if front.state != BatchState::Ready || age < timeout {
+                        break;
+                    }
+                    let resolvable = front.stamp.is_some() && front.maybe_written;
+                    if resolvable && age < timeout + resolution {
+                        // It may be in the log: keep resending it with its sequence
+                        // until the broker's answer settles it.
+                        front.resolving = true;
                         break;
                     }
                     let b = p.batches.pop_front().expect("front exists");
-                    if b.stamp.is_some() {
-                        // A sequence was used and will never be acknowledged: a gap.
-                        self.bump_required = true;
-                    }
-                    let reason = FailureReason::DeliveryTimeout {
-                        last_error: b.last_error,
+                    p.gap(&b);
+                    let reason = if resolvable && !resolution.is_zero() {
+                        FailureReason::Unresolved {
+                            last_error: b.last_error,
+                        }
+                    } else {
+                        FailureReason::DeliveryTimeout {
+                            last_error: b.last_error,
+                        }
                     };
                     self.finish_failed(ti, pi as i32, b, reason);
                 }
+                self.expire_unsent_behind_resolution(ti, pi, now);
             }
+        }
+    }
+
+    /// How long past `delivery_timeout` a batch that may be in the log is resolved;
+    /// zero without idempotence, where resending cannot be told apart from a duplicate.
+    fn resolution_timeout(&self) -> Duration {
+        if self.cfg.idempotence {
+            self.cfg.resolution_timeout
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Behind a batch being resolved, the batches never sent still fail at
+    /// `delivery.timeout.ms`, as the setting promises: they hold no sequence, so
+    /// removing them leaves no gap, and they are not in the log.
+    fn expire_unsent_behind_resolution(&mut self, ti: usize, pi: usize, now: Instant) {
+        let timeout = self.cfg.delivery_timeout;
+        let p = &mut self.topics[ti].partitions[pi];
+        if !p.batches.front().is_some_and(|b| b.resolving) {
+            return;
+        }
+        // Batches go out in queue order, so the never-sent ones are the queue's tail.
+        let Some(first) = p.batches.iter().position(|b| b.attempts == 0) else {
+            return;
+        };
+        let mut expired = Vec::new();
+        while let Some(b) = p.batches.get(first) {
+            if b.state != BatchState::Ready || now.duration_since(b.created) < timeout {
+                break;
+            }
+            expired.push(p.batches.remove(first).expect("index valid"));
+        }
+        for b in expired {
+            let reason = FailureReason::DeliveryTimeout {
+                last_error: b.last_error,
+            };
+            self.finish_failed(ti, pi as i32, b, reason);
         }
     }
 
@@ -1129,6 +1283,7 @@ impl<T> ProducerEngine<T> {
                 reason,
                 persistence,
             }),
+            resolved: b.resolving,
         }));
     }
 
@@ -1147,7 +1302,7 @@ impl<T> ProducerEngine<T> {
     }
 
     fn drain(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
-        if self.cfg.idempotence && (self.pid_state != PidState::Known || self.bump_required) {
+        if self.cfg.idempotence && (self.pid_state != PidState::Known || self.new_pid_required) {
             return;
         }
         // Group ready partitions by leader.
@@ -1158,7 +1313,11 @@ impl<T> ProducerEngine<T> {
                 if p.blocked && p.inflight == 0 {
                     p.blocked = false;
                 }
-                if p.leader < 0 || p.blocked || p.retry_at.is_some_and(|r| now < r) {
+                if p.leader < 0
+                    || p.blocked
+                    || p.bump_required
+                    || p.retry_at.is_some_and(|r| now < r)
+                {
                     continue;
                 }
                 // The leader moved while batches were in flight to the old one: let
@@ -1257,9 +1416,12 @@ impl<T> ProducerEngine<T> {
     /// flight. Returns the bytes to send.
     fn stamp(&mut self, ti: usize, pi: usize, idx: usize, request_id: u64) -> (Bytes, u64) {
         let idempotent = self.cfg.idempotence;
-        let (pid, epoch) = (self.producer_id, self.epoch);
         let compression = self.cfg.compression;
         let p = &mut self.topics[ti].partitions[pi];
+        let (pid, epoch) = (self.producer_id, p.epoch.unwrap_or(self.epoch));
+        if idempotent {
+            p.epoch = Some(epoch);
+        }
         let batch = &mut p.batches[idx];
         let current = |stamp: Option<(i64, i16, i32)>| {
             stamp.is_some_and(|(sp, se, _)| sp == pid && se == epoch)
@@ -1401,13 +1563,20 @@ impl<T> ProducerEngine<T> {
                 );
             }
             Disposition::SequenceDesync if self.cfg.idempotence => {
-                let p = &self.topics[ti].partitions[pi];
+                let p = &mut self.topics[ti].partitions[pi];
                 let b = &p.batches[idx];
                 let head = b.stamp.is_some_and(|(_, _, seq)| seq == p.acked_next);
-                if head {
+                // Refused out of order while a later batch is acknowledged: the broker
+                // took the later one without state for us (KIP-360 accepts any
+                // sequence then), so this one can never follow it. Were it in the log,
+                // it would be among the five latest batches the broker checks and be
+                // answered as a duplicate instead.
+                let passed_over = b.id < p.last_acked_batch;
+                if head || passed_over {
                     // The broker lost our state or a batch before this one failed:
-                    // a real gap. KIP-360: bump the epoch and restart sequences.
-                    self.bump_required = true;
+                    // a real gap. KIP-360: bump the partition's epoch and restart its
+                    // sequence.
+                    p.bump_required = true;
                 }
                 // Rejected, so not written by this attempt; resend once the batches
                 // ahead (or the bump) are settled.
@@ -1432,9 +1601,7 @@ impl<T> ProducerEngine<T> {
                 {
                     b.maybe_written = true;
                 }
-                if b.stamp.is_some() {
-                    self.bump_required = true;
-                }
+                self.topics[ti].partitions[pi].gap(&b);
                 self.finish_failed(
                     ti,
                     pi as i32,
@@ -1456,8 +1623,8 @@ impl<T> ProducerEngine<T> {
         base_offset: i64,
         log_append_time: i64,
     ) {
-        let (pid, epoch) = (self.producer_id, self.epoch);
         let p = &mut self.topics[ti].partitions[pi];
+        let (pid, epoch) = (self.producer_id, p.epoch.unwrap_or(self.epoch));
         let b = p.batches.remove(idx).expect("index valid");
         if let Some((stamp_pid, stamp_epoch, seq)) = b.stamp {
             if (stamp_pid, stamp_epoch) == (pid, epoch) {
@@ -1497,6 +1664,7 @@ impl<T> ProducerEngine<T> {
                 base_offset,
                 log_append_time,
             }),
+            resolved: b.resolving,
         }));
     }
 
@@ -1513,6 +1681,7 @@ impl<T> ProducerEngine<T> {
     ) {
         let retries = self.cfg.retries;
         let timeout = self.cfg.delivery_timeout;
+        let resolution = self.resolution_timeout();
         self.retries_total += 1;
         let attempts = self.topics[ti].partitions[pi].batches[idx].attempts;
         let backoff = self.backoff(attempts);
@@ -1527,13 +1696,26 @@ impl<T> ProducerEngine<T> {
         p.blocked = true;
         p.retry_at = Some(now + backoff);
         let out_of_retries = b.attempts > retries;
-        let expired = now.duration_since(b.created) >= timeout;
+        let age = now.duration_since(b.created);
+        let expired = age >= timeout;
+        // A batch that may be in the log is resent with its sequence past the delivery
+        // timeout, until an answer settles it or the resolution runs out: the broker
+        // writes it at most once, so the resend can only turn "possibly" into "yes".
+        let resolvable = b.stamp.is_some() && b.maybe_written && !resolution.is_zero();
+        if expired && !out_of_retries && resolvable && age < timeout + resolution {
+            if idx == 0 {
+                b.resolving = true;
+            }
+            return;
+        }
         if (out_of_retries || expired) && idx == 0 {
             let b = p.batches.remove(idx).expect("index valid");
-            if b.stamp.is_some() {
-                self.bump_required = true;
-            }
-            let reason = if expired {
+            p.gap(&b);
+            let reason = if expired && resolvable {
+                FailureReason::Unresolved {
+                    last_error: b.last_error,
+                }
+            } else if expired {
                 FailureReason::DeliveryTimeout {
                     last_error: b.last_error,
                 }
@@ -1663,6 +1845,9 @@ impl<T> ProducerEngine<T> {
                         p.acked_next = 0;
                         p.confirmed = false;
                         p.last_acked_batch = 0;
+                        p.epoch = None;
+                        p.bump_required = false;
+                        p.unwritten_from = None;
                     }
                 }
             }

@@ -142,6 +142,8 @@ struct Harness {
     leaders: Vec<i32>,
     produce: VecDeque<ProduceRequest>,
     delivered: BTreeMap<Token, Result<(i32, i64), Failure>>,
+    /// Records whose delivery came from a resolution (`Delivery::resolved`).
+    resolved: Vec<Token>,
     bumps: Vec<i16>,
     next_pid: i64,
     /// Batches handed out for compression, not yet run.
@@ -157,6 +159,7 @@ impl Harness {
             leaders: (0..partitions).map(|p| (p % 3) as i32 + 1).collect(),
             produce: VecDeque::new(),
             delivered: BTreeMap::new(),
+            resolved: Vec::new(),
             bumps: Vec::new(),
             next_pid: 1000,
             compress: VecDeque::new(),
@@ -182,6 +185,9 @@ impl Harness {
                         self.engine.on_producer_id(Ok((self.next_pid, 0)), self.now);
                     }
                     Action::Deliver(d) => {
+                        if d.resolved {
+                            self.resolved.extend(d.records.iter().map(|(t, _)| *t));
+                        }
                         for (i, (token, _)) in d.records.into_iter().enumerate() {
                             let r = d.result.clone().map(|w| {
                                 (
@@ -417,7 +423,7 @@ fn out_of_order_sequence_at_head_bumps_epoch_and_restarts_at_zero() {
 }
 
 #[test]
-fn possibly_written_batch_is_not_resent_under_a_new_epoch() {
+fn a_gap_bumps_only_its_partition_and_a_possibly_written_batch_elsewhere_keeps_its_sequence() {
     let mut c = cfg();
     c.batch_size = 100;
     let mut h = Harness::new(c, 2);
@@ -464,9 +470,10 @@ fn possibly_written_batch_is_not_resent_under_a_new_epoch() {
         .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
     h.poll();
     assert_eq!(h.bumps, vec![1], "the rejected batch left a gap");
-    let d1 = h.delivered[&1].clone().unwrap_err();
-    assert_eq!(d1.persistence, Persistence::PossiblyPersisted);
-    assert_eq!(d1.reason, FailureReason::EpochBumpedWhileUnresolved);
+    assert!(
+        !h.delivered.contains_key(&1),
+        "partition 0 has no gap: its possibly written batch is resent, not reported"
+    );
     let d2 = h.delivered[&2].clone().unwrap_err();
     assert_eq!(d2.persistence, Persistence::NotPersisted);
     assert!(matches!(
@@ -476,6 +483,27 @@ fn possibly_written_batch_is_not_resent_under_a_new_epoch() {
             ..
         }
     ));
+    // The resend carries partition 0's original epoch and sequence, so the broker can
+    // tell it from a new batch; partition 1 goes on under the bumped epoch.
+    h.engine.append(
+        Record {
+            partition: Some(1),
+            ..record(&h.topic, None, 3, 0)
+        },
+        h.now,
+    );
+    h.advance(Duration::from_secs(2));
+    let r = h.produce.pop_front().expect("a request after the backoff");
+    let mut stamps: Vec<(i32, i16, i32)> = r
+        .batches
+        .iter()
+        .map(|(_, p, bytes)| {
+            let (b, _) = decode_batch(bytes).unwrap();
+            (*p, b.header.producer_epoch, b.header.base_sequence)
+        })
+        .collect();
+    stamps.sort();
+    assert_eq!(stamps, vec![(0, 0, 0), (1, 1, 0)]);
 }
 
 #[test]
@@ -513,6 +541,154 @@ fn retries_that_run_out_report_possibly_persisted_after_a_timeout() {
     }
     let f = h.delivered[&1].clone().unwrap_err();
     assert_eq!(f.persistence, Persistence::PossiblyPersisted);
+}
+
+/// Answers every Produce request on the wire as a lost connection after sending.
+fn lose_all(h: &mut Harness) {
+    while let Some(r) = h.produce.pop_front() {
+        h.engine.on_produce_result(
+            r.id,
+            ProduceResult::Transport {
+                maybe_written: true,
+            },
+            h.now,
+        );
+    }
+}
+
+/// Acknowledges every Produce request on the wire at offset 42.
+fn acknowledge_all(h: &mut Harness) -> Vec<(i16, i32)> {
+    let mut stamps = Vec::new();
+    while let Some(r) = h.produce.pop_front() {
+        let resp = r
+            .batches
+            .iter()
+            .map(|(t, p, bytes)| {
+                let (b, _) = decode_batch(bytes).unwrap();
+                stamps.push((b.header.producer_epoch, b.header.base_sequence));
+                PartitionResponse {
+                    topic: t.to_string(),
+                    partition: *p,
+                    error_code: 0,
+                    base_offset: 42,
+                    log_append_time: -1,
+                    error_message: None,
+                }
+            })
+            .collect();
+        h.engine
+            .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
+    }
+    h.poll();
+    stamps
+}
+
+#[test]
+fn possibly_written_batch_is_resolved_past_the_delivery_timeout_by_its_own_sequence() {
+    let mut c = cfg();
+    c.delivery_timeout = Duration::from_secs(5);
+    c.resolution_timeout = Duration::from_secs(30);
+    let mut h = Harness::new(c, 1);
+    h.append(Some("k"), 1);
+    h.advance(Duration::from_millis(10));
+    // The leader is unreachable well past delivery.timeout.ms: every attempt may have
+    // been written.
+    for _ in 0..12 {
+        lose_all(&mut h);
+        h.advance(Duration::from_secs(1));
+    }
+    assert!(
+        h.delivered.is_empty(),
+        "a possibly written batch is not reported at the delivery timeout: {:?}",
+        h.delivered
+    );
+    assert!(h.bumps.is_empty(), "resending it leaves no gap");
+    // The leader answers: the resend carries the original epoch and sequence, which the
+    // broker writes at most once.
+    let stamps = acknowledge_all(&mut h);
+    assert_eq!(stamps, vec![(0, 0)]);
+    assert_eq!(h.delivered[&1].clone().unwrap(), (0, 42));
+    assert_eq!(h.resolved, vec![1]);
+}
+
+#[test]
+fn unresolved_past_the_resolution_timeout_is_reported_possibly_persisted() {
+    let mut c = cfg();
+    c.delivery_timeout = Duration::from_secs(5);
+    c.resolution_timeout = Duration::from_secs(10);
+    let mut h = Harness::new(c, 1);
+    h.append(Some("k"), 1);
+    h.advance(Duration::from_millis(10));
+    for _ in 0..20 {
+        lose_all(&mut h);
+        h.advance(Duration::from_secs(1));
+    }
+    let f = h.delivered[&1].clone().unwrap_err();
+    assert_eq!(f.persistence, Persistence::PossiblyPersisted);
+    assert_eq!(f.reason, FailureReason::Unresolved { last_error: None });
+    assert_eq!(h.resolved, vec![1]);
+    // Its sequence is given up: the partition's epoch is bumped and later records are
+    // sent under it.
+    assert_eq!(h.bumps, vec![1]);
+    h.append(Some("k"), 2);
+    h.advance(Duration::from_millis(10));
+    assert_eq!(acknowledge_all(&mut h), vec![(1, 0)]);
+    assert!(h.delivered[&2].is_ok());
+}
+
+#[test]
+fn unsent_batches_behind_a_resolving_one_still_fail_at_the_delivery_timeout() {
+    let mut c = cfg();
+    c.batch_size = 100;
+    c.max_in_flight = 1;
+    c.delivery_timeout = Duration::from_secs(5);
+    c.resolution_timeout = Duration::from_secs(60);
+    let mut h = Harness::new(c, 1);
+    h.leaders = vec![1];
+    h.append(Some("k"), 1);
+    h.advance(Duration::from_millis(10));
+    // One in flight at a time: the second batch is never sent while the first is
+    // being resolved.
+    h.engine.append(
+        Record {
+            partition: Some(0),
+            ..record(&h.topic, None, 2, 0)
+        },
+        h.now,
+    );
+    for _ in 0..8 {
+        lose_all(&mut h);
+        h.advance(Duration::from_secs(1));
+    }
+    let f = h.delivered[&2].clone().unwrap_err();
+    assert_eq!(f.persistence, Persistence::NotPersisted);
+    assert!(matches!(f.reason, FailureReason::DeliveryTimeout { .. }));
+    assert!(
+        !h.delivered.contains_key(&1),
+        "the first is still resolving"
+    );
+    assert!(h.bumps.is_empty(), "an unsent batch holds no sequence");
+    assert_eq!(acknowledge_all(&mut h), vec![(0, 0)]);
+    assert!(h.delivered[&1].is_ok());
+    assert_eq!(h.resolved, vec![1]);
+}
+
+#[test]
+fn without_resolution_a_possibly_written_batch_is_reported_at_the_delivery_timeout() {
+    let mut c = cfg();
+    c.delivery_timeout = Duration::from_secs(5);
+    c.resolution_timeout = Duration::ZERO;
+    let mut h = Harness::new(c, 1);
+    h.append(Some("k"), 1);
+    h.advance(Duration::from_millis(10));
+    for _ in 0..7 {
+        lose_all(&mut h);
+        h.advance(Duration::from_secs(1));
+    }
+    let f = h.delivered[&1].clone().unwrap_err();
+    assert_eq!(f.persistence, Persistence::PossiblyPersisted);
+    assert!(matches!(f.reason, FailureReason::DeliveryTimeout { .. }));
+    assert!(h.resolved.is_empty());
 }
 
 #[test]

@@ -40,6 +40,7 @@ pub struct ProducerConfigBuilder {
     max_request_size: Option<u64>,
     compression: Option<CompressionType>,
     delivery_timeout: Option<Duration>,
+    resolution_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
     metadata_max_age: Option<Duration>,
     max_block: Option<Duration>,
@@ -158,6 +159,8 @@ impl ProducerConfigBuilder {
         compression: CompressionType => compression;
         /// `delivery.timeout.ms`.
         delivery_timeout: Duration => delivery_timeout;
+        /// `delivery.resolution.timeout.ms` (zero: no resolution).
+        delivery_resolution_timeout: Duration => resolution_timeout;
         /// `request.timeout.ms`.
         request_timeout: Duration => request_timeout;
         /// `metadata.max.age.ms`.
@@ -283,6 +286,7 @@ impl ProducerConfigBuilder {
                 }
                 self.delivery_timeout = Some(timeout);
             }
+            Key::DeliveryResolutionTimeoutMs => self.resolution_timeout = Some(millis()?),
             Key::RequestTimeoutMs => self.request_timeout = Some(millis()?),
             Key::MetadataMaxAgeMs => self.metadata_max_age = Some(millis()?),
             Key::MaxBlockMs => self.max_block = Some(millis()?),
@@ -673,6 +677,9 @@ impl ProducerConfigBuilder {
             socket_connection_setup_timeout_max,
             reconnect_backoff,
             reconnect_backoff_max,
+            resolution_timeout: self
+                .resolution_timeout
+                .unwrap_or(defaults::DELIVERY_RESOLUTION_TIMEOUT),
             connections_max_idle: self
                 .connections_max_idle
                 .unwrap_or(defaults::CONNECTIONS_MAX_IDLE),

@@ -42,6 +42,7 @@
 //! | `max.request.size` | `message.max.bytes` | 1048576 |
 //! | `compression.type` (`none`, `gzip`, `snappy`, `lz4`; `zstd` is refused for now: courier decodes it but has no encoder yet) | `compression.codec` | `none` |
 //! | `delivery.timeout.ms` | `message.timeout.ms` | 120000 |
+//! | `delivery.resolution.timeout.ms` (courier's own; 0: none, report "possibly persisted" at `delivery.timeout.ms` as Java and librdkafka do; see [`ProducerConfig::delivery_resolution_timeout`]) | | 120000 |
 //! | `request.timeout.ms` | | 30000 |
 //! | `metadata.max.age.ms` | | 300000 |
 //! | `max.block.ms` | | 60000 |
@@ -213,6 +214,9 @@ pub mod defaults {
     pub const COMPRESSION: CompressionType = CompressionType::None;
     /// `delivery.timeout.ms`.
     pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+    /// `delivery.resolution.timeout.ms`: as long again as the default delivery timeout,
+    /// which outlasts a leader failover or a broker restart.
+    pub const DELIVERY_RESOLUTION_TIMEOUT: Duration = Duration::from_secs(120);
     /// `request.timeout.ms`.
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
     /// `metadata.max.age.ms`.
@@ -290,6 +294,7 @@ pub struct ProducerConfig {
     pub(crate) socket_connection_setup_timeout_max: Duration,
     pub(crate) reconnect_backoff: Duration,
     pub(crate) reconnect_backoff_max: Duration,
+    pub(crate) resolution_timeout: Duration,
     pub(crate) connections_max_idle: Duration,
     pub(crate) durability_check: DurabilityCheck,
     pub(crate) profile: Option<Profile>,
@@ -430,6 +435,26 @@ impl ProducerConfig {
     /// `reconnect.backoff.max.ms`: the reconnect wait grows up to this.
     pub const fn reconnect_backoff_max(&self) -> Duration {
         self.reconnect_backoff_max
+    }
+
+    /// `delivery.resolution.timeout.ms`: how much longer than `delivery.timeout.ms` an
+    /// idempotent producer keeps resending a batch that may already be in the log, with
+    /// its original producer id, epoch and sequence.
+    ///
+    /// A request that timed out, or a connection that broke after sending, leaves a
+    /// batch that may or may not be in the log. Java and librdkafka report such records
+    /// "possibly persisted" at the delivery timeout, and the application cannot tell
+    /// whether sending them again duplicates them. courier instead keeps resending the
+    /// same bytes: the broker writes a sequence at most once, so the answer is either the
+    /// offset where the earlier attempt landed or a first write now. Either way the
+    /// record is reported delivered, with its offset, exactly once in the log. Only when
+    /// the partition stays unreachable (or its leader keeps refusing) this much longer
+    /// is the record reported possibly persisted (`UNRESOLVED`). Records that were never
+    /// sent, or that the broker said it did not write, still fail at
+    /// `delivery.timeout.ms`. Zero turns the resolution off. Without idempotence there is
+    /// no resolution: a resend could not be told apart from a duplicate.
+    pub const fn delivery_resolution_timeout(&self) -> Duration {
+        self.resolution_timeout
     }
 
     /// `connections.max.idle.ms`: idle connections are closed after this.

@@ -51,6 +51,7 @@ fn defaults_are_the_java_client_values() {
     assert_eq!(c.security_protocol(), SecurityProtocol::Plaintext);
     // courier's own choices.
     assert_eq!(c.client_id(), "courier");
+    assert_eq!(c.delivery_resolution_timeout(), ms(120_000));
     assert_eq!(c.partitioner(), Partitioner::Default);
     assert_eq!(c.durability_check(), DurabilityCheck::Warn);
     assert_eq!(c.sasl(), None);
@@ -1377,4 +1378,17 @@ mod security {
             .unwrap_err();
         assert_eq!(e.key(), "security.protocol");
     }
+}
+
+#[test]
+fn delivery_resolution_timeout_is_set_in_milliseconds_and_zero_turns_it_off() {
+    let c = props(&[("delivery.resolution.timeout.ms", "45000")]).unwrap();
+    assert_eq!(c.delivery_resolution_timeout(), ms(45_000));
+    let c = props(&[("delivery.resolution.timeout.ms", "0")]).unwrap();
+    assert_eq!(c.delivery_resolution_timeout(), Duration::ZERO);
+    let e = err(&[("delivery.resolution.timeout.ms", "soon")]);
+    assert!(
+        e.to_string().contains("delivery.resolution.timeout.ms"),
+        "{e}"
+    );
 }

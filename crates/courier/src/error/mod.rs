@@ -244,6 +244,37 @@ pub enum ProducerError {
         persistence: Persistence,
     },
 
+    /// The record may be in the log, and resending it with its original sequence (which
+    /// the broker writes at most once) got no answer that settles it within
+    /// `delivery.timeout.ms` plus `delivery.resolution.timeout.ms`: the partition stayed
+    /// unreachable, or its leader kept refusing.
+    #[error(
+        "record for {topic}-{partition} may be in the log: it was not acknowledged within \
+         delivery.timeout.ms ({} ms), and resending it with its sequence for \
+         delivery.resolution.timeout.ms ({} ms) more did not settle it{}{}; {}; read the \
+         partition to find out before sending it again, or raise \
+         delivery.resolution.timeout.ms to wait out longer outages",
+        timeout.as_millis(),
+        resolution_timeout.as_millis(),
+        LastError(*last_error),
+        ConnectionCause(last_cause.as_deref()),
+        Persistence::PossiblyPersisted
+    )]
+    Unresolved {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The `delivery.timeout.ms` setting.
+        timeout: Duration,
+        /// The `delivery.resolution.timeout.ms` setting.
+        resolution_timeout: Duration,
+        /// The last error the broker answered while trying, if any.
+        last_error: Option<ErrorCode>,
+        /// The last connection problem behind it, if any.
+        last_cause: Option<String>,
+    },
+
     /// Talking to a broker failed (connect, TLS, read or write).
     #[error("connection to broker {broker} failed: {source}; {persistence}")]
     Transport {
@@ -365,7 +396,9 @@ pub enum ProducerError {
     /// unknown. Resending it under the new epoch could duplicate it, since the broker
     /// can only spot duplicates within one epoch, so courier reports it instead.
     #[error(
-        "{topic}-{partition}: the record's outcome was unknown when the producer bumped its          epoch after a sequence gap, so it was not resent; {}; check the topic before          sending it again",
+        "{topic}-{partition}: the record's outcome was unknown when the producer bumped its \
+         epoch after a sequence gap, so it was not resent; {}; check the topic before \
+         sending it again",
         Persistence::PossiblyPersisted
     )]
     UnresolvedAfterEpochBump {
@@ -465,7 +498,8 @@ impl ProducerError {
                 Some(ErrorCode::SASL_AUTHENTICATION_FAILED)
             }
             ProducerError::UnknownTopic { .. } => Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
-            ProducerError::DeliveryTimeout { last_error, .. } => *last_error,
+            ProducerError::DeliveryTimeout { last_error, .. }
+            | ProducerError::Unresolved { last_error, .. } => *last_error,
             ProducerError::UnsupportedBroker { .. } => Some(ErrorCode::UNSUPPORTED_VERSION),
             ProducerError::Fatal { code, .. } => *code,
             ProducerError::ProducerIdRefused { code } => Some(*code),
@@ -510,6 +544,7 @@ impl ProducerError {
             ProducerError::BufferFull { .. } => "BUFFER_FULL",
             ProducerError::MetadataTimeout { .. } => "METADATA_TIMEOUT",
             ProducerError::DeliveryTimeout { .. } => "DELIVERY_TIMEOUT",
+            ProducerError::Unresolved { .. } => "UNRESOLVED",
             ProducerError::Transport { .. } => "TRANSPORT",
             ProducerError::UnsupportedBroker { .. } => "UNSUPPORTED_VERSION",
             ProducerError::Fatal { .. } => "FATAL",
@@ -550,7 +585,9 @@ impl ProducerError {
             | ProducerError::DeliveryTimeout { persistence, .. }
             | ProducerError::Transport { persistence, .. }
             | ProducerError::ClosedInFlight { persistence } => *persistence,
-            ProducerError::UnresolvedAfterEpochBump { .. } => Persistence::PossiblyPersisted,
+            ProducerError::UnresolvedAfterEpochBump { .. } | ProducerError::Unresolved { .. } => {
+                Persistence::PossiblyPersisted
+            }
             ProducerError::DeadLettered { source, .. }
             | ProducerError::DeadLetterFailed { source, .. } => source.persistence(),
             // Fatal errors end every pending record, including ones in flight.

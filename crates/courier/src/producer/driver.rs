@@ -343,12 +343,19 @@ impl Driver {
                 });
             }
             Action::Compress(job) => self.compress(job),
-            Action::EpochBumped { producer_id, epoch } => {
+            Action::EpochBumped {
+                producer_id,
+                epoch,
+                topic,
+                partition,
+            } => {
                 self.counters.epoch_bumps.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     producer_id,
                     epoch,
-                    "bumped the producer epoch after a sequence gap (KIP-360)"
+                    %topic,
+                    partition,
+                    "bumped the partition's producer epoch after a sequence gap (KIP-360)"
                 );
             }
         }
@@ -446,6 +453,30 @@ impl Driver {
     }
 
     pub(super) fn complete(&mut self, d: Delivery<Token>) {
+        if d.resolved {
+            let n = d.records.len() as u64;
+            let counter = if d.result.is_ok() {
+                &self.counters.resolved_persisted
+            } else {
+                &self.counters.unresolved
+            };
+            counter.fetch_add(n, Ordering::Relaxed);
+            match &d.result {
+                Ok(w) => tracing::info!(
+                    topic = %d.topic,
+                    partition = d.partition,
+                    records = n,
+                    offset = w.base_offset,
+                    "resolved records that outlived delivery.timeout.ms: in the log"
+                ),
+                Err(_) => tracing::warn!(
+                    topic = %d.topic,
+                    partition = d.partition,
+                    records = n,
+                    "records still possibly persisted after delivery.resolution.timeout.ms"
+                ),
+            }
+        }
         match &d.result {
             Ok(w) => {
                 // One release of `buffer.memory` per batch rather than per record: each

@@ -278,6 +278,7 @@ fn engine_config(config: &ProducerConfig) -> Result<EngineConfig, ProducerError>
         max_request_size: config.max_request_size(),
         request_timeout: config.request_timeout(),
         delivery_timeout: config.delivery_timeout(),
+        resolution_timeout: config.delivery_resolution_timeout(),
         retries: config.retries(),
         retry_backoff: config.retry_backoff(),
         retry_backoff_max: config.retry_backoff_max(),

@@ -258,6 +258,14 @@ pub(super) fn to_producer_error(
             last_cause: last_cause.map(str::to_string),
             persistence: f.persistence,
         },
+        FailureReason::Unresolved { last_error } => ProducerError::Unresolved {
+            topic: topic.to_string(),
+            partition,
+            timeout: cfg.delivery_timeout,
+            resolution_timeout: cfg.resolution_timeout,
+            last_error: last_error.map(ErrorCode::from_i16),
+            last_cause: last_cause.map(str::to_string),
+        },
         FailureReason::UnknownTopic => ProducerError::UnknownTopic {
             topic: topic.to_string(),
         },
