@@ -34,6 +34,7 @@ const ORDER: &[&str] = &[
     "min_isr_new_producer",
     "min_isr_timeout",
     "frozen_leader_expiry",
+    "frozen_leader_resolved",
     "topic_deleted",
     "oversized_record",
     "retention_expired_state",
@@ -214,6 +215,36 @@ fn render(rows: &[Value], sim: Option<&Value>) -> String {
             n(r, "retries"),
             n(r, "epoch_bumps"),
             n(r, "seconds") as f64 / 60.0,
+        );
+    }
+    out.push_str(
+        "\nRecords whose batch outlived `delivery.timeout.ms` while it may have been written \
+         (Java and librdkafka report these possibly persisted) and how resending them with \
+         their sequence settled them (issue 14; `delivery.resolution.timeout.ms`, default \
+         120 s). Resolution by resend ends delivered or not at all, never \"not \
+         persisted\". \"Disagreements\": records the reader found lost, duplicated, at \
+         another offset than reported, or in the log though reported not persisted.\n\n\
+         | Scenario | Past the delivery timeout, possibly written | Resolved: delivered | \
+         Still possibly persisted: unresolved / other | Disagreements with the reader |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        // Rows recorded before issue 14 have no resolution counts.
+        let (past, resolved, unresolved) = match r.get("resolved_persisted") {
+            Some(_) => {
+                let (p, u) = (n(r, "resolved_persisted"), n(r, "unresolved"));
+                ((p + u).to_string(), p.to_string(), u.to_string())
+            }
+            None => ("not recorded".into(), "-".into(), "-".into()),
+        };
+        let possibly = n(r, "possibly_persisted_in_log") + n(r, "possibly_persisted_absent");
+        let other = possibly.saturating_sub(n(r, "unresolved"));
+        let disagreements =
+            n(r, "lost") + n(r, "duplicated") + n(r, "misreported") + n(r, "not_persisted_in_log");
+        let _ = writeln!(
+            out,
+            "| `{}` | {past} | {resolved} | {unresolved} / {other} | {disagreements} |",
+            r["scenario"].as_str().unwrap_or("?"),
         );
     }
     if let Some(sim) = sim {

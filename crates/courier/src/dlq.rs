@@ -6,6 +6,10 @@
 //! `dlq.possibly.persisted=dead-letter`, to the queue marked `possibly-persisted`. That
 //! is the same rule that keeps the producer from reusing a possibly-written sequence
 //! (franz-go #1217): a record of unknown fate is not handed on as a failure.
+//!
+//! Such records are rare: a record that may be in the log when `delivery.timeout.ms`
+//! runs out is resent with its sequence until the broker says where it is
+//! (`delivery.resolution.timeout.ms`), and then it is delivered, never dead-lettered.
 
 use bytes::Bytes;
 

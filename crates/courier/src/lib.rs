@@ -5,7 +5,9 @@
 //! non-Rust code, so a static musl binary needs nothing but a C compiler for the target.
 //! It is durable by default: `acks=all`, the idempotent producer (no duplicates, per
 //! partition order), retries bounded by `delivery.timeout.ms`, and a delivery report for
-//! every record that says, when it failed, whether the record may be in the log anyway.
+//! every record that says, when it failed, whether the record may be in the log anyway -
+//! and a record that may be in the log when its delivery timeout runs out is resent with
+//! its sequence until the broker says where it is, so "maybe" is rare.
 //! Settings are the Java client's and librdkafka's keys. courier speaks Produce v3 and later
 //! (Kafka 0.11 and later); its test suite runs against Apache Kafka 4.3.1.
 //!
@@ -158,15 +160,23 @@
 //! record is written and, with `acks=all`, replicated to the in-sync replicas. Otherwise it
 //! is a [`ProducerError`], after courier's own retries: at the latest `delivery.timeout.ms`
 //! after the record was queued, plus `request.timeout.ms` if a request for it is in flight
-//! then. Before resending a failed record, look at two things:
+//! then - except for a record whose batch may already be in the log by then (a request
+//! timed out, or a connection broke after it was written). Java and librdkafka report
+//! those "possibly persisted" and leave the application to guess. courier keeps resending
+//! the batch with its original producer id, epoch and sequence, which the broker writes at
+//! most once, for up to `delivery.resolution.timeout.ms` more (default 120 s; see
+//! [`ProducerConfig::delivery_resolution_timeout`]), so the report says where the record
+//! landed. Before resending a failed record, look at two things:
 //!
 //! * [`ProducerError::persistence`] ([`Persistence`]): whether the record may be in the log.
 //!   [`NotPersisted`](Persistence::NotPersisted): it is not, and resending it cannot
-//!   duplicate it. [`PossiblyPersisted`](Persistence::PossiblyPersisted): it may be (a
-//!   request timed out or a connection broke after the request was written): resending may
-//!   write it twice, so resend only if consumers tolerate duplicates, or check the topic
-//!   first. [`Persisted`](Persistence::Persisted) is the state of an `Ok` report; failed
-//!   records are reported as one of the other two.
+//!   duplicate it. [`PossiblyPersisted`](Persistence::PossiblyPersisted): it may be - the
+//!   partition stayed unreachable past the resolution (`UNRESOLVED`), the broker lost the
+//!   producer's state (a deleted topic), or resolution is off or impossible
+//!   (`enable.idempotence=false`, `retries` used up): resending may write it twice, so
+//!   resend only if consumers tolerate duplicates, or check the topic first.
+//!   [`Persisted`](Persistence::Persisted) is the state of an `Ok` report; failed records
+//!   are reported as one of the other two.
 //! * [`ProducerError::is_retriable`]: whether the cause is transient (a broker down, a leader
 //!   election, a full buffer), so the same record can succeed later. If not, the record or
 //!   the setup must change first: the record is too large, the topic or partition does not
@@ -363,8 +373,9 @@
 //!
 //! * [`Producer::flush`] sends what is queued without waiting for `linger.ms` and waits until
 //!   every record accepted so far has its report, delivered or failed; the producer stays
-//!   usable. It can wait as long as delivery takes (up to `delivery.timeout.ms`): wrap it in
-//!   `tokio::time::timeout` to bound it.
+//!   usable. It can wait as long as delivery takes (up to `delivery.timeout.ms`, plus
+//!   `delivery.resolution.timeout.ms` for a record that may already be in the log): wrap it
+//!   in `tokio::time::timeout` to bound it.
 //! * [`Producer::close`] stops accepting records (later sends fail with
 //!   [`ProducerError::Closed`]), delivers what is queued and in flight for up to its timeout,
 //!   then fails what is left: records not yet sent with [`ProducerError::Closed`]
