@@ -453,8 +453,8 @@ fn failed_out_holds_the_rejected_records_and_sends_them_again() {
     let (failed, uncertain) = (dir.join("failed.txt"), dir.join("uncertain.txt"));
     let (failed2, uncertain2) = (dir.join("failed2.txt"), dir.join("uncertain2.txt"));
     let bootstrap = cluster.bootstrap();
-    // The broker rejects a whole batch and courier does not split batches: batch.size=1
-    // puts every record in a batch of its own, so only the oversized ones are rejected.
+    // The broker refuses a batch holding an oversized record whole; the producer splits
+    // it until that record travels alone and fails, so only the oversized ones fail.
     let run = |stdin: &[u8], failed: &std::path::Path, uncertain: &std::path::Path| {
         courier(
             &[
@@ -467,8 +467,6 @@ fn failed_out_holds_the_rejected_records_and_sends_them_again() {
                 ":",
                 "-z",
                 "lz4",
-                "-X",
-                "batch.size=1",
                 "--failed-out",
                 failed.to_str().unwrap(),
                 "--uncertain-out",

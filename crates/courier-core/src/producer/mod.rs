@@ -1245,9 +1245,11 @@ impl<T> ProducerEngine<T> {
                         front.resolving = true;
                         break;
                     }
-                    let b = p.batches.pop_front().expect("front exists");
+                    let mut b = p.batches.pop_front().expect("front exists");
                     p.gap(&b);
                     let reason = if resolvable && !resolution.is_zero() {
+                        // Its resolution ran out (even if it was in flight all along).
+                        b.resolving = true;
                         FailureReason::Unresolved {
                             last_error: b.last_error,
                         }
@@ -1857,9 +1859,10 @@ impl<T> ProducerEngine<T> {
             return;
         }
         if (out_of_retries || expired) && idx == 0 {
-            let b = p.batches.remove(idx).expect("index valid");
+            let mut b = p.batches.remove(idx).expect("index valid");
             p.gap(&b);
-            let reason = if expired && resolvable {
+            let reason = if expired && resolvable && !out_of_retries {
+                b.resolving = true;
                 FailureReason::Unresolved {
                     last_error: b.last_error,
                 }
