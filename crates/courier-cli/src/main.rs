@@ -19,6 +19,7 @@ mod logging;
 mod perf;
 mod produce;
 mod props;
+mod resend;
 mod stats;
 
 use clap::{Parser, Subcommand, ValueEnum};

@@ -9,10 +9,15 @@
 //! A reader thread hands records to the producer through a small bounded channel, and
 //! the producer's `buffer.memory` makes the sender wait while the brokers are behind,
 //! so memory stays bounded whatever the input size.
+//!
+//! `--failed-out` and `--uncertain-out` write the records that failed back in the
+//! input's format (see [`crate::resend`]), from a thread of their own: delivery callbacks
+//! run on the producer's driver and must not wait for a disk (or a pipe).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, BufWriter, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::input::{parse_delimiter, read_record, split_key};
 use crate::props;
+use crate::resend::{Dest, Reorder, Sink};
 use crate::stats::{cpu_time, Failures, Histogram, Summary};
 use crate::SummaryFormat;
 
@@ -92,6 +98,23 @@ pub struct ProduceArgs {
     #[arg(long = "summary", value_enum)]
     pub summary: Option<SummaryFormat>,
 
+    /// Write each record that failed and is not in the log (its error says not
+    /// persisted) to FILE, as it was read: key, key delimiter, value, record delimiter.
+    /// The same command with FILE as its input (stdin or -l) sends exactly those
+    /// records again. Records are written in input order, which keeps each key's order:
+    /// a failed record waits in memory until every record read before it has its
+    /// report. FILE is created (emptied) before anything is sent, so an empty FILE
+    /// after the run means nothing needs resending. Needs delimited input: stdin, or
+    /// files with -l.
+    #[arg(long = "failed-out", value_name = "FILE")]
+    pub failed_out: Option<PathBuf>,
+
+    /// Like --failed-out, for the records that failed but may be in the log anyway
+    /// (possibly persisted: UNRESOLVED and the like). Never the same records as
+    /// --failed-out: check the topic before sending these again, or accept duplicates.
+    #[arg(long = "uncertain-out", value_name = "FILE")]
+    pub uncertain_out: Option<PathBuf>,
+
     /// Files to read; stdin when none. Without -l each file is one record.
     pub files: Vec<PathBuf>,
 }
@@ -100,6 +123,9 @@ enum Item {
     Record {
         key: Option<Bytes>,
         value: Option<Bytes>,
+        /// The record as read (key, key delimiter and value; without the record
+        /// delimiter), for --failed-out. `key` and `value` share its bytes.
+        raw: Bytes,
     },
     InputError(String),
 }
@@ -128,19 +154,28 @@ impl Layout {
         if raw.is_empty() && !self.null_empty {
             return None;
         }
-        let nullable = |b: &[u8]| -> Option<Bytes> {
+        // One copy of the record; key and value are slices of it.
+        let raw = Bytes::copy_from_slice(raw);
+        let nullable = |b: Bytes| -> Option<Bytes> {
             if b.is_empty() && self.null_empty {
                 None
             } else {
-                Some(Bytes::copy_from_slice(b))
+                Some(b)
             }
         };
-        let (key, value) = match self.key_delim.as_deref().and_then(|d| split_key(raw, d)) {
-            Some((k, v)) => (nullable(k), nullable(v)),
-            None => (self.fixed_key.clone(), nullable(raw)),
+        let split = self
+            .key_delim
+            .as_deref()
+            .and_then(|d| split_key(&raw, d).map(|(k, _)| (k.len(), k.len() + d.len())));
+        let (key, value) = match split {
+            Some((key_end, value_start)) => (
+                nullable(raw.slice(..key_end)),
+                nullable(raw.slice(value_start..)),
+            ),
+            None => (self.fixed_key.clone(), nullable(raw.clone())),
         };
         let key = key.or_else(|| self.fixed_key.clone());
-        Some(Item::Record { key, value })
+        Some(Item::Record { key, value, raw })
     }
 }
 
@@ -200,10 +235,14 @@ fn read_input(files: Vec<PathBuf>, lines: bool, layout: Layout, tx: mpsc::Sender
             let mut content = Vec::new();
             let item = match file.read_to_end(&mut content) {
                 Ok(_) if content.is_empty() && !layout.null_empty => continue,
-                Ok(_) => Item::Record {
-                    key: layout.fixed_key.clone(),
-                    value: (!content.is_empty()).then(|| Bytes::from(content)),
-                },
+                Ok(_) => {
+                    let raw = Bytes::from(content);
+                    Item::Record {
+                        key: layout.fixed_key.clone(),
+                        value: (!raw.is_empty()).then(|| raw.clone()),
+                        raw,
+                    }
+                }
                 Err(e) => Item::InputError(format!("reading {shown}: {e}")),
             };
             if !send(item) {
@@ -281,6 +320,10 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
             ))
         }
     };
+    // Before anything is read or sent: a file that cannot be created fails the run now.
+    let writer = open_outputs(&args, &layout.delim)?
+        .map(Writer::start)
+        .transpose()?;
     let (tx, rx) = mpsc::channel(1024);
     let files = args.files.clone();
     let lines = args.lines;
@@ -295,7 +338,10 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
         .map_err(|e| format!("starting the async runtime: {e}"))?;
     let cpu0 = cpu_time();
     let start = Instant::now();
-    let outcome = rt.block_on(produce_all(&args, config, headers, partition, rx))?;
+    let resend = writer.as_ref().map(|w| w.tx.clone());
+    let outcome = rt.block_on(produce_all(&args, config, headers, partition, rx, resend))?;
+    // Every report has been sent to the writer (the producer is closed and gone).
+    let written = writer.map(Writer::finish);
     let summary = Summary {
         records: outcome.records,
         delivered: outcome.acc.delivered,
@@ -326,6 +372,42 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
                 outcome.acc.possibly_persisted
             );
         }
+        if let Some(w) = &written {
+            if let Some(s) = w.failed.as_ref().filter(|s| s.written > 0) {
+                eprintln!(
+                    "  {} not persisted written to {} ({}): the same command with it as \
+                     input sends them again",
+                    s.written, s.path, s.flag
+                );
+            }
+            if let Some(s) = w.uncertain.as_ref().filter(|s| s.written > 0) {
+                eprintln!(
+                    "  {} possibly persisted written to {} ({})",
+                    s.written, s.path, s.flag
+                );
+            }
+        }
+    }
+    // A file that could not be written is incomplete: the run must not pass for one
+    // whose failures were all saved.
+    let mut write_failed = false;
+    if let Some(w) = &written {
+        for s in [w.failed.as_ref(), w.uncertain.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(e) = &s.error {
+                write_failed = true;
+                eprintln!(
+                    "courier produce: writing {} {}: {e}; {} record(s) that belong in it are \
+                     missing from it",
+                    s.flag, s.path, s.lost
+                );
+            }
+        }
+        for warning in &w.warnings {
+            eprintln!("courier produce: {warning}");
+        }
     }
     if let Some(e) = &outcome.stopped {
         eprintln!("courier produce: the producer stopped: {e}");
@@ -345,23 +427,46 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
             summary.records
         );
     }
+    let extra = Extra {
+        resolved_persisted: outcome.resolved_persisted,
+        unresolved: outcome.unresolved,
+        failed_out: written
+            .as_ref()
+            .and_then(|w| w.failed.as_ref())
+            .map(|s| s.written),
+        uncertain_out: written
+            .as_ref()
+            .and_then(|w| w.uncertain.as_ref())
+            .map(|s| s.written),
+    };
     match args.summary {
         Some(SummaryFormat::Json) => {
             let mut v = summary.to_json();
             v["possibly_persisted"] = outcome.acc.possibly_persisted.into();
             v["input_errors"] = outcome.input_errors.len().into();
+            v["resolved_persisted"] = extra.resolved_persisted.into();
+            v["unresolved"] = extra.unresolved.into();
+            if let Some(n) = extra.failed_out {
+                v["failed_out"] = n.into();
+            }
+            if let Some(n) = extra.uncertain_out {
+                v["uncertain_out"] = n.into();
+            }
             println!("{v}");
         }
-        Some(SummaryFormat::Text) => eprintln!("{}", text_summary(&summary)),
-        None if args.verbose > 0 => eprintln!("{}", text_summary(&summary)),
+        Some(SummaryFormat::Text) => eprintln!("{}", text_summary(&summary, &extra)),
+        None if args.verbose > 0 => eprintln!("{}", text_summary(&summary, &extra)),
         None => {}
     }
+    // Writing records to --failed-out / --uncertain-out never changes the status: a run
+    // with failures exits 1 whether or not they were saved. Only a write error does.
     Ok(if outcome.interrupted {
         130
     } else if failed > 0
         || !outcome.input_errors.is_empty()
         || outcome.stopped.is_some()
         || unreported > 0
+        || write_failed
     {
         1
     } else {
@@ -369,8 +474,20 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
     })
 }
 
-fn text_summary(s: &Summary) -> String {
-    format!(
+/// What `courier produce` adds to the shared [`Summary`].
+struct Extra {
+    /// Records delivered after outliving `delivery.timeout.ms` (the producer's metric).
+    resolved_persisted: u64,
+    /// Records still possibly persisted when `delivery.resolution.timeout.ms` ran out.
+    unresolved: u64,
+    /// Records written to --failed-out, when given.
+    failed_out: Option<u64>,
+    /// Records written to --uncertain-out, when given.
+    uncertain_out: Option<u64>,
+}
+
+fn text_summary(s: &Summary, extra: &Extra) -> String {
+    let mut line = format!(
         "% {} of {} records delivered in {:.3} s ({:.1} records/s, {:.2} MB/s); latency p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms",
         s.delivered,
         s.records,
@@ -381,7 +498,144 @@ fn text_summary(s: &Summary) -> String {
         s.latency.quantile_ms(0.99),
         s.latency.quantile_ms(0.999),
         s.latency.max_ms(),
-    )
+    );
+    if extra.resolved_persisted > 0 {
+        line += &format!(
+            "; {} resolved after delivery.timeout.ms (delivered)",
+            extra.resolved_persisted
+        );
+    }
+    if extra.unresolved > 0 {
+        line += &format!("; {} unresolved (possibly persisted)", extra.unresolved);
+    }
+    if let Some(n) = extra.failed_out {
+        line += &format!("; {n} written to --failed-out");
+    }
+    if let Some(n) = extra.uncertain_out {
+        line += &format!("; {n} written to --uncertain-out");
+    }
+    line
+}
+
+/// A report for the writer thread.
+enum Msg {
+    /// Record `seq` (0 for the first read) is done: delivered (`None`), or failed and
+    /// to be written to this file as these bytes.
+    Report(u64, Option<(Dest, Bytes)>),
+    /// Every report has been sent.
+    End,
+}
+
+type FileSink = BufWriter<File>;
+
+/// The thread that writes --failed-out and --uncertain-out.
+struct Writer {
+    tx: std::sync::mpsc::Sender<Msg>,
+    thread: std::thread::JoinHandle<Reorder<FileSink>>,
+}
+
+impl Writer {
+    fn start(mut reorder: Reorder<FileSink>) -> Result<Writer, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("failed-out".into())
+            .spawn(move || {
+                while let Ok(Msg::Report(seq, out)) = rx.recv() {
+                    reorder.report(seq, out);
+                }
+                // fsync: an error the disk reports only then still fails the run.
+                reorder.finish(|w| w.get_ref().sync_all());
+                reorder
+            })
+            .map_err(|e| format!("starting the --failed-out thread: {e}"))?;
+        Ok(Writer { tx, thread })
+    }
+
+    /// Waits until every report is written and the files are closed.
+    fn finish(self) -> Reorder<FileSink> {
+        let _ = self.tx.send(Msg::End);
+        self.thread
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+}
+
+/// (device, inode) of a file, to tell when two paths name the same file.
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
+}
+
+/// Creates (empties) the --failed-out and --uncertain-out files, after checking that
+/// neither is an input (which emptying would destroy before it is read) nor both the
+/// same file.
+fn open_outputs(args: &ProduceArgs, delim: &[u8]) -> Result<Option<Reorder<FileSink>>, String> {
+    let outputs: Vec<(&'static str, &Path)> = [
+        ("--failed-out", args.failed_out.as_deref()),
+        ("--uncertain-out", args.uncertain_out.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| Some((flag, p?)))
+    .collect();
+    let Some((first_flag, _)) = outputs.first() else {
+        return Ok(None);
+    };
+    if !args.files.is_empty() && !args.lines {
+        return Err(format!(
+            "{first_flag} needs records split by a delimiter (stdin, or files with -l): \
+             without -l each file is one record, which cannot be written back as one"
+        ));
+    }
+    // What is read: the input files, or stdin (`< FILE` in a shell).
+    let mut inputs = Vec::new();
+    if args.files.is_empty() {
+        use std::os::fd::AsFd;
+        if let Ok(fd) = std::io::stdin().as_fd().try_clone_to_owned() {
+            if let Ok(m) = File::from(fd).metadata() {
+                if m.is_file() {
+                    inputs.push(("stdin".to_string(), identity(&m)));
+                }
+            }
+        }
+    }
+    for f in &args.files {
+        if let Ok(m) = std::fs::metadata(f) {
+            inputs.push((f.display().to_string(), identity(&m)));
+        }
+    }
+    let mut sinks: Vec<(&'static str, Sink<FileSink>, (u64, u64))> = Vec::new();
+    for (flag, path) in outputs {
+        let shown = path.display().to_string();
+        if let Ok(m) = std::fs::metadata(path) {
+            if let Some((input, _)) = inputs.iter().find(|(_, id)| *id == identity(&m)) {
+                return Err(format!(
+                    "{flag} {shown}: that file is also the input ({input}); it would be \
+                     emptied before it is read: write to another file"
+                ));
+            }
+        }
+        let file = File::create(path).map_err(|e| format!("{flag} {shown}: cannot create: {e}"))?;
+        let id = file
+            .metadata()
+            .map(|m| identity(&m))
+            .map_err(|e| format!("{flag} {shown}: {e}"))?;
+        if let Some((other, _, _)) = sinks.iter().find(|(_, _, other)| *other == id) {
+            return Err(format!(
+                "{flag} {shown}: the same file as {other}; the failed and the possibly \
+                 persisted records must not be mixed: give two files"
+            ));
+        }
+        sinks.push((flag, Sink::new(flag, shown, BufWriter::new(file)), id));
+    }
+    let mut failed = None;
+    let mut uncertain = None;
+    for (flag, sink, _) in sinks {
+        if flag == "--failed-out" {
+            failed = Some(sink);
+        } else {
+            uncertain = Some(sink);
+        }
+    }
+    Ok(Some(Reorder::new(delim.to_vec(), failed, uncertain)))
 }
 
 struct Outcome {
@@ -391,6 +645,10 @@ struct Outcome {
     interrupted: bool,
     /// The producer's fatal error, if it stopped on one.
     stopped: Option<String>,
+    /// The producer's `resolved_persisted` metric at the end.
+    resolved_persisted: u64,
+    /// The producer's `unresolved` metric at the end.
+    unresolved: u64,
 }
 
 async fn produce_all(
@@ -399,6 +657,7 @@ async fn produce_all(
     headers: Vec<(String, Option<Bytes>)>,
     partition: Option<i32>,
     mut rx: mpsc::Receiver<Item>,
+    resend: Option<std::sync::mpsc::Sender<Msg>>,
 ) -> Result<Outcome, String> {
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
     let topic: Arc<str> = args.topic.as_str().into();
@@ -415,15 +674,20 @@ async fn produce_all(
             _ = &mut ctrl_c => { interrupted = true; break; }
             item = rx.recv() => item,
         };
-        let (key, value) = match item {
+        let (key, value, raw) = match item {
             None => break,
             Some(Item::InputError(e)) => {
                 input_errors.push(e);
                 continue;
             }
-            Some(Item::Record { key, value }) => (key, value),
+            Some(Item::Record { key, value, raw }) => (key, value, raw),
         };
+        let seq = records;
         records += 1;
+        // With --failed-out/--uncertain-out, the callback holds the record's bytes (shared
+        // with the producer's, not copied) until its report, which hands them to the
+        // writer only if the record failed; without, nothing is kept.
+        let mut report = resend.clone().map(|tx| (tx, raw));
         let len = value.as_ref().map_or(0, Bytes::len) as u64;
         let record = ProducerRecord {
             topic: topic.clone(),
@@ -435,8 +699,14 @@ async fn produce_all(
         };
         let sent = Instant::now();
         let acc2 = acc.clone();
+        // The same bytes, for a record `produce` refuses at once (its callback never runs).
+        let refused = report.as_ref().map(|(tx, raw)| (tx.clone(), raw.clone()));
         let result = producer
             .produce_with_callback(record, move |r| {
+                if let Some((tx, raw)) = report.take() {
+                    let out = r.as_ref().err().and_then(Dest::of).map(|d| (d, raw));
+                    let _ = tx.send(Msg::Report(seq, out));
+                }
                 let mut a = acc2.lock().unwrap_or_else(|e| e.into_inner());
                 match r {
                     Ok(md) => {
@@ -463,6 +733,9 @@ async fn produce_all(
             })
             .await;
         if let Err(e) = result {
+            if let Some((tx, raw)) = refused {
+                let _ = tx.send(Msg::Report(seq, Dest::of(&e).map(|d| (d, raw))));
+            }
             let mut a = acc.lock().unwrap_or_else(|e| e.into_inner());
             a.failures.add(&e);
         }
@@ -472,6 +745,7 @@ async fn produce_all(
     let flushed = producer.flush().await;
     let closed = producer.close(Duration::from_secs(30)).await;
     let stopped = flushed.and(closed).err().map(|e| e.to_string());
+    let metrics = producer.metrics();
     let acc = std::mem::take(&mut *acc.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Outcome {
         records,
@@ -479,5 +753,172 @@ async fn produce_all(
         input_errors,
         interrupted,
         stopped,
+        resolved_persisted: metrics.resolved_persisted,
+        unresolved: metrics.unresolved,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Kv = (Option<Bytes>, Option<Bytes>);
+
+    fn layout(delim: &str, key_delim: Option<&str>, fixed_key: Option<&str>, z: bool) -> Layout {
+        Layout {
+            delim: parse_delimiter(delim).unwrap(),
+            key_delim: key_delim.map(|k| parse_delimiter(k).unwrap()),
+            fixed_key: fixed_key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            null_empty: z,
+            count: None,
+        }
+    }
+
+    /// What the producer is given for `input`: (key, value, raw) per record.
+    fn parse(l: &Layout, input: &[u8]) -> Vec<(Kv, Bytes)> {
+        let mut r = BufReader::with_capacity(4, input);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while read_record(&mut r, &l.delim, &mut buf).unwrap() {
+            if let Some(Item::Record { key, value, raw }) = l.record(&buf) {
+                out.push(((key, value), raw));
+            }
+        }
+        out
+    }
+
+    /// Parses `input`, fails the records whose index `failed` says (out of order), and
+    /// returns the failed file's bytes and what the same layout reads back from it.
+    fn round_trip(l: &Layout, input: &[u8], failed: &[usize]) -> (Vec<u8>, Vec<Kv>, Vec<Kv>) {
+        let records = parse(l, input);
+        let mut r = Reorder::new(
+            l.delim.clone(),
+            Some(Sink::new("--failed-out", "f".into(), Vec::new())),
+            None,
+        );
+        for (i, (_, raw)) in records.iter().enumerate().rev() {
+            let out = failed.contains(&i).then(|| (Dest::Failed, raw.clone()));
+            r.report(i as u64, out);
+        }
+        r.finish(|_| Ok(()));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let file = r.failed.take().unwrap().into_inner();
+        let want = failed.iter().map(|&i| records[i].0.clone()).collect();
+        let got = parse(l, &file).into_iter().map(|(kv, _)| kv).collect();
+        (file, want, got)
+    }
+
+    fn b(s: &str) -> Option<Bytes> {
+        Some(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn failed_records_read_back_the_same_with_key_and_record_delimiters() {
+        let l = layout("\\n", Some(":"), None, false);
+        let input = b"k1:v1\nk2:a:b\n:empty-key\nno-key\nk5:v5";
+        let (file, want, got) = round_trip(&l, input, &[0, 1, 2, 3, 4]);
+        assert_eq!(got, want);
+        assert_eq!(file, b"k1:v1\nk2:a:b\n:empty-key\nno-key\nk5:v5\n");
+        assert_eq!(want[1], (b("k2"), b("a:b")));
+        assert_eq!(want[2], (b(""), b("empty-key")));
+        assert_eq!(want[3], (None, b("no-key")));
+
+        // Multi-byte delimiters; only the failed records, in input order.
+        let l = layout(";;", Some("=>"), None, false);
+        let input = b"a=>1;;b=>2;3;;c=>;;d;;e=>5";
+        let (file, want, got) = round_trip(&l, input, &[1, 3, 4]);
+        assert_eq!(got, want);
+        assert_eq!(file, b"b=>2;3;;d;;e=>5;;");
+    }
+
+    #[test]
+    fn null_empty_records_keys_and_values_come_back_null() {
+        let l = layout("\\n", Some(":"), None, true);
+        let input = b"k:\n\n:v\n:\nplain\n";
+        let (file, want, got) = round_trip(&l, input, &[0, 1, 2, 3, 4]);
+        assert_eq!(
+            want,
+            [
+                (b("k"), None),
+                (None, None),
+                (None, b("v")),
+                (None, None),
+                (None, b("plain")),
+            ]
+        );
+        assert_eq!(got, want);
+        assert_eq!(file, b"k:\n\n:v\n:\nplain\n");
+    }
+
+    #[test]
+    fn records_without_a_key_delimiter_get_the_fixed_key_again() {
+        // No -K: the value only; -k gives the key again when read back.
+        let l = layout("\\n", None, Some("fixed"), false);
+        let (file, want, got) = round_trip(&l, b"one\ntwo:2\nthree\n", &[0, 2]);
+        assert_eq!(want, [(b("fixed"), b("one")), (b("fixed"), b("three"))]);
+        assert_eq!(got, want);
+        assert_eq!(file, b"one\nthree\n");
+        // With -K, a record without the key delimiter has the fixed key, and is written
+        // without a key delimiter: not as "fixed:..."
+        let l = layout("\\n", Some(":"), Some("fixed"), false);
+        let (file, want, got) = round_trip(&l, b"k:v\nbare\n", &[0, 1]);
+        assert_eq!(want, [(b("k"), b("v")), (b("fixed"), b("bare"))]);
+        assert_eq!(got, want);
+        assert_eq!(file, b"k:v\nbare\n");
+    }
+
+    #[test]
+    fn text_summary_shows_resolution_counts_only_when_non_zero() {
+        let summary = Summary {
+            records: 3,
+            delivered: 2,
+            bytes: 10,
+            elapsed: Duration::from_secs(1),
+            latency: Histogram::new(),
+            failures: Failures::default(),
+            cpu: Duration::ZERO,
+        };
+        let mut extra = Extra {
+            resolved_persisted: 0,
+            unresolved: 0,
+            failed_out: None,
+            uncertain_out: None,
+        };
+        let plain = text_summary(&summary, &extra);
+        assert!(plain.starts_with("% 2 of 3 records delivered"), "{plain}");
+        assert!(
+            !plain.contains("resolved") && !plain.contains("-out"),
+            "{plain}"
+        );
+        extra.resolved_persisted = 2;
+        extra.unresolved = 1;
+        extra.failed_out = Some(0);
+        extra.uncertain_out = Some(1);
+        let line = text_summary(&summary, &extra);
+        assert!(line.starts_with(&plain), "existing text unchanged: {line}");
+        for part in [
+            "; 2 resolved after delivery.timeout.ms (delivered)",
+            "; 1 unresolved (possibly persisted)",
+            "; 0 written to --failed-out",
+            "; 1 written to --uncertain-out",
+        ] {
+            assert!(line.contains(part), "{part:?} in {line}");
+        }
+    }
+
+    #[test]
+    fn key_and_value_share_the_records_bytes() {
+        let l = layout("\\n", Some(":"), None, false);
+        let Some(Item::Record { key, value, raw }) = l.record(b"key:value") else {
+            panic!("a record")
+        };
+        assert_eq!(raw, "key:value");
+        let range = raw.as_ptr_range();
+        for part in [key.unwrap(), value.unwrap()] {
+            assert!(
+                range.contains(&part.as_ptr()),
+                "a slice of the record, not a copy"
+            );
+        }
+    }
 }

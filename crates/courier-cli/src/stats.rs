@@ -115,6 +115,7 @@ pub fn error_name(e: &ProducerError) -> String {
         ProducerError::Transport { .. } => "TRANSPORT",
         ProducerError::Closed => "CLOSED",
         ProducerError::ClosedInFlight { .. } => "CLOSED_IN_FLIGHT",
+        ProducerError::Unresolved { .. } => "UNRESOLVED",
         ProducerError::UnresolvedAfterEpochBump { .. } => "UNRESOLVED_AFTER_EPOCH_BUMP",
         ProducerError::Fatal { code: None, .. } => "FATAL",
         _ => match e.code_name() {
@@ -332,6 +333,25 @@ mod tests {
         );
         assert!(f.report_lines()[1].contains("does not exist"));
         assert_eq!(f.causes_json(), json!({}));
+    }
+
+    #[test]
+    fn client_side_kinds_have_the_producers_names() {
+        // The summary's names agree with ProducerError::name for courier's own kinds.
+        for e in [
+            ProducerError::Closed,
+            ProducerError::UnknownTopic { topic: "t".into() },
+            ProducerError::Unresolved {
+                topic: "t".into(),
+                partition: 0,
+                timeout: Duration::from_secs(1),
+                resolution_timeout: Duration::from_secs(2),
+                last_error: None,
+                last_cause: None,
+            },
+        ] {
+            assert_eq!(error_name(&e), e.name());
+        }
     }
 
     #[test]

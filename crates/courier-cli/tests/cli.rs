@@ -368,3 +368,167 @@ fn demo_with_its_own_local_cluster_checks_producer_ids_and_sequences() {
     assert!(stdout.contains("contiguous, CRCs valid"), "{stdout}");
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
 }
+
+/// `n` pseudo-random characters from a 64-letter alphabet without ':' or newline: 6 bits
+/// of entropy per byte, so no codec shrinks 3000 of them below 2000 bytes.
+fn incompressible(n: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % 64) as usize] as char
+        })
+        .collect()
+}
+
+fn alter_topic_config(cluster: &KafkaCluster, topic: &str, kv: &str) {
+    let bootstrap = cluster.bootstrap();
+    let base = [
+        "--bootstrap-server",
+        bootstrap.as_str(),
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        topic,
+    ];
+    let mut alter = base.to_vec();
+    alter.extend(["--alter", "--add-config", kv]);
+    cluster
+        .run_tool("kafka.admin.ConfigCommand", &alter)
+        .expect("kafka-configs --alter");
+    // The broker applies it from the metadata log; wait until it describes it.
+    let mut describe = base.to_vec();
+    describe.push("--describe");
+    courier_testkit::wait_until(
+        &format!("{topic}: {kv}"),
+        std::time::Duration::from_secs(60),
+        || {
+            let out = cluster
+                .run_tool("kafka.admin.ConfigCommand", &describe)
+                .map_err(|e| e.to_string())?;
+            if out.contains(kv) {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn failed_out_holds_the_rejected_records_and_sends_them_again() {
+    let cluster = KafkaCluster::shared(1);
+    let t = cluster.unique_topic("cli-failed-out");
+    cluster
+        .create_topic(
+            &TopicSpec::new(&t)
+                .partitions(3)
+                .config("max.message.bytes", "2000"),
+        )
+        .unwrap();
+    // 24 keyed records; every third is 3000 bytes, above the topic's max.message.bytes.
+    let records: Vec<(String, String)> = (0..24)
+        .map(|i| {
+            let value = if i % 3 == 2 {
+                incompressible(3000, i)
+            } else {
+                format!("small-{i}")
+            };
+            (format!("key-{i}"), value)
+        })
+        .collect();
+    let line = |(k, v): &(String, String)| format!("{k}:{v}\n");
+    let input: String = records.iter().map(line).collect();
+    let oversized: String = records
+        .iter()
+        .filter(|(_, v)| v.len() > 2000)
+        .map(line)
+        .collect();
+    let dir = std::env::temp_dir().join(format!("courier-cli-failed-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (failed, uncertain) = (dir.join("failed.txt"), dir.join("uncertain.txt"));
+    let (failed2, uncertain2) = (dir.join("failed2.txt"), dir.join("uncertain2.txt"));
+    let bootstrap = cluster.bootstrap();
+    // The broker refuses a batch holding an oversized record whole; the producer splits
+    // it until that record travels alone and fails, so only the oversized ones fail.
+    let run = |stdin: &[u8], failed: &std::path::Path, uncertain: &std::path::Path| {
+        courier(
+            &[
+                "produce",
+                "-b",
+                &bootstrap,
+                "-t",
+                &t,
+                "-K",
+                ":",
+                "-z",
+                "lz4",
+                "--failed-out",
+                failed.to_str().unwrap(),
+                "--uncertain-out",
+                uncertain.to_str().unwrap(),
+                "--summary",
+                "json",
+            ],
+            stdin,
+        )
+    };
+
+    let out = run(input.as_bytes(), &failed, &uncertain);
+    assert_eq!(out.status.code(), Some(1), "failed records fail the run");
+    let s = json_summary(&out);
+    assert_eq!(s["records"], 24, "{s}");
+    assert_eq!(s["delivered"], 16, "{s}");
+    assert_eq!(s["failed"], 8, "{s}");
+    // The broker's verdict: too large, not written.
+    assert_eq!(
+        s["errors"],
+        serde_json::json!({"MESSAGE_TOO_LARGE": 8}),
+        "{s}"
+    );
+    assert_eq!(s["possibly_persisted"], 0, "{s}");
+    assert_eq!(s["failed_out"], 8, "{s}");
+    assert_eq!(s["uncertain_out"], 0, "{s}");
+    assert_eq!(s["resolved_persisted"], 0, "{s}");
+    assert_eq!(s["unresolved"], 0, "{s}");
+    // Exactly the oversized records, as they were read, in input order.
+    assert_eq!(std::fs::read_to_string(&failed).unwrap(), oversized);
+    assert_eq!(std::fs::read_to_string(&uncertain).unwrap(), "");
+
+    // Make room, and send the failed file with the same flags.
+    alter_topic_config(cluster, &t, "max.message.bytes=10000");
+    let out = run(&std::fs::read(&failed).unwrap(), &failed2, &uncertain2);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "every resent record is delivered"
+    );
+    let s = json_summary(&out);
+    assert_eq!(
+        (&s["delivered"], &s["failed"]),
+        (&8.into(), &0.into()),
+        "{s}"
+    );
+    assert_eq!(s["failed_out"], 0, "{s}");
+    // Created even when nothing fails, so a script can test for emptiness.
+    assert_eq!(std::fs::read(&failed2).unwrap(), b"");
+    assert_eq!(std::fs::read(&uncertain2).unwrap(), b"");
+    std::fs::remove_dir_all(&dir).ok();
+
+    // The topic holds every input record exactly once.
+    let mut got: Vec<(String, String)> = cluster
+        .consume_all(&t)
+        .unwrap()
+        .iter()
+        .map(|r| (text(&r.key).unwrap(), text(&r.value).unwrap()))
+        .collect();
+    assert_eq!(got.len(), 24);
+    got.sort();
+    let mut want = records.clone();
+    want.sort();
+    assert_eq!(got, want);
+}

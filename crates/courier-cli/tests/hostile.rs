@@ -594,3 +594,95 @@ fn doctor_against_a_hostile_broker_says_it_could_not_check() {
     assert!(out.status.code().is_some(), "killed: {}", out.status);
     assert_eq!(out.status.code(), Some(2), "could not check");
 }
+
+// ---------------------------------------------------------------------------------------
+// --failed-out and --uncertain-out
+
+#[test]
+fn unanswered_records_go_to_uncertain_out_and_refused_ones_to_failed_out() {
+    // Produce is never answered: the small records are sent, so they may be in the log;
+    // resent with their sequence until delivery.resolution.timeout.ms, they end
+    // UNRESOLVED (possibly persisted). The large ones exceed max.request.size and are
+    // refused before they are sent: not persisted.
+    let broker = HostileBroker::start(1, only(ApiKey::Produce, Answer::Silence)).unwrap();
+    let dir = std::env::temp_dir().join(format!("courier-hostile-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let failed = dir.join("failed.txt");
+    let uncertain = dir.join("uncertain.txt");
+    let big = |i: usize| format!("big-{i}:{}", "x".repeat(2000));
+    let mut input = String::new();
+    let (mut want_failed, mut want_uncertain) = (String::new(), String::new());
+    for i in 0..6 {
+        let line = if i % 3 == 1 {
+            big(i)
+        } else {
+            format!("k{i}:v{i}")
+        };
+        input += &format!("{line}\n");
+        if i % 3 == 1 {
+            want_failed += &format!("{line}\n");
+        } else {
+            want_uncertain += &format!("{line}\n");
+        }
+    }
+    let bootstrap = broker.bootstrap();
+    let args = [
+        "produce",
+        "-b",
+        &bootstrap,
+        "-t",
+        TOPIC,
+        "-K",
+        ":",
+        "--summary",
+        "json",
+        "-X",
+        "durability.check=off",
+        "-X",
+        "delivery.timeout.ms=3000",
+        "-X",
+        "request.timeout.ms=1000",
+        "-X",
+        "delivery.resolution.timeout.ms=2000",
+        "-X",
+        "linger.ms=0",
+        "-X",
+        "retry.backoff.ms=50",
+        "-X",
+        "max.request.size=1000",
+        "--failed-out",
+        failed.to_str().unwrap(),
+        "--uncertain-out",
+        uncertain.to_str().unwrap(),
+    ];
+    let out = limited(&args, input.as_bytes());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let s: Value = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("a JSON summary");
+    assert_eq!(out.status.code(), Some(1), "failures exit 1: {s}");
+    assert_eq!(s["records"], 6, "{s}");
+    assert_eq!(s["failed"], 6, "{s}");
+    assert_eq!(s["unreported"], 0, "{s}");
+    assert_eq!(s["errors"]["RECORD_TOO_LARGE"], 2, "{s}");
+    assert_eq!(s["errors"]["UNRESOLVED"], 4, "{s}");
+    assert_eq!(s["possibly_persisted"], 4, "{s}");
+    assert_eq!(s["unresolved"], 4, "the producer's metric: {s}");
+    assert_eq!(s["resolved_persisted"], 0, "{s}");
+    assert_eq!(s["failed_out"], 2, "{s}");
+    assert_eq!(s["uncertain_out"], 4, "{s}");
+    // Each record in exactly one file, as it was read, in input order.
+    assert_eq!(std::fs::read_to_string(&failed).unwrap(), want_failed);
+    assert_eq!(std::fs::read_to_string(&uncertain).unwrap(), want_uncertain);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "4 possibly persisted written to {}",
+            uncertain.display()
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

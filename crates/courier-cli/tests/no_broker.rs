@@ -120,3 +120,106 @@ fn refused_settings_exit_2_and_never_echo_secrets() {
         assert!(!stderr.contains("hunter2"), "{args:?} leaked: {stderr}");
     }
 }
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("courier-nb-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn records_that_never_reached_a_broker_are_written_to_failed_out() {
+    // Nothing listens: nothing can be in a log, so every record is not persisted and
+    // goes to --failed-out, as read; the files are emptied first.
+    let dir = scratch("unreachable");
+    let failed = dir.join("failed");
+    let uncertain = dir.join("uncertain");
+    std::fs::write(&failed, "left over from an earlier run\n").unwrap();
+    std::fs::write(&uncertain, "left over too\n").unwrap();
+    let addr = closed_port();
+    let mut args = vec!["produce", "-b", &addr, "-t", "t", "-K", "\\t", "-D", "|"];
+    args.extend(FAST);
+    args.extend([
+        "--failed-out",
+        failed.to_str().unwrap(),
+        "--uncertain-out",
+        uncertain.to_str().unwrap(),
+    ]);
+    let out = courier(&args, b"k1\tv1|k2\tv2|no key|");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the failures still fail the run"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&failed).unwrap(),
+        "k1\tv1|k2\tv2|no key|"
+    );
+    assert_eq!(std::fs::read_to_string(&uncertain).unwrap(), "");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn output_files_are_checked_before_anything_is_read_or_sent() {
+    let dir = scratch("refused");
+    let input = dir.join("input.txt");
+    std::fs::write(&input, "a\nb\n").unwrap();
+    let input_s = input.to_str().unwrap();
+    let missing = dir.join("no-such-dir").join("failed.txt");
+    let expect_refused = |args: &[&str], stdin: Stdio, what: &str| {
+        let mut all = vec!["produce", "-b", "127.0.0.1:1", "-t", "t"];
+        all.extend(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_courier"))
+            .args(&all)
+            .env_remove("RUST_LOG")
+            .stdin(stdin)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{all:?} -> {}\n{stderr}", out.status);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(what), "{what:?} in {stderr}");
+        // Refused at once: no connection was tried.
+        assert!(!stderr.contains("could not connect"), "{stderr}");
+    };
+    expect_refused(
+        &["--failed-out", missing.to_str().unwrap()],
+        Stdio::null(),
+        &format!("--failed-out {}: cannot create", missing.display()),
+    );
+    expect_refused(
+        &["--uncertain-out", missing.to_str().unwrap()],
+        Stdio::null(),
+        &format!("--uncertain-out {}: cannot create", missing.display()),
+    );
+    // The input itself, as a -l file or as stdin: emptying it would lose the records.
+    expect_refused(
+        &["-l", input_s, "--failed-out", input_s],
+        Stdio::null(),
+        "that file is also the input",
+    );
+    expect_refused(
+        &["--uncertain-out", input_s],
+        Stdio::from(std::fs::File::open(&input).unwrap()),
+        "that file is also the input (stdin)",
+    );
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "a\nb\n");
+    let both = dir.join("both.txt");
+    expect_refused(
+        &[
+            "--failed-out",
+            both.to_str().unwrap(),
+            "--uncertain-out",
+            both.to_str().unwrap(),
+        ],
+        Stdio::null(),
+        "must not be mixed",
+    );
+    // Whole files are one record each: they cannot be written back as one.
+    expect_refused(
+        &[input_s, "--failed-out", dir.join("f").to_str().unwrap()],
+        Stdio::null(),
+        "needs records split by a delimiter",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

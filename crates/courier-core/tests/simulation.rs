@@ -299,6 +299,10 @@ struct Knobs {
     fault_rate: u64,
     /// Producer ids start near `i16::MAX` epochs, so bumps exhaust them.
     high_epoch: bool,
+    /// The topic's `max.message.bytes`: larger batches are refused MESSAGE_TOO_LARGE
+    /// (checked before the append, as Kafka's log validation does) and the engine
+    /// splits them. Always above one record's batch.
+    max_batch_bytes: Option<usize>,
 }
 
 struct Sim {
@@ -361,6 +365,7 @@ impl Sim {
             dup_code: rng.chance(30),
             fault_rate: 5 + rng.below(40),
             high_epoch: rng.chance(10),
+            max_batch_bytes: None,
         };
         let request_timeout = Duration::from_secs(1 + rng.below(4));
         let linger = ms(rng.below(20));
@@ -408,6 +413,13 @@ impl Sim {
         // persisted at once, as Java does.
         if side.chance(75) {
             cfg.resolution_timeout = Duration::from_secs(2 + side.below(40));
+        }
+        // A fifth have a topic that takes smaller batches than `batch.size` makes: the
+        // broker refuses them as too large and the engine splits them, while other
+        // batches of the partition are in flight and across epoch bumps.
+        let mut knobs = knobs;
+        if side.chance(20) {
+            knobs.max_batch_bytes = Some(250 + side.below(600) as usize);
         }
         Self::with(seed, rng, knobs, cfg)
     }
@@ -776,6 +788,8 @@ impl Sim {
             } else if let Some(code) = self.poison.remove(&pi) {
                 // A scripted refusal (MESSAGE_TOO_LARGE, INVALID_RECORD...): not written.
                 (code, -1)
+            } else if self.knobs.max_batch_bytes.is_some_and(|m| bytes.len() > m) {
+                (codes::MESSAGE_TOO_LARGE, -1)
             } else {
                 let rejects = self.knobs.unknown_pid_rejects;
                 match self.parts[pi].append(pid, epoch, base_seq, tokens.clone(), rejects) {
@@ -1211,7 +1225,14 @@ impl Sim {
     /// when nothing it sent there is unresolved (retention works on segments far older
     /// than `delivery.timeout.ms`) and everything is replicated.
     fn may_forget(&self, p: usize) -> bool {
-        self.unresolved_per_partition[p] == 0
+        // Not in seeds that refuse batches as too large: a broker without state for the
+        // producer accepts any sequence, so a pipelined batch can land while the one
+        // ahead of it is refused, and the halves of that one can then never be written
+        // before it - they fail, not persisted, even after the faults heal. That is the
+        // known limit "a broker that forgot the producer mid-stream" (RELIABILITY.md),
+        // which other seeds cover with refusals of other kinds.
+        self.knobs.max_batch_bytes.is_none()
+            && self.unresolved_per_partition[p] == 0
             && self.parts[p].committed == self.parts[p].log.len()
             && !self
                 .zombies
@@ -1515,6 +1536,7 @@ impl Sim {
             dup_code: false,
             fault_rate: 0,
             high_epoch: false,
+            max_batch_bytes: None,
         };
         let mut sim = Self::with(1, Rng::new(1), knobs, cfg);
         sim.poll();
@@ -1641,6 +1663,10 @@ fn run_seed(seed: u64) -> Stats {
     sim.drain_zombies();
     sim.check_invariants();
     sim.stats.add("records sent", sim.appended_at.len() as u64);
+    sim.stats.add(
+        "batches split after MESSAGE_TOO_LARGE",
+        sim.engine.batches_split(),
+    );
     sim.stats.add("seeds", 1);
     sim.stats.add("steps", sim.steps);
     sim.stats
@@ -1739,6 +1765,8 @@ const MUST_FIRE: &[&str] = &[
     "broker answered NOT_LEADER_OR_FOLLOWER",
     "broker answered DUPLICATE_SEQUENCE_NUMBER",
     "broker recognised a resent batch as a duplicate",
+    "broker answered MESSAGE_TOO_LARGE",
+    "batches split after MESSAGE_TOO_LARGE",
     "epoch bumps",
     "new producer id after epoch exhaustion",
     "records expired unwritten (delivery.timeout)",

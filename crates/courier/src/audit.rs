@@ -77,6 +77,10 @@ pub struct DurabilityReport {
     pub min_insync_source: ConfigSource,
     /// One check per layer, in layer order.
     pub checks: Vec<LayerCheck>,
+    /// The topic's effective `max.message.bytes`, read with the same DescribeConfigs
+    /// request when the broker reported it: not a durability layer, but the largest
+    /// batch the topic takes, so the producer closes its batches below it (issue 17).
+    pub max_message_bytes: Option<usize>,
 }
 
 fn acks_name(acks: Acks) -> &'static str {
@@ -217,6 +221,7 @@ impl DurabilityReport {
             min_insync_replicas,
             min_insync_source,
             checks,
+            max_message_bytes: None,
         }
     }
 
@@ -388,20 +393,21 @@ async fn audit_once(
         .map(|p| p.replicas.len())
         .min()
         .unwrap_or(0);
-    let entries = net::describe_topic_config(&conn, topic, &["min.insync.replicas"])
-        .await
-        .map_err(|e| AuditFailure::Transient(e.to_string()))?
-        .map_err(|(code, message)| {
-            AuditFailure::Final(ProducerError::DurabilityUnverified {
-                topic: topic.to_string(),
-                cause: format!(
-                    "DescribeConfigs answered {}{}: the audit needs DESCRIBE_CONFIGS on the \
+    let entries =
+        net::describe_topic_config(&conn, topic, &["min.insync.replicas", "max.message.bytes"])
+            .await
+            .map_err(|e| AuditFailure::Transient(e.to_string()))?
+            .map_err(|(code, message)| {
+                AuditFailure::Final(ProducerError::DurabilityUnverified {
+                    topic: topic.to_string(),
+                    cause: format!(
+                        "DescribeConfigs answered {}{}: the audit needs DESCRIBE_CONFIGS on the \
                      topic",
-                    ErrorCode::from_i16(code),
-                    message.map(|m| format!(" ({m})")).unwrap_or_default()
-                ),
-            })
-        })?;
+                        ErrorCode::from_i16(code),
+                        message.map(|m| format!(" ({m})")).unwrap_or_default()
+                    ),
+                })
+            })?;
     let entry = entries
         .iter()
         .find(|e| e.name == "min.insync.replicas")
@@ -424,14 +430,14 @@ async fn audit_once(
                 ),
             })
         })?;
-    Ok(DurabilityReport::evaluate(
-        topic,
-        acks,
-        idempotence,
-        rf,
-        min,
-        entry.source,
-    ))
+    let mut report = DurabilityReport::evaluate(topic, acks, idempotence, rf, min, entry.source);
+    report.max_message_bytes = entries
+        .iter()
+        .find(|e| e.name == "max.message.bytes")
+        .and_then(|e| e.value.as_deref())
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&v| v > 0);
+    Ok(report)
 }
 
 /// Audits `topic` as a producer with `config` would write to it: connects to

@@ -21,6 +21,9 @@ pub struct DeliveryMetrics {
     pub failed_by_error: BTreeMap<String, u64>,
     /// Batches scheduled for another attempt.
     pub retries: u64,
+    /// Batches split in two after the broker refused them as larger than the topic
+    /// allows (MESSAGE_TOO_LARGE); a single record that is too large fails instead.
+    pub batches_split: u64,
     /// Producer epoch bumps after sequence gaps (KIP-360), one per partition bumped.
     pub epoch_bumps: u64,
     /// Records that outlived `delivery.timeout.ms` while they may have been in the log,
@@ -99,6 +102,7 @@ pub(crate) struct Counters {
     pub(crate) failed: AtomicU64,
     pub(crate) failed_by_error: Mutex<BTreeMap<String, u64>>,
     pub(crate) retries: AtomicU64,
+    pub(crate) batches_split: AtomicU64,
     pub(crate) epoch_bumps: AtomicU64,
     pub(crate) resolved_persisted: AtomicU64,
     pub(crate) unresolved: AtomicU64,
@@ -130,6 +134,7 @@ impl Counters {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             retries: self.retries.load(Ordering::Relaxed),
+            batches_split: self.batches_split.load(Ordering::Relaxed),
             epoch_bumps: self.epoch_bumps.load(Ordering::Relaxed),
             resolved_persisted: self.resolved_persisted.load(Ordering::Relaxed),
             unresolved: self.unresolved.load(Ordering::Relaxed),

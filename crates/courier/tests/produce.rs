@@ -358,6 +358,116 @@ async fn oversized_record_fails_clearly_and_others_are_unaffected() {
         .expect("close");
 }
 
+/// Sends `n` keyed records (1,000 keys, ~100 B JSON values carrying the key's counter)
+/// to a topic with `max.message.bytes=65536` from a producer whose `batch.size` is
+/// 1,000,000 and `linger.ms` 200 - the case issue 17 was filed on, where every record
+/// failed MESSAGE_TOO_LARGE. Every record must be delivered, and the reader must find
+/// each exactly once, per key in send order. Returns the producer's split count.
+async fn batches_above_the_topic_limit_deliver(
+    cluster: &'static KafkaCluster,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> u64 {
+    let topic = cluster.unique_topic("big-batches");
+    cluster
+        .create_topic(
+            &TopicSpec::new(&topic)
+                .partitions(3)
+                .config("max.message.bytes", "65536"),
+        )
+        .unwrap();
+    let mut settings = vec![("batch.size", "1000000"), ("linger.ms", "200")];
+    settings.extend_from_slice(extra);
+    let producer = Producer::new(config(cluster, &settings)).unwrap();
+    let mut futures: Vec<courier::DeliveryFuture> = Vec::with_capacity(n);
+    for i in 0..n {
+        if i == 1 {
+            // The first record starts the durability audit (when it is on), which
+            // reads the topic's limit; let it answer before the burst.
+            futures.pop().unwrap().await.expect("the first record");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let key = i % 1000;
+        let counter = i / 1000;
+        let rec = ProducerRecord::new(&topic)
+            .key(format!("k{key}"))
+            .value(format!(
+            "{{\"key\":{key},\"counter\":{counter},\"note\":\"order placed and paid, ships soon\"}}"
+        ));
+        futures.push(producer.produce(rec).await.unwrap());
+    }
+    for (i, f) in futures.into_iter().enumerate() {
+        f.await
+            .unwrap_or_else(|e| panic!("record {} failed: {e}", i + 1));
+    }
+    let split = producer.metrics().batches_split;
+    producer
+        .close(Duration::from_secs(30))
+        .await
+        .expect("close");
+    let records = tokio::task::spawn_blocking(move || cluster.consume_all(&topic))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(records.len(), n, "every record exactly once");
+    let mut next: HashMap<Vec<u8>, (i32, u64)> = HashMap::new();
+    let mut by_partition: BTreeMap<i32, Vec<&courier_testkit::ConsumedRecord>> = BTreeMap::new();
+    for r in &records {
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    for rs in by_partition.values_mut() {
+        rs.sort_by_key(|r| r.offset);
+        for r in rs.iter() {
+            let key = r.key.clone().expect("keyed");
+            let value = String::from_utf8(r.value.clone().expect("a value")).unwrap();
+            let counter: u64 = value
+                .split("\"counter\":")
+                .nth(1)
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.parse().ok())
+                .expect("a counter");
+            let want = next.entry(key.clone()).or_insert((r.partition, 0));
+            assert_eq!(want.0, r.partition, "one key, one partition");
+            assert_eq!(
+                counter,
+                want.1,
+                "key {} out of send order",
+                String::from_utf8_lossy(&key)
+            );
+            want.1 += 1;
+        }
+    }
+    split
+}
+
+/// With the durability audit (the default), the producer reads the topic's
+/// `max.message.bytes` and closes its batches below it; a batch that is still refused
+/// is split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_larger_than_the_topic_allows_are_capped_and_all_500k_records_land() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    let split =
+        batches_above_the_topic_limit_deliver(cluster, 500_000, &[("durability.check", "warn")])
+            .await;
+    assert_eq!(split, 0, "batches were closed below the topic's limit");
+}
+
+/// Without the audit the producer does not know the limit: the broker refuses the
+/// batches as too large, and the producer splits them until they fit, keeping the
+/// sequences and the per-key order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_refused_as_too_large_are_split_until_they_fit() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    let split =
+        batches_above_the_topic_limit_deliver(cluster, 100_000, &[("durability.check", "off")])
+            .await;
+    assert!(split > 0, "the broker refused batches and they were split");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topic_is_reported_by_name() {
     let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))

@@ -25,6 +25,11 @@ pub enum Disposition {
     /// batch the gap is real and the producer bumps its epoch (KIP-360); otherwise it
     /// waits for the batches ahead of it.
     SequenceDesync,
+    /// MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE: the batch is larger than the topic (or
+    /// broker) allows. Refused before anything was appended. A batch of several records
+    /// is split and its halves sent (KIP-126, as the Java client does); a single record
+    /// that is too large fails.
+    TooLarge,
     /// The broker refused the batch for good: fail its records. `possibly_written` is
     /// false only for codes whose meaning says the broker rejected the batch before
     /// appending anything; an unknown code (newer than this table, or
@@ -100,10 +105,7 @@ pub fn classify_produce_error(code: i16) -> Disposition {
         ProduceAction::ResolveSequenceGap | ProduceAction::ResolveUnknownProducerId => {
             Disposition::SequenceDesync
         }
-        // The engine does not split batches yet: a too-large batch fails unwritten.
-        ProduceAction::SplitOrFail => Disposition::Fail {
-            possibly_written: false,
-        },
+        ProduceAction::SplitOrFail => Disposition::TooLarge,
         ProduceAction::Fail | ProduceAction::FatalProducer => Disposition::Fail {
             possibly_written: class.persistence != Persistence::NotPersisted,
         },
@@ -227,12 +229,14 @@ mod tests {
             classify_produce_error(UNKNOWN_PRODUCER_ID),
             Disposition::SequenceDesync
         );
-        for code in [
-            MESSAGE_TOO_LARGE,
-            TOPIC_AUTHORIZATION_FAILED,
-            INVALID_RECORD,
-            CORRUPT_MESSAGE,
-        ] {
+        for code in [MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE] {
+            assert_eq!(
+                classify_produce_error(code),
+                Disposition::TooLarge,
+                "{code}"
+            );
+        }
+        for code in [TOPIC_AUTHORIZATION_FAILED, INVALID_RECORD, CORRUPT_MESSAGE] {
             assert_eq!(
                 classify_produce_error(code),
                 Disposition::Fail {

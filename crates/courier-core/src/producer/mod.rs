@@ -41,6 +41,7 @@ use crate::batch::{
     Header, PreparedBatch, ProducerFields, RecordBatchBuilder, SealedBatch, RECORD_BATCH_OVERHEAD,
 };
 use crate::compression::{Compression, Compressor};
+use crate::decode::decode_batch;
 use crate::partitioner::{
     PartitionerKind, Placement, StickyPartitioner, TopicPartitions, XorShiftRng,
 };
@@ -543,6 +544,8 @@ struct TopicState<T> {
     sticky: StickyPartitioner,
     /// Partitions with a leader, sorted; recomputed on metadata, read per unkeyed record.
     available: Vec<i32>,
+    /// The topic's `max.message.bytes`, once known: batches close below it.
+    max_batch: Option<usize>,
 }
 
 struct InFlight {
@@ -590,6 +593,8 @@ pub struct ProducerEngine<T> {
     deliveries: Vec<Action<T>>,
     /// Batches resent so far (for metrics).
     retries_total: u64,
+    /// Batches split after MESSAGE_TOO_LARGE (for metrics).
+    batches_split: u64,
     /// The topic of the last append and its slot.
     last_topic: Option<(Arc<str>, usize)>,
     /// When `poll` last ran.
@@ -607,6 +612,11 @@ pub struct ProducerEngine<T> {
     /// [`ProducerEngine::set_compress_elsewhere`]).
     compress_elsewhere: bool,
 }
+
+/// Batch ids grow by this much, so that the halves of a split batch can take ids between
+/// it and the next one: ids order the queue (`last_acked_batch`, `unwritten_from`).
+/// Room for 24 levels of halving, far more than a batch of records can need.
+const BATCH_ID_STEP: u64 = 1 << 24;
 
 /// Bytes of work areas the engine keeps for reuse (see `ProducerEngine::spare`).
 const SPARE_BYTES: usize = 4 << 20;
@@ -645,6 +655,7 @@ impl<T> ProducerEngine<T> {
             rng: XorShiftRng::new(seed),
             deliveries: Vec::new(),
             retries_total: 0,
+            batches_split: 0,
             last_topic: None,
             last_poll: None,
             spare: Vec::new(),
@@ -709,6 +720,24 @@ impl<T> ProducerEngine<T> {
         self.retries_total
     }
 
+    /// Caps `topic`'s batches at `max_message_bytes`, the topic's `max.message.bytes`
+    /// (as DescribeConfigs reports it, the broker's default when the topic has none):
+    /// the broker refuses a larger batch whole, so batches close before they reach it,
+    /// whatever `batch.size` says. Sizes are counted uncompressed, which compression
+    /// only shrinks (a batch it would grow is sent uncompressed). Open batches keep their
+    /// size; one that still comes out too large is split when the broker refuses it, and
+    /// a single record above the limit fails.
+    pub fn set_max_message_bytes(&mut self, topic: &str, max_message_bytes: usize) {
+        if let Some(&ti) = self.topic_index.get(topic) {
+            self.topics[ti].max_batch = Some(max_message_bytes);
+        }
+    }
+
+    /// Batches split in two after the broker refused them as too large.
+    pub fn batches_split(&self) -> u64 {
+        self.batches_split
+    }
+
     fn topic_slot(&mut self, topic: &Arc<str>) -> usize {
         // Most producers write one topic at a time: comparing with the last one (the
         // pointer first, when records share one `Arc`) saves hashing the name per
@@ -735,6 +764,7 @@ impl<T> ProducerEngine<T> {
             parked: VecDeque::new(),
             sticky: StickyPartitioner::new(self.cfg.batch_size),
             available: Vec::new(),
+            max_batch: None,
         });
         self.topic_index.insert(name, i);
         self.metadata_needed = true;
@@ -840,7 +870,9 @@ impl<T> ProducerEngine<T> {
                 }
             }
         };
-        let batch_size = self.cfg.batch_size;
+        let batch_size = self.topics[ti]
+            .max_batch
+            .map_or(self.cfg.batch_size, |m| self.cfg.batch_size.min(m));
         let new_batch_id = self.next_batch_id;
         let t = &mut self.topics[ti];
         let p = &mut t.partitions[partition as usize];
@@ -902,7 +934,7 @@ impl<T> ProducerEngine<T> {
         }
         drop(headers);
         if started {
-            self.next_batch_id += 1;
+            self.next_batch_id += BATCH_ID_STEP;
         }
         if !appended {
             let max = self.cfg.max_request_size;
@@ -1213,9 +1245,11 @@ impl<T> ProducerEngine<T> {
                         front.resolving = true;
                         break;
                     }
-                    let b = p.batches.pop_front().expect("front exists");
+                    let mut b = p.batches.pop_front().expect("front exists");
                     p.gap(&b);
                     let reason = if resolvable && !resolution.is_zero() {
+                        // Its resolution ran out (even if it was in flight all along).
+                        b.resolving = true;
                         FailureReason::Unresolved {
                             last_error: b.last_error,
                         }
@@ -1590,7 +1624,8 @@ impl<T> ProducerEngine<T> {
                     now,
                 );
             }
-            Disposition::SequenceDesync | Disposition::Fail { .. } => {
+            Disposition::TooLarge if self.split_refused(ti, pi, idx, now) => {}
+            Disposition::SequenceDesync | Disposition::Fail { .. } | Disposition::TooLarge => {
                 let mut b = self.topics[ti].partitions[pi]
                     .batches
                     .remove(idx)
@@ -1613,6 +1648,121 @@ impl<T> ProducerEngine<T> {
                 );
             }
         }
+    }
+
+    /// Splits a batch the broker refused as too large (MESSAGE_TOO_LARGE,
+    /// RECORD_LIST_TOO_LARGE) into two, by record count, in its place in the queue. The
+    /// halves carry consecutive sequences from the batch's own, so the sequences of the
+    /// partition's later batches stay valid (the Java client's `splitAndReenqueue`,
+    /// KIP-126); they are sent before anything behind them, keeping the partition's
+    /// order. A half still too large is split again; a single record is not, so the
+    /// splitting ends (KAFKA-8350 was a split loop on an estimate; this splits on the
+    /// broker's answer and the record count only shrinks).
+    ///
+    /// False when the batch cannot be split: one record, an attempt that may have been
+    /// written (the bytes were the same, but the topic's limit may have changed since),
+    /// or no room left between batch ids.
+    fn split_refused(&mut self, ti: usize, pi: usize, idx: usize, now: Instant) -> bool {
+        let compression = self.cfg.compression;
+        let idempotent = self.cfg.idempotence;
+        let p = &mut self.topics[ti].partitions[pi];
+        let b = &p.batches[idx];
+        if b.records.len() < 2 || b.maybe_written {
+            return false;
+        }
+        let Payload::Sealed(sealed) = &b.payload else {
+            return false;
+        };
+        let Ok((decoded, _)) = decode_batch(sealed.bytes()) else {
+            return false;
+        };
+        if decoded.records.len() != b.records.len() {
+            return false;
+        }
+        let next_id = p
+            .batches
+            .get(idx + 1)
+            .map_or(b.id + BATCH_ID_STEP, |n| n.id);
+        let second_id = b.id + (next_id - b.id) / 2;
+        if second_id == b.id {
+            return false;
+        }
+        let half = decoded.records.len().div_ceil(2);
+        let mut builders = [
+            RecordBatchBuilder::with_capacity(sealed.len()),
+            RecordBatchBuilder::with_capacity(sealed.len()),
+        ];
+        for (i, r) in decoded.records.iter().enumerate() {
+            let mut headers = Vec::with_capacity(r.headers.len());
+            for h in &r.headers {
+                // Our own batches: header names were `String`s.
+                let Ok(name) = std::str::from_utf8(&h.name) else {
+                    return false;
+                };
+                headers.push((name, h.value.as_deref()));
+            }
+            let builder = &mut builders[usize::from(i >= half)];
+            if builder
+                .append(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers)
+                .is_err()
+            {
+                return false;
+            }
+        }
+        let stamp = b.stamp;
+        let mut fields = [ProducerFields::NONE, ProducerFields::NONE];
+        let mut stamps = [None, None];
+        if let (true, Some((pid, epoch, seq))) = (idempotent, stamp) {
+            let second_seq = increment_sequence(seq, half as i32);
+            fields = [
+                ProducerFields::idempotent(pid, epoch, seq),
+                ProducerFields::idempotent(pid, epoch, second_seq),
+            ];
+            stamps = [Some((pid, epoch, seq)), Some((pid, epoch, second_seq))];
+        }
+        let mut payloads = Vec::with_capacity(2);
+        for (builder, f) in builders.iter_mut().zip(fields) {
+            match builder.seal(f, compression, &mut self.compressor) {
+                Ok(s) => payloads.push(s),
+                Err(_) => return false,
+            }
+        }
+        let mut original = p.batches.remove(idx).expect("index valid");
+        let rest = original.records.split_off(half);
+        let mut halves = Vec::with_capacity(2);
+        for (((id, records), payload), stamp) in [original.id, second_id]
+            .into_iter()
+            .zip([std::mem::take(&mut original.records), rest])
+            .zip(payloads)
+            .zip(stamps)
+        {
+            halves.push(Batch {
+                id,
+                payload: Payload::Sealed(payload),
+                records,
+                // The delivery timeout counts from the records' arrival, as before.
+                created: original.created,
+                state: BatchState::Ready,
+                // Sent before: never taken for a batch that was not (see
+                // `expire_unsent_behind_resolution`).
+                attempts: original.attempts,
+                maybe_written: false,
+                resolving: false,
+                closed: true,
+                stamp,
+                last_error: original.last_error,
+                last_message: original.last_message.clone(),
+            });
+        }
+        for (k, h) in halves.into_iter().enumerate() {
+            p.batches.insert(idx + k, h);
+        }
+        // Later batches in flight are refused out of order until the halves land; send
+        // nothing until they have answered, then resend from the oldest (the halves).
+        p.blocked = true;
+        p.retry_at = Some(now);
+        self.batches_split += 1;
+        true
     }
 
     fn succeed(
@@ -1709,9 +1859,10 @@ impl<T> ProducerEngine<T> {
             return;
         }
         if (out_of_retries || expired) && idx == 0 {
-            let b = p.batches.remove(idx).expect("index valid");
+            let mut b = p.batches.remove(idx).expect("index valid");
             p.gap(&b);
-            let reason = if expired && resolvable {
+            let reason = if expired && resolvable && !out_of_retries {
+                b.resolving = true;
                 FailureReason::Unresolved {
                     last_error: b.last_error,
                 }

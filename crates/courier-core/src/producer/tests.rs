@@ -1286,3 +1286,176 @@ fn failing_metadata_backs_off_exponentially_to_retry_backoff_max() {
     let n = metadata_requests(c, Duration::from_secs(8), true, false);
     assert!((8..=14).contains(&n), "{n} requests in 8 s");
 }
+
+/// Answers every request on the wire as a broker whose topic takes batches of at most
+/// `max_records` records: larger ones MESSAGE_TOO_LARGE, the others appended at the
+/// next offset. Returns the (epoch, base sequence, records) of every batch appended.
+fn answer_with_record_limit(
+    h: &mut Harness,
+    max_records: usize,
+    log_end: &mut i64,
+) -> Vec<(i16, i32, usize)> {
+    let mut appended = Vec::new();
+    while let Some(r) = h.produce.pop_front() {
+        let resp = r
+            .batches
+            .iter()
+            .map(|(t, p, bytes)| {
+                let (b, _) = decode_batch(bytes).unwrap();
+                let n = b.records.len();
+                let (error_code, base_offset) = if n > max_records {
+                    (codes::MESSAGE_TOO_LARGE, -1)
+                } else {
+                    appended.push((b.header.producer_epoch, b.header.base_sequence, n));
+                    let at = *log_end;
+                    *log_end += n as i64;
+                    (0, at)
+                };
+                PartitionResponse {
+                    topic: t.to_string(),
+                    partition: *p,
+                    error_code,
+                    base_offset,
+                    log_append_time: -1,
+                    error_message: None,
+                }
+            })
+            .collect();
+        h.engine
+            .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
+        h.poll();
+    }
+    appended
+}
+
+#[test]
+fn a_batch_refused_as_too_large_is_split_with_its_own_sequences_until_it_fits() {
+    let mut c = cfg();
+    c.batch_size = 16 * 1024;
+    let mut h = Harness::new(c, 1);
+    h.leaders = vec![1];
+    for t in 0..7 {
+        h.engine.append(
+            Record {
+                partition: Some(0),
+                headers: vec![("trace".into(), Some(Bytes::from_static(b"t-1")))],
+                ..record(&h.topic, Some("k"), t, 1_700_000_000_000 + t as i64)
+            },
+            h.now,
+        );
+    }
+    h.advance(Duration::from_millis(10));
+    let mut log_end = 100;
+    let mut appended = Vec::new();
+    for _ in 0..10 {
+        appended.extend(answer_with_record_limit(&mut h, 2, &mut log_end));
+        h.advance(Duration::from_millis(1));
+    }
+    // 7 records: 4 + 3, then 2 + 2 + 2 + 1, each half keeping its place and the next
+    // sequence, so the broker sees one contiguous run under the first epoch.
+    assert_eq!(
+        appended,
+        vec![(0, 0, 2), (0, 2, 2), (0, 4, 2), (0, 6, 1)],
+        "halves in order, with consecutive sequences"
+    );
+    assert!(h.bumps.is_empty(), "splitting leaves no sequence gap");
+    assert_eq!(h.engine.batches_split(), 3);
+    for t in 0..7 {
+        assert_eq!(
+            h.delivered[&t].clone().unwrap(),
+            (0, 100 + t as i64),
+            "record {t}"
+        );
+    }
+}
+
+#[test]
+fn a_single_record_too_large_fails_unwritten_and_the_partition_goes_on() {
+    let mut c = cfg();
+    c.batch_size = 16 * 1024;
+    let mut h = Harness::new(c, 1);
+    h.leaders = vec![1];
+    h.engine.append(
+        Record {
+            partition: Some(0),
+            ..record(&h.topic, None, 1, 0)
+        },
+        h.now,
+    );
+    h.advance(Duration::from_millis(10));
+    let mut log_end = 0;
+    assert!(answer_with_record_limit(&mut h, 0, &mut log_end).is_empty());
+    let f = h.delivered[&1].clone().unwrap_err();
+    assert_eq!(f.persistence, Persistence::NotPersisted);
+    assert!(matches!(
+        f.reason,
+        FailureReason::Broker {
+            code: codes::MESSAGE_TOO_LARGE,
+            ..
+        }
+    ));
+    assert_eq!(h.engine.batches_split(), 0);
+    h.engine.append(
+        Record {
+            partition: Some(0),
+            ..record(&h.topic, None, 2, 0)
+        },
+        h.now,
+    );
+    h.advance(Duration::from_secs(2));
+    assert_eq!(
+        answer_with_record_limit(&mut h, 1, &mut log_end),
+        vec![(1, 0, 1)]
+    );
+    assert!(h.delivered[&2].is_ok());
+}
+
+#[test]
+fn batches_close_below_the_topics_max_message_bytes() {
+    let mut c = cfg();
+    c.batch_size = 1 << 20;
+    c.linger = Duration::from_secs(1);
+    let mut h = Harness::new(c, 1);
+    h.leaders = vec![1];
+    h.engine.append(
+        Record {
+            partition: Some(0),
+            ..record(&h.topic, None, 0, 0)
+        },
+        h.now,
+    );
+    h.poll();
+    h.engine.set_max_message_bytes("orders", 2000);
+    for t in 1..200 {
+        h.engine.append(
+            Record {
+                partition: Some(0),
+                ..record(&h.topic, None, t, 0)
+            },
+            h.now,
+        );
+    }
+    h.advance(Duration::from_secs(2));
+    let mut sizes = Vec::new();
+    while let Some(r) = h.produce.pop_front() {
+        sizes.extend(r.batches.iter().map(|(_, _, b)| b.len()));
+        let resp = r
+            .batches
+            .iter()
+            .map(|(t, p, _)| PartitionResponse {
+                topic: t.to_string(),
+                partition: *p,
+                error_code: 0,
+                base_offset: 0,
+                log_append_time: -1,
+                error_message: None,
+            })
+            .collect();
+        h.engine
+            .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
+        h.advance(Duration::from_secs(1));
+    }
+    assert!(sizes.len() > 1, "{sizes:?}");
+    assert!(sizes.iter().all(|&s| s <= 2000), "{sizes:?}");
+    assert_eq!(h.delivered.len(), 200);
+}

@@ -455,12 +455,11 @@ fn the_engines_classification_agrees_with_this_one_for_every_code() {
                 }
             }
             Disposition::SequenceDesync => assert!(ours.may_retry(), "{code}"),
+            Disposition::TooLarge => {
+                assert_eq!(ours.action, ProduceAction::SplitOrFail, "{code}");
+                assert_eq!(ours.persistence, Persistence::NotPersisted, "{code}");
+            }
             Disposition::Fail { possibly_written } => {
-                // The engine does not split too-large batches yet: it fails them unwritten.
-                if ours.action == ProduceAction::SplitOrFail {
-                    assert!(!possibly_written, "{code}");
-                    continue;
-                }
                 let expected = if possibly_written {
                     Persistence::PossiblyPersisted
                 } else {

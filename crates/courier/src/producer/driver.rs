@@ -235,6 +235,9 @@ impl Driver {
                 .retries
                 .store(self.engine.retries_total(), Ordering::Relaxed);
             self.counters
+                .batches_split
+                .store(self.engine.batches_split(), Ordering::Relaxed);
+            self.counters
                 .requests_in_flight
                 .store(self.engine.requests_in_flight() as u64, Ordering::Relaxed);
             // Dead letters count as pending until their report is out, except once close
@@ -688,6 +691,15 @@ impl Driver {
     ) {
         self.admitted = None;
         let enforce = self.durability_check == DurabilityCheck::Enforce;
+        // Not durability, but read by the same request: batches close below the largest
+        // one the topic takes (issue 17).
+        if let Ok(DurabilityReport {
+            max_message_bytes: Some(limit),
+            ..
+        }) = &result
+        {
+            self.engine.set_max_message_bytes(&topic, *limit);
+        }
         let verdict = match result {
             Ok(report) if report.is_aligned() => {
                 tracing::info!(topic = %topic, "durability audit: all three layers aligned");
