@@ -274,10 +274,16 @@ JAVA_FINAL = re.compile(
 
 
 def measure(client, cmd, workdir):
-    timef = workdir / "time.txt"
+    # One file per repeat (client.out, client.2.out, ...): with --repeat the later runs
+    # used to overwrite the earlier ones' output.
+    n = 1
+    while (workdir / (f"{client}.out" if n == 1 else f"{client}.{n}.out")).exists():
+        n += 1
+    stem = client if n == 1 else f"{client}.{n}"
+    timef = workdir / f"{stem}.time.txt"
     full = ["/usr/bin/time", "-f", "%U %S %e %M", "-o", str(timef)] + [str(c) for c in cmd]
     p = subprocess.run(full, capture_output=True, text=True, timeout=1800)
-    (workdir / f"{client}.out").write_text(p.stdout + "\n--- stderr\n" + p.stderr)
+    (workdir / f"{stem}.out").write_text(p.stdout + "\n--- stderr\n" + p.stderr)
     user, sys_, wall, rss = timef.read_text().split()[-4:]
     row = {"exit": p.returncode, "cpu_s": float(user) + float(sys_), "wall_s": float(wall),
            "max_rss_mb": int(rss) / 1024}
