@@ -323,6 +323,15 @@ impl Verdict {
         self.notes.extend(o.notes.iter().cloned());
     }
 
+    /// Every failure was of this kind (`NAME (Persistence)`, as `failures` counts them).
+    fn assert_failed_only_as(&self, kind: &str) {
+        assert!(
+            self.failures.keys().all(|k| k == kind),
+            "only {kind} expected: {:?}",
+            self.failures
+        );
+    }
+
     /// The guarantees: fails the test with the numbers if one does not hold.
     fn assert_guarantees(&self, scenario: &str) {
         let broken = [
@@ -1212,13 +1221,7 @@ fn records_fail_cleanly_past_the_delivery_timeout_and_the_producer_recovers() {
     // the delivery timeout, not in the log. Those that may have been written are
     // resent with their sequence until the brokers return, and end delivered: none is
     // left possibly persisted (`Scenario::run` checks that too).
-    assert!(
-        v.failures
-            .keys()
-            .all(|k| k == "DELIVERY_TIMEOUT (NotPersisted)"),
-        "only delivery timeouts of records not in the log: {:?}",
-        v.failures
-    );
+    v.assert_failed_only_as("DELIVERY_TIMEOUT (NotPersisted)");
 }
 
 /// `len` random letters (xorshift from `seed`).
@@ -1324,13 +1327,7 @@ fn records_expiring_behind_a_frozen_leader_leave_no_sequence_gap() {
     // batches in flight when it froze may have been read by it; they are resent with
     // their sequence past the delivery timeout, and when the broker thaws it answers
     // them - as duplicates of the requests it read before freezing, or as new writes.
-    assert!(
-        v.failures
-            .keys()
-            .all(|k| k == "DELIVERY_TIMEOUT (NotPersisted)"),
-        "{:?}",
-        v.failures
-    );
+    v.assert_failed_only_as("DELIVERY_TIMEOUT (NotPersisted)");
     assert!(
         v.resolved_persisted > 0,
         "the batches in flight outlived delivery.timeout.ms and were resolved: {v:#?}"
@@ -1360,13 +1357,7 @@ fn batches_in_flight_to_a_frozen_leader_are_resolved_past_the_delivery_timeout()
         ctx.note(format!("SIGCONT broker {leader}"));
         ctx.wait_full_isr();
     });
-    assert!(
-        v.failures
-            .keys()
-            .all(|k| k == "DELIVERY_TIMEOUT (NotPersisted)"),
-        "{:?}",
-        v.failures
-    );
+    v.assert_failed_only_as("DELIVERY_TIMEOUT (NotPersisted)");
     assert!(
         v.resolved_persisted > 0,
         "batches in flight to the frozen leader outlived delivery.timeout.ms: {v:#?}"

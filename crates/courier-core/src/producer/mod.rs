@@ -1205,6 +1205,7 @@ impl<T> ProducerEngine<T> {
 
     fn expire(&mut self, now: Instant) {
         let timeout = self.cfg.delivery_timeout;
+        let resolution = self.resolution_timeout();
         let park_limit = self.cfg.max_block.min(timeout);
         for ti in 0..self.topics.len() {
             while let Some(front) = self.topics[ti].parked.front() {
@@ -1227,7 +1228,6 @@ impl<T> ProducerEngine<T> {
             }
             for pi in 0..self.topics[ti].partitions.len() {
                 loop {
-                    let resolution = self.resolution_timeout();
                     let p = &mut self.topics[ti].partitions[pi];
                     // Expire from the front only, so sequence order is kept: a batch
                     // behind an in-flight one waits for it.

@@ -556,31 +556,14 @@ fn lose_all(h: &mut Harness) {
     }
 }
 
-/// Acknowledges every Produce request on the wire at offset 42.
+/// Acknowledges every Produce request on the wire, the first batch at offset 42;
+/// returns the (epoch, base sequence) of each.
 fn acknowledge_all(h: &mut Harness) -> Vec<(i16, i32)> {
-    let mut stamps = Vec::new();
-    while let Some(r) = h.produce.pop_front() {
-        let resp = r
-            .batches
-            .iter()
-            .map(|(t, p, bytes)| {
-                let (b, _) = decode_batch(bytes).unwrap();
-                stamps.push((b.header.producer_epoch, b.header.base_sequence));
-                PartitionResponse {
-                    topic: t.to_string(),
-                    partition: *p,
-                    error_code: 0,
-                    base_offset: 42,
-                    log_append_time: -1,
-                    error_message: None,
-                }
-            })
-            .collect();
-        h.engine
-            .on_produce_result(r.id, ProduceResult::Response(resp), h.now);
-    }
-    h.poll();
-    stamps
+    let mut log_end = 42;
+    answer_with_record_limit(h, usize::MAX, &mut log_end)
+        .into_iter()
+        .map(|(epoch, seq, _)| (epoch, seq))
+        .collect()
 }
 
 #[test]
