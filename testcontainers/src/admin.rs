@@ -379,7 +379,24 @@ impl Admin {
     /// The log start and end offsets of every partition of `topic`, asked of each
     /// partition's leader: `(partition, start, end)`. `end - start` is what the
     /// partition holds when nothing was deleted by retention.
+    ///
+    /// Right after a topic is created (or a leader moves) the metadata can name a leader
+    /// that has not taken over yet and answers NOT_LEADER_OR_FOLLOWER; such answers are
+    /// asked again with fresh metadata for up to [`OFFSETS_RETRY_FOR`].
     pub fn offsets(&mut self, topic: &str) -> Result<Vec<(i32, i64, i64)>, KitError> {
+        let deadline = std::time::Instant::now() + OFFSETS_RETRY_FOR;
+        loop {
+            match self.offsets_once(topic) {
+                Err(OffsetsError::Retriable(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(OffsetsError::Retriable(e) | OffsetsError::Final(e)) => return Err(e),
+                Ok(out) => return Ok(out),
+            }
+        }
+    }
+
+    fn offsets_once(&mut self, topic: &str) -> Result<Vec<(i32, i64, i64)>, OffsetsError> {
         let md = self.metadata(Some(&[topic]))?;
         let t = md
             .topics
@@ -389,10 +406,10 @@ impl Admin {
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for p in &t.partitions {
             if p.leader < 0 {
-                return Err(KitError::Broker(format!(
+                return Err(OffsetsError::Retriable(KitError::Broker(format!(
                     "{topic}/{} has no leader",
                     p.partition
-                )));
+                ))));
             }
             by_leader.entry(p.leader).or_default().push(p.partition);
         }
@@ -421,10 +438,17 @@ impl Admin {
                 for t in resp.topics {
                     for p in t.partitions {
                         if p.error_code != 0 {
-                            return Err(KitError::Broker(format!(
+                            let e = KitError::Broker(format!(
                                 "ListOffsets {topic}/{}: error {}",
                                 p.partition_index, p.error_code
-                            )));
+                            ));
+                            // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE,
+                            // NOT_LEADER_OR_FOLLOWER: the leadership is still settling.
+                            return Err(if matches!(p.error_code, 3 | 5 | 6) {
+                                OffsetsError::Retriable(e)
+                            } else {
+                                OffsetsError::Final(e)
+                            });
                         }
                         into.insert(p.partition_index, p.offset);
                     }
@@ -471,5 +495,20 @@ impl Admin {
             .and_then(|t| t.partition_responses.first())
             .ok_or_else(|| KitError::Broker("empty produce response".into()))?;
         Ok((p.error_code, p.base_offset))
+    }
+}
+
+/// How long [`Admin::offsets`] asks again while a partition's leadership settles.
+pub const OFFSETS_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// A failed [`Admin::offsets`] attempt: worth another try, or not.
+enum OffsetsError {
+    Retriable(KitError),
+    Final(KitError),
+}
+
+impl From<KitError> for OffsetsError {
+    fn from(e: KitError) -> Self {
+        OffsetsError::Final(e)
     }
 }
