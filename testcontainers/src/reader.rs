@@ -66,8 +66,10 @@ pub struct StoredBatch {
     pub is_transactional: bool,
     /// Whether it is a control batch.
     pub is_control: bool,
-    /// Compression codec name as Kafka prints it (`none`, `lz4`, ...).
+    /// Compression codec name as Kafka prints it (`none`, `lz4`, `zstd`, ...).
     pub codec: String,
+    /// The batch's size in the log, in bytes (header included).
+    pub size: i64,
     /// Whether Kafka found the CRC valid.
     pub is_valid: bool,
 }
@@ -384,6 +386,7 @@ fn parse_dump_log(text: &str) -> Result<Vec<StoredBatch>, KitError> {
             is_transactional: get("isTransactional:")? == "true",
             is_control: get("isControl:")? == "true",
             codec: get("compresscodec:")?.to_string(),
+            size: num("size:")?,
             is_valid: get("isvalid:")? == "true",
         });
     }
@@ -512,6 +515,7 @@ mod tests {
                 is_transactional: false,
                 is_control: false,
                 codec: "lz4".into(),
+                size: 110,
                 is_valid: true,
             }]
         );

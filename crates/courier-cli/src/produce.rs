@@ -74,7 +74,8 @@ pub struct ProduceArgs {
     #[arg(short = 'X', long = "property", value_name = "PROP=VALUE")]
     pub properties: Vec<String>,
 
-    /// Compression codec: none, gzip, snappy, lz4 (sets compression.type).
+    /// Compression codec: none, gzip, snappy, lz4, zstd (sets compression.type; levels with
+    /// -X compression.level=N).
     #[arg(short = 'z', long = "compression", value_name = "CODEC")]
     pub compression: Option<String>,
 

@@ -93,8 +93,13 @@ fn debug_contexts_are_checked() {
 fn refused_settings_exit_2_and_never_echo_secrets() {
     for (args, expect) in [
         (
-            vec!["-X", "compression.type=zstd"],
-            "zstd is not supported for sending yet",
+            vec![
+                "-X",
+                "compression.type=lz4",
+                "-X",
+                "compression.zstd.level=19",
+            ],
+            "applies only to compression.type=zstd",
         ),
         (
             vec![

@@ -1120,7 +1120,12 @@ mod tests {
     #[test]
     fn compressible_batches_carry_their_codec_in_the_attributes() {
         let value = br#"{"order_id":12345,"customer":"c-0042","amount":19.99}"#;
-        for compression in [Compression::Lz4, Compression::Snappy, Compression::gzip()] {
+        for compression in [
+            Compression::Lz4,
+            Compression::Snappy,
+            Compression::gzip(),
+            Compression::zstd(),
+        ] {
             let mut b = RecordBatchBuilder::new();
             for t in 0..100 {
                 b.append(t, Some(b"order-12345"), Some(value), &[]).unwrap();

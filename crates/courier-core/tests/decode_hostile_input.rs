@@ -46,6 +46,7 @@ fn seeds() -> Vec<Vec<u8>> {
         Compression::Lz4,
         Compression::Snappy,
         Compression::gzip(),
+        Compression::zstd(),
     ]
     .into_iter()
     .map(|c| {

@@ -413,6 +413,10 @@ fn courier_written_batches_pass_kafka_java_client_validation() {
         ("gzip1", Compression::Gzip { level: 1 }),
         ("snappy", Compression::Snappy),
         ("lz4", Compression::Lz4),
+        ("zstd", Compression::zstd()),
+        ("zstd1", Compression::Zstd { level: 1 }),
+        ("zstd19", Compression::Zstd { level: 19 }),
+        ("zstd-5", Compression::Zstd { level: -5 }),
     ];
     for (name, compression) in cases {
         let file = format!("courier_{name}.bin");

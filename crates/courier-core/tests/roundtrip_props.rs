@@ -56,6 +56,7 @@ fn compression() -> impl Strategy<Value = Compression> {
         Just(Compression::Lz4),
         Just(Compression::Snappy),
         (0u32..=9).prop_map(|level| Compression::Gzip { level }),
+        (-7i32..=9).prop_map(|level| Compression::Zstd { level }),
     ]
 }
 

@@ -1,7 +1,7 @@
 //! courier: a pure-Rust Kafka producer.
 //!
 //! courier speaks the Kafka protocol itself: no librdkafka, no OpenSSL, no JVM. Codecs
-//! (gzip, snappy, LZ4) are Rust; TLS is rustls on `ring`, whose C and assembly are the only
+//! (gzip, snappy, LZ4, zstd) are Rust; TLS is rustls on `ring`, whose C and assembly are the only
 //! non-Rust code, so a static musl binary needs nothing but a C compiler for the target.
 //! It is durable by default: `acks=all`, the idempotent producer (no duplicates, per
 //! partition order), retries bounded by `delivery.timeout.ms`, and a delivery report for

@@ -167,7 +167,7 @@ async fn every_acks_level_and_codec_round_trips_headers_and_nulls() {
         .await
         .unwrap();
     for (acks, idem) in [("0", "false"), ("1", "false"), ("all", "true")] {
-        for codec in ["none", "gzip", "snappy", "lz4"] {
+        for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
             let topic = create(cluster, &format!("acks{acks}-{codec}"), 1);
             let producer = Producer::new(config(
                 cluster,
@@ -219,6 +219,145 @@ async fn every_acks_level_and_codec_round_trips_headers_and_nulls() {
             assert_eq!(read[3].value.as_deref(), Some(&b""[..]));
         }
     }
+}
+
+/// Every codec, and gzip and zstd at several levels, through both level keys: Kafka's
+/// console consumer reads every record back (CRC checks on), `kafka-dump-log` shows the
+/// codec on every batch, and a level's effect shows in the bytes the broker stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_codec_and_level_is_stored_as_configured_and_read_back_by_kafka() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    // (codec kafka-dump-log prints, settings); partition i gets case i, from its own
+    // producer, so one reader and one topic judge them all.
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("none", &[("compression.type", "none")]),
+        ("gzip", &[("compression.type", "gzip")]),
+        (
+            "gzip",
+            &[("compression.type", "gzip"), ("compression.level", "1")],
+        ),
+        (
+            "gzip",
+            &[
+                ("compression.type", "gzip"),
+                ("compression.gzip.level", "9"),
+            ],
+        ),
+        ("snappy", &[("compression.type", "snappy")]),
+        ("lz4", &[("compression.type", "lz4")]),
+        ("zstd", &[("compression.type", "zstd")]),
+        (
+            "zstd",
+            &[("compression.type", "zstd"), ("compression.level", "1")],
+        ),
+        (
+            "zstd",
+            &[
+                ("compression.type", "zstd"),
+                ("compression.zstd.level", "19"),
+            ],
+        ),
+        (
+            "zstd",
+            &[
+                ("compression.type", "zstd"),
+                ("compression.zstd.level", "-5"),
+            ],
+        ),
+    ];
+    const N: usize = 3_000;
+    let topic = create(cluster, "codecs", cases.len() as i32);
+    for (p, (_, settings)) in cases.iter().enumerate() {
+        let mut all = vec![("linger.ms", "20"), ("batch.size", "65536")];
+        all.extend_from_slice(settings);
+        let producer = Producer::new(config(cluster, &all)).unwrap();
+        let mut futures = Vec::with_capacity(N);
+        for i in 0..N {
+            let rec = ProducerRecord::new(&topic)
+                .partition(p as i32)
+                .key(format!("order-{}", i % 97))
+                .value(order_json(i));
+            futures.push(producer.produce(rec).await.unwrap());
+        }
+        for f in futures {
+            f.await.unwrap_or_else(|e| panic!("{settings:?}: {e}"));
+        }
+        producer
+            .close(Duration::from_secs(10))
+            .await
+            .expect("close");
+    }
+
+    let t = topic.clone();
+    let read = tokio::task::spawn_blocking(move || cluster.consume_all(&t))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut by_partition: BTreeMap<i32, Vec<Vec<u8>>> = BTreeMap::new();
+    for r in read {
+        by_partition
+            .entry(r.partition)
+            .or_default()
+            .push(r.value.expect("value"));
+    }
+    let leader = cluster.partition(&topic, 0).unwrap().leader;
+    let mut stored = Vec::new();
+    for (p, (codec, settings)) in cases.iter().enumerate() {
+        let values = by_partition.remove(&(p as i32)).unwrap_or_default();
+        assert_eq!(values.len(), N, "{settings:?}");
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(v, order_json(i).as_bytes(), "{settings:?} record {i}");
+        }
+        let batches = cluster.dump_partition(leader, &topic, p as i32).unwrap();
+        assert!(!batches.is_empty());
+        for b in &batches {
+            assert!(b.is_valid, "{settings:?}: {b:?}");
+            assert_eq!(b.codec, *codec, "{settings:?}: {b:?}");
+        }
+        stored.push(batches.iter().map(|b| b.size).sum::<i64>());
+    }
+    let size =
+        |settings: &[(&str, &str)]| stored[cases.iter().position(|(_, s)| *s == settings).unwrap()];
+    let zstd = size(&[("compression.type", "zstd")]);
+    let zstd19 = size(&[
+        ("compression.type", "zstd"),
+        ("compression.zstd.level", "19"),
+    ]);
+    let zstd_fast = size(&[
+        ("compression.type", "zstd"),
+        ("compression.zstd.level", "-5"),
+    ]);
+    let lz4 = size(&[("compression.type", "lz4")]);
+    let none = size(&[("compression.type", "none")]);
+    let gzip1 = size(&[("compression.type", "gzip"), ("compression.level", "1")]);
+    let gzip9 = size(&[
+        ("compression.type", "gzip"),
+        ("compression.gzip.level", "9"),
+    ]);
+    let report = format!("stored bytes per case: {stored:?}");
+    assert!(zstd < lz4 && lz4 < none, "{report}");
+    assert!(zstd19 < zstd && zstd < zstd_fast, "{report}");
+    assert!(gzip9 < gzip1, "{report}");
+}
+
+/// A JSON order of about 200 bytes whose fields vary per record, so codecs and levels
+/// compress it differently.
+fn order_json(i: usize) -> String {
+    format!(
+        "{{\"order_id\":{},\"customer\":\"customer-{:05}\",\"status\":\"{}\",\
+         \"currency\":\"EUR\",\"amount\":{}.{:02},\"items\":[{{\"sku\":\"sku-{:05}\",\
+         \"qty\":{}}}],\"ts\":{}}}",
+        100_000 + i * 7,
+        (i * 37) % 9_973,
+        ["new", "paid", "shipped", "returned"][i % 4],
+        (i * 31) % 500,
+        i % 100,
+        (i * 131) % 99_991,
+        1 + i % 5,
+        1_700_000_000_000u64 + i as u64 * 13
+    )
 }
 
 /// `partitioner` takes effect: hashed values put every key where their library does, and

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, ConfigNotice, DurabilityIssue};
 use super::keys::{self, Key};
+use super::levels;
 use super::security::{self, OAuthTokenProvider, SecuritySettings, TokenProviderHandle};
 use super::values::{
     self, Acks, BrokerAddress, CompressionType, DlqPossiblyPersisted, DurabilityCheck, Partitioner,
@@ -39,6 +40,7 @@ pub struct ProducerConfigBuilder {
     buffer_memory: Option<u64>,
     max_request_size: Option<u64>,
     compression: Option<CompressionType>,
+    levels: levels::Levels,
     delivery_timeout: Option<Duration>,
     resolution_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
@@ -86,6 +88,14 @@ impl ProducerConfigBuilder {
     {
         let list: Vec<String> = servers.into_iter().map(|a| a.to_string()).collect();
         self.bootstrap_servers = Some(list.join(","));
+        self
+    }
+
+    /// `compression.level` (librdkafka's key): the chosen codec's level, -1 for its default;
+    /// gzip 0-9, zstd 0-12 (`set("compression.zstd.level", ..)` reaches all of zstd's).
+    /// Checked against `compression.type` by [`build`](Self::build).
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.levels.any = Some(i64::from(level));
         self
     }
 
@@ -271,6 +281,20 @@ impl ProducerConfigBuilder {
             Key::MaxRequestSize => self.max_request_size = Some(number()?),
             Key::CompressionType => {
                 self.compression = Some(choice(value, values::COMPRESSION_CHOICES, invalid)?)
+            }
+            Key::CompressionLevel
+            | Key::CompressionGzipLevel
+            | Key::CompressionLz4Level
+            | Key::CompressionZstdLevel => {
+                let level = values::parse_i64(value)
+                    .ok_or_else(|| invalid("an integer, e.g. 3 or -1".to_string()))?;
+                let slot = match spec.key {
+                    Key::CompressionLevel => &mut self.levels.any,
+                    Key::CompressionGzipLevel => &mut self.levels.gzip,
+                    Key::CompressionLz4Level => &mut self.levels.lz4,
+                    _ => &mut self.levels.zstd,
+                };
+                *slot = Some(level);
             }
             Key::DeliveryTimeoutMs => {
                 let timeout = millis()?;
@@ -605,14 +629,7 @@ impl ProducerConfigBuilder {
         }
 
         let compression = self.compression.unwrap_or(defaults::COMPRESSION);
-        if compression == CompressionType::Zstd {
-            return Err(invalid(
-                Key::CompressionType,
-                "zstd is not supported for sending yet (courier reads zstd batches but has no \
-                 zstd encoder yet): use lz4 (the fastest), snappy or gzip"
-                    .to_string(),
-            ));
-        }
+        let compression_level = levels::resolve(compression, self.levels)?;
 
         let partitioner = resolve_partitioner(self.partitioner, self.ignore_keys)?;
 
@@ -668,6 +685,7 @@ impl ProducerConfigBuilder {
             buffer_memory,
             max_request_size,
             compression,
+            compression_level,
             delivery_timeout,
             request_timeout,
             metadata_max_age: self.metadata_max_age.unwrap_or(defaults::METADATA_MAX_AGE),

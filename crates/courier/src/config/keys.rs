@@ -16,6 +16,10 @@ pub(crate) enum Key {
     BufferMemory,
     MaxRequestSize,
     CompressionType,
+    CompressionLevel,
+    CompressionGzipLevel,
+    CompressionLz4Level,
+    CompressionZstdLevel,
     DeliveryTimeoutMs,
     DeliveryResolutionTimeoutMs,
     RequestTimeoutMs,
@@ -129,6 +133,12 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "compression.type",
         &["compression.codec"],
     ),
+    // librdkafka's one level for whichever codec is chosen, and Java's one per codec
+    // (KIP-390). Both sets are accepted; build() checks them against the codec.
+    spec(Key::CompressionLevel, "compression.level", &[]),
+    spec(Key::CompressionGzipLevel, "compression.gzip.level", &[]),
+    spec(Key::CompressionLz4Level, "compression.lz4.level", &[]),
+    spec(Key::CompressionZstdLevel, "compression.zstd.level", &[]),
     spec(
         Key::DeliveryTimeoutMs,
         "delivery.timeout.ms",
@@ -332,22 +342,6 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "partitioner.availability.timeout.ms",
         "adaptive partitioning is not implemented; partitions without a leader are avoided always",
-    ),
-    (
-        "compression.level",
-        "compression levels are not configurable yet",
-    ),
-    (
-        "compression.gzip.level",
-        "compression levels are not configurable yet",
-    ),
-    (
-        "compression.lz4.level",
-        "compression levels are not configurable yet",
-    ),
-    (
-        "compression.zstd.level",
-        "compression levels are not configurable yet",
     ),
     (
         "send.buffer.bytes",

@@ -40,7 +40,11 @@
 //! | `batch.size` | | 16384 |
 //! | `buffer.memory` | | 33554432 |
 //! | `max.request.size` | `message.max.bytes` | 1048576 |
-//! | `compression.type` (`none`, `gzip`, `snappy`, `lz4`; `zstd` is refused for now: courier decodes it but has no encoder yet) | `compression.codec` | `none` |
+//! | `compression.type` (`none`, `gzip`, `snappy`, `lz4`, `zstd`) | `compression.codec` | `none` |
+//! | `compression.level` (librdkafka's: the chosen codec's level, -1 its default; gzip 0-9, zstd 0-12; lz4 and snappy only 0) | | -1 |
+//! | `compression.gzip.level` (Java's: 1-9, -1 = 6) | | -1 |
+//! | `compression.lz4.level` (Java's: only 9, the fast mode; LZ4 HC is not implemented) | | 9 |
+//! | `compression.zstd.level` (Java's: -131072 to 22) | | 3 |
 //! | `delivery.timeout.ms` | `message.timeout.ms` | 120000 |
 //! | `delivery.resolution.timeout.ms` (courier's own; 0: none, report "possibly persisted" at `delivery.timeout.ms` as Java and librdkafka do; see [`ProducerConfig::delivery_resolution_timeout`]) | | 120000 |
 //! | `request.timeout.ms` | | 30000 |
@@ -142,7 +146,10 @@
 //! * a backoff cap set below its base; `retry.backoff.ms`, `reconnect.backoff.ms` or
 //!   `socket.connection.setup.timeout.ms` of 0 (a busy loop against the broker);
 //! * `message.timeout.ms=0`, librdkafka's "no timeout": courier bounds every delivery;
-//! * `compression.type=zstd`, until courier has a zstd encoder;
+//! * a compression level outside its key's range, set for a codec other than
+//!   `compression.type`, asking for LZ4 HC, or given by both `compression.level` and the
+//!   codec's own key with different values (Java would ignore the first three, librdkafka
+//!   would clamp);
 //! * `partitioner.ignore.keys` contradicting `partitioner`;
 //! * TLS or SASL settings that `security.protocol` does not use, contradict each other, or
 //!   name files that cannot be read, keys that do not decrypt, or a client key that does
@@ -163,6 +170,7 @@
 mod builder;
 mod error;
 mod keys;
+mod levels;
 mod security;
 mod values;
 
@@ -285,6 +293,7 @@ pub struct ProducerConfig {
     pub(crate) buffer_memory: usize,
     pub(crate) max_request_size: usize,
     pub(crate) compression: CompressionType,
+    pub(crate) compression_level: Option<i32>,
     pub(crate) delivery_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) metadata_max_age: Duration,
@@ -390,6 +399,13 @@ impl ProducerConfig {
     /// `compression.type`.
     pub const fn compression(&self) -> CompressionType {
         self.compression
+    }
+
+    /// The level the codec compresses at, from `compression.level` or the codec's own
+    /// `compression.{gzip,zstd}.level`: gzip 0-9 (default 6), zstd -131072 to 22 (default
+    /// 3). `None` for `none`, `snappy` and `lz4`, which have no levels in courier.
+    pub const fn compression_level(&self) -> Option<i32> {
+        self.compression_level
     }
 
     /// `delivery.timeout.ms`: the longest a record may take from `send` to its final result.

@@ -302,35 +302,215 @@ fn acks_accepts_all_minus_one_zero_and_one() {
 }
 
 #[test]
-fn compression_accepts_the_codecs_courier_can_write() {
-    for (value, expected) in [
-        ("none", CompressionType::None),
-        ("gzip", CompressionType::Gzip),
-        ("snappy", CompressionType::Snappy),
-        ("lz4", CompressionType::Lz4),
+fn compression_accepts_every_kafka_codec() {
+    for (value, expected, level) in [
+        ("none", CompressionType::None, None),
+        ("gzip", CompressionType::Gzip, Some(6)),
+        ("snappy", CompressionType::Snappy, None),
+        ("lz4", CompressionType::Lz4, None),
+        ("zstd", CompressionType::Zstd, Some(3)),
+        ("ZSTD", CompressionType::Zstd, Some(3)),
     ] {
-        assert_eq!(
-            props(&[("compression.type", value)]).unwrap().compression(),
-            expected
-        );
+        let c = props(&[("compression.type", value)]).unwrap();
+        assert_eq!(c.compression(), expected);
+        assert_eq!(c.compression_level(), level, "{value}");
     }
+    let c = base().compression(CompressionType::Zstd).build().unwrap();
+    assert_eq!(c.compression_level(), Some(3));
 }
 
 #[test]
-fn zstd_is_refused_at_configuration_time_naming_the_codecs_that_work() {
-    for e in [
-        err(&[("compression.type", "zstd")]),
-        err(&[("compression.codec", "ZSTD")]),
-        base()
-            .compression(CompressionType::Zstd)
-            .build()
-            .unwrap_err(),
-    ] {
-        assert_eq!(e.key(), "compression.type");
-        let text = e.to_string();
-        assert!(text.contains("zstd is not supported"), "{text}");
-        assert!(text.contains("lz4") && text.contains("snappy") && text.contains("gzip"));
+fn compression_levels_take_effect_through_librdkafka_and_java_keys() {
+    let level = |pairs: &[(&str, &str)]| props(pairs).unwrap().compression_level();
+    // librdkafka's one key, for whichever codec is chosen; -1 is the codec's default and
+    // zstd's 0 is libzstd's default, 3.
+    assert_eq!(
+        level(&[("compression.type", "zstd"), ("compression.level", "7")]),
+        Some(7)
+    );
+    assert_eq!(
+        level(&[("compression.type", "zstd"), ("compression.level", "-1")]),
+        Some(3)
+    );
+    assert_eq!(
+        level(&[("compression.type", "zstd"), ("compression.level", "0")]),
+        Some(3)
+    );
+    assert_eq!(
+        level(&[("compression.codec", "gzip"), ("compression.level", "0")]),
+        Some(0)
+    );
+    assert_eq!(
+        level(&[("compression.type", "gzip"), ("compression.level", "9")]),
+        Some(9)
+    );
+    assert_eq!(
+        level(&[("compression.type", "gzip"), ("compression.level", "-1")]),
+        Some(6)
+    );
+    assert_eq!(
+        level(&[("compression.type", "snappy"), ("compression.level", "0")]),
+        None
+    );
+    assert_eq!(
+        level(&[("compression.type", "lz4"), ("compression.level", "0")]),
+        None
+    );
+    assert_eq!(
+        level(&[("compression.type", "none"), ("compression.level", "-1")]),
+        None
+    );
+    // Java's per-codec keys (KIP-390), with their full ranges.
+    for zstd in ["-131072", "-5", "1", "19", "22"] {
+        assert_eq!(
+            level(&[
+                ("compression.type", "zstd"),
+                ("compression.zstd.level", zstd)
+            ]),
+            Some(zstd.parse().unwrap())
+        );
     }
+    assert_eq!(
+        level(&[
+            ("compression.type", "gzip"),
+            ("compression.gzip.level", "1")
+        ]),
+        Some(1)
+    );
+    assert_eq!(
+        level(&[
+            ("compression.type", "gzip"),
+            ("compression.gzip.level", "-1")
+        ]),
+        Some(6)
+    );
+    assert_eq!(
+        level(&[("compression.type", "lz4"), ("compression.lz4.level", "9")]),
+        None
+    );
+    // Both keys, agreeing.
+    assert_eq!(
+        level(&[
+            ("compression.type", "zstd"),
+            ("compression.level", "5"),
+            ("compression.zstd.level", "5")
+        ]),
+        Some(5)
+    );
+    assert_eq!(
+        base()
+            .compression(CompressionType::Gzip)
+            .compression_level(2)
+            .build()
+            .unwrap()
+            .compression_level(),
+        Some(2)
+    );
+}
+
+#[test]
+fn compression_levels_that_would_not_take_effect_are_refused_with_the_fix() {
+    /// Settings, the key the error names, words its message must have.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a [&'a str]);
+    let cases: &[Case] = &[
+        // Out of each key's range.
+        (
+            &[("compression.type", "zstd"), ("compression.level", "13")],
+            "compression.level",
+            &["-1", "12", "compression.zstd.level"],
+        ),
+        (
+            &[("compression.type", "zstd"), ("compression.level", "-2")],
+            "compression.level",
+            &["-1"],
+        ),
+        (
+            &[
+                ("compression.type", "gzip"),
+                ("compression.gzip.level", "0"),
+            ],
+            "compression.gzip.level",
+            &["1 and 9", "-1"],
+        ),
+        (
+            &[
+                ("compression.type", "gzip"),
+                ("compression.gzip.level", "10"),
+            ],
+            "compression.gzip.level",
+            &["1 and 9"],
+        ),
+        (
+            &[("compression.type", "gzip"), ("compression.level", "10")],
+            "compression.level",
+            &["0 to 9"],
+        ),
+        (
+            &[
+                ("compression.type", "zstd"),
+                ("compression.zstd.level", "23"),
+            ],
+            "compression.zstd.level",
+            &["-131072", "22"],
+        ),
+        (
+            &[("compression.type", "lz4"), ("compression.lz4.level", "18")],
+            "compression.lz4.level",
+            &["1 and 17"],
+        ),
+        // A key for a codec not in use.
+        (
+            &[("compression.type", "lz4"), ("compression.zstd.level", "3")],
+            "compression.zstd.level",
+            &["compression.type=zstd", "lz4"],
+        ),
+        (
+            &[("compression.gzip.level", "3")],
+            "compression.gzip.level",
+            &["compression.type=gzip", "none"],
+        ),
+        (
+            &[("compression.level", "3")],
+            "compression.level",
+            &["compression.type is none"],
+        ),
+        (
+            &[("compression.type", "snappy"), ("compression.level", "2")],
+            "compression.level",
+            &["snappy has no levels"],
+        ),
+        // LZ4 HC is not implemented.
+        (
+            &[("compression.type", "lz4"), ("compression.level", "12")],
+            "compression.level",
+            &["fast mode", "zstd"],
+        ),
+        (
+            &[("compression.type", "lz4"), ("compression.lz4.level", "1")],
+            "compression.lz4.level",
+            &["fast mode", "HC level 1"],
+        ),
+        // Two keys, two levels.
+        (
+            &[
+                ("compression.type", "zstd"),
+                ("compression.level", "5"),
+                ("compression.zstd.level", "6"),
+            ],
+            "compression.level",
+            &["compression.zstd.level is 6", "only one"],
+        ),
+    ];
+    for (pairs, key, words) in cases {
+        let e = err(pairs);
+        let text = e.to_string();
+        assert_eq!(e.key(), *key, "{pairs:?}: {text}");
+        for w in *words {
+            assert!(text.contains(w), "{pairs:?}: {text:?} lacks {w:?}");
+        }
+    }
+    let e = err(&[("compression.type", "zstd"), ("compression.level", "high")]);
+    assert_eq!(e.key(), "compression.level", "{e}");
 }
 
 #[test]

@@ -376,6 +376,16 @@ pub(crate) fn parse_bool(value: &str) -> Option<bool> {
 }
 
 /// A non-negative decimal integer, trimmed. No sign, no units, no fraction.
+/// A decimal integer with an optional leading `-` (levels, where -1 means "default").
+pub(crate) fn parse_i64(value: &str) -> Option<i64> {
+    let v = value.trim();
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
 pub(crate) fn parse_u64(value: &str) -> Option<u64> {
     let v = value.trim();
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {

@@ -251,18 +251,16 @@ impl std::fmt::Debug for Producer {
 }
 
 fn engine_config(config: &ProducerConfig) -> Result<EngineConfig, ProducerError> {
+    let level = config.compression_level();
     let compression = match config.compression() {
         CompressionType::None => Compression::None,
-        CompressionType::Gzip => Compression::gzip(),
+        CompressionType::Gzip => level.map_or(Compression::gzip(), |l| Compression::Gzip {
+            level: l.clamp(0, 9) as u32,
+        }),
         CompressionType::Snappy => Compression::Snappy,
         CompressionType::Lz4 => Compression::Lz4,
         CompressionType::Zstd => {
-            return Err(ProducerError::Fatal {
-                code: None,
-                reason: "compression.type=zstd is not supported for sending yet (no pure-Rust \
-                         zstd encoder is good enough): use lz4, snappy or gzip"
-                    .into(),
-            })
+            level.map_or(Compression::zstd(), |level| Compression::Zstd { level })
         }
     };
     Ok(EngineConfig {
