@@ -340,6 +340,8 @@ struct Sim {
     compressor: Compressor,
     /// Scripted refusals: the next batch for the partition is answered with the code.
     poison: HashMap<usize, i16>,
+    /// Partitions whose epoch the engine has bumped at least once.
+    bumped: HashSet<i32>,
     /// `SIM_TRACE=1`: print every event (use with `SIM_SEED`).
     trace: bool,
     steps: u64,
@@ -471,6 +473,7 @@ impl Sim {
             compressing: Vec::new(),
             compressor: Compressor::new(),
             poison: HashMap::new(),
+            bumped: HashSet::new(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
             steps: 0,
         }
@@ -678,6 +681,7 @@ impl Sim {
                 self.log(format_args!(
                     "engine bumps producer {producer_id} to epoch {epoch} on p{partition}"
                 ));
+                self.bumped.insert(partition);
                 self.stats.bump("epoch bumps")
             }
             Action::Compress(job) => {
@@ -789,6 +793,17 @@ impl Sim {
                 // A scripted refusal (MESSAGE_TOO_LARGE, INVALID_RECORD...): not written.
                 (code, -1)
             } else if self.knobs.max_batch_bytes.is_some_and(|m| bytes.len() > m) {
+                // Issue 17's two split cases: the parts must keep their sequences in
+                // order behind and ahead of batches already on the wire, and under an
+                // epoch the engine bumped (the split is re-stamped, never resent old).
+                if self.unresolved_per_partition[pi] > tokens.len() {
+                    self.stats
+                        .bump("MESSAGE_TOO_LARGE while the partition had other batches in flight");
+                }
+                if self.bumped.contains(p) {
+                    self.stats
+                        .bump("MESSAGE_TOO_LARGE after an epoch bump of the partition");
+                }
                 (codes::MESSAGE_TOO_LARGE, -1)
             } else {
                 let rejects = self.knobs.unknown_pid_rejects;
@@ -1767,6 +1782,8 @@ const MUST_FIRE: &[&str] = &[
     "broker recognised a resent batch as a duplicate",
     "broker answered MESSAGE_TOO_LARGE",
     "batches split after MESSAGE_TOO_LARGE",
+    "MESSAGE_TOO_LARGE while the partition had other batches in flight",
+    "MESSAGE_TOO_LARGE after an epoch bump of the partition",
     "epoch bumps",
     "new producer id after epoch exhaustion",
     "records expired unwritten (delivery.timeout)",
