@@ -335,6 +335,11 @@ fn demo_against_a_given_cluster_verifies_with_the_console_consumer() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("delivered 400/400 records"), "{stdout}");
+    // The start-up wait is told apart from the throughput.
+    assert!(
+        stdout.contains("the first acknowledgement came") && stdout.contains("records/s"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("[ok] the log holds 400 records"),
         "{stdout}"
