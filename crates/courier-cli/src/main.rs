@@ -24,6 +24,10 @@ mod stats;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// courier: a pure-Rust Kafka producer, on the command line.
 #[derive(Debug, Parser)]
 #[command(name = "courier", version, about, long_about = None)]

@@ -6,6 +6,12 @@
 //! `--payload-delimiter`) for each record; latency runs from the send call to the
 //! delivery report, so it includes time spent waiting for `buffer.memory`; a progress
 //! line is printed every `--reporting-interval` ms from the delivery reports.
+//!
+//! Java's tool sends unkeyed records whose payloads are never copied. Applications send
+//! keyed records whose values were just serialized; `--keys N` (keys `key-0` ..
+//! `key-{N-1}`, in turn, placed by murmur2) and `--owned` (key and value built into fresh
+//! buffers for every record, dropped by the producer once encoded) measure that shape,
+//! and `--api future` awaits a delivery future per record instead of a callback.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -70,6 +76,30 @@ pub struct PerfArgs {
     /// to stderr).
     #[arg(long, value_enum)]
     pub summary: Option<SummaryFormat>,
+
+    /// Keyed records: keys `key-0` .. `key-{N-1}` in turn, partitioned by murmur2 like
+    /// Java's (0: unkeyed, as Java's tool).
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
+
+    /// Build each record's key and value into buffers of its own, as after serializing
+    /// an application's object, instead of sharing one static payload.
+    #[arg(long)]
+    pub owned: bool,
+
+    /// How each record's outcome is received: a callback (as Java's tool) or a
+    /// delivery future per record, awaited by a second task.
+    #[arg(long, value_enum, default_value_t = PerfApi::Callback)]
+    pub api: PerfApi,
+}
+
+/// How `courier perf` receives delivery reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PerfApi {
+    /// `Producer::produce_with_callback`.
+    Callback,
+    /// `Producer::produce`, each future awaited in send order by another task.
+    Future,
 }
 
 /// Java's window and totals, fed from the delivery reports.
@@ -330,6 +360,36 @@ async fn send_all(
     let topic: Arc<str> = args.topic.as_str().into();
     let mut rng = XorShift::seeded();
     let n = args.num_records;
+    // Shared keys for the static shape: built once, like the payloads.
+    let static_keys: Vec<Bytes> = if args.owned {
+        Vec::new()
+    } else {
+        (0..args.keys)
+            .map(|k| Bytes::from_static(format!("key-{k}").into_bytes().leak()))
+            .collect()
+    };
+    // With --api future: the futures go, in send order, to a task that awaits each one.
+    let (futures_tx, waiter) = if args.api == PerfApi::Future {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(courier::DeliveryFuture, Instant, u64)>();
+        let waiter = tokio::spawn(async move {
+            while let Some((f, sent, len)) = rx.recv().await {
+                let r = f.await;
+                let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+                match r {
+                    Ok(_) => {
+                        let now = Instant::now();
+                        s.record(now.saturating_duration_since(sent), len, now)
+                    }
+                    Err(e) => s.failures.add(&e),
+                }
+            }
+        });
+        (Some(tx), Some(waiter))
+    } else {
+        (None, None)
+    };
+    let mut key_buf = String::new();
     for i in 0..n {
         if args.throughput > 0.0 {
             // Java's ThroughputThrottler: sleep while ahead of the target rate.
@@ -338,21 +398,47 @@ async fn send_all(
                 tokio::time::sleep_until(due.into()).await;
             }
         }
-        let value = if payloads.len() == 1 {
-            payloads[0].clone()
+        let payload = if payloads.len() == 1 {
+            &payloads[0]
         } else {
-            payloads[(rng.next() % payloads.len() as u64) as usize].clone()
+            &payloads[(rng.next() % payloads.len() as u64) as usize]
+        };
+        let (key, value) = if args.owned {
+            // What an application hands over after serializing: fresh buffers.
+            let key = (args.keys > 0).then(|| {
+                use std::fmt::Write;
+                key_buf.clear();
+                let _ = write!(key_buf, "key-{}", i % args.keys);
+                Bytes::from(key_buf.as_bytes().to_vec())
+            });
+            (key, Bytes::from(payload.to_vec()))
+        } else {
+            let key = (args.keys > 0).then(|| static_keys[(i % args.keys) as usize].clone());
+            (key, payload.clone())
         };
         let len = value.len() as u64;
         let record = ProducerRecord {
             topic: topic.clone(),
             partition: None,
-            key: None,
+            key,
             value: Some(value),
             headers: Vec::new(),
             timestamp_ms: None,
         };
         let sent = Instant::now();
+        if let Some(tx) = &futures_tx {
+            match producer.produce(record).await {
+                Ok(f) => {
+                    let _ = tx.send((f, sent, len));
+                }
+                Err(e) => stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .failures
+                    .add(&e),
+            }
+            continue;
+        }
         let st = stats;
         let r = producer
             .produce_with_callback(record, move |r| {
@@ -373,6 +459,10 @@ async fn send_all(
                 .failures
                 .add(&e);
         }
+    }
+    drop(futures_tx);
+    if let Some(w) = waiter {
+        let _ = w.await;
     }
     // A producer that stopped on a fatal error has failed every pending record with it
     // (they are counted); say why it stopped, once.

@@ -28,9 +28,32 @@ use super::sink::{fetch_metadata, init_producer_id, BrokerSink};
 use super::{DeadLetterQueue, RecordMetadata};
 
 pub(super) enum Command {
-    Send(Record<Token>),
+    Send(Staged),
     Flush(oneshot::Sender<()>),
     Close(Duration, oneshot::Sender<()>),
+}
+
+/// A record on its way to the driver. Its key and value, when small, were copied into the
+/// queue's arena by the sending thread ([`BatchQueue::push_with`]) and are named here by
+/// range; `rec.key` / `rec.value` then hold `None` until the driver takes the arena.
+pub(super) struct Staged {
+    pub(super) rec: Record<Token>,
+    pub(super) key: Option<std::ops::Range<usize>>,
+    pub(super) value: Option<std::ops::Range<usize>>,
+}
+
+impl Staged {
+    /// The record, its staged fields pointing into `arena` (slices share it: no copy).
+    fn into_record(self, arena: &bytes::Bytes) -> Record<Token> {
+        let mut rec = self.rec;
+        if let Some(r) = self.key {
+            rec.key = Some(arena.slice(r));
+        }
+        if let Some(r) = self.value {
+            rec.value = Some(arena.slice(r));
+        }
+        rec
+    }
 }
 
 pub(super) enum Event {
@@ -153,6 +176,10 @@ impl Driver {
         let mut actions = Vec::new();
         let mut commands_open = true;
         let mut batch: Vec<Command> = Vec::new();
+        // The arena comes with the commands; the next one the queue fills is allocated
+        // here, on the thread that frees it once the records are encoded.
+        let mut arena: Vec<u8> = Vec::new();
+        let mut arena_capacity = 0usize;
         // Inline compression until the driver is busy enough for the hand-over to pay.
         self.engine.set_compress_elsewhere(false);
         let mut duty = Duty::new(Instant::now());
@@ -173,7 +200,7 @@ impl Driver {
             let woken = tokio::select! {
                 biased;
                 ev = events.recv() => Woken::Event(ev),
-                more = commands.recv_all(&mut batch), if commands_open => Woken::Commands(more),
+                more = commands.recv_all(&mut batch, &mut arena), if commands_open => Woken::Commands(more),
                 _ = sleep_until(deadline) => Woken::Timer,
             };
             woke_at = Instant::now();
@@ -190,8 +217,18 @@ impl Driver {
                     // (fuller batches, fewer polls), with one clock read: a record's
                     // arrival time only drives linger and expiry. `buffer.memory` bounds
                     // how much that can be.
+                    //
+                    // The arena becomes shared bytes that the records slice; the queue
+                    // gets a fresh one sized like the last (a reused one would have to
+                    // wait for every slice of this one to be dropped).
+                    // Quick to grow, slow to shrink.
+                    arena_capacity = arena.len().max(arena_capacity / 2);
+                    let staged = bytes::Bytes::from(std::mem::replace(
+                        &mut arena,
+                        Vec::with_capacity(arena_capacity),
+                    ));
                     for cmd in batch.drain(..) {
-                        self.on_command(cmd, woke_at);
+                        self.on_command(cmd, &staged, woke_at);
                     }
                 }
                 Woken::Commands(false) => {
@@ -282,9 +319,10 @@ impl Driver {
         tracing::info!("producer closed");
     }
 
-    pub(super) fn on_command(&mut self, cmd: Command, now: Instant) {
+    pub(super) fn on_command(&mut self, cmd: Command, arena: &bytes::Bytes, now: Instant) {
         match cmd {
-            Command::Send(rec) => {
+            Command::Send(staged) => {
+                let rec = staged.into_record(arena);
                 #[cfg(feature = "fault-injection")]
                 self.fault.on_record();
                 if self.close.is_some() {

@@ -43,7 +43,11 @@ use crate::net::ConnectionPool;
 use crate::queue::BatchQueue;
 
 use compress::COMPRESS_ELSEWHERE_FROM;
-use driver::{Command, Driver};
+
+/// Keys and values up to this size are copied into the hand-off queue's arena by the
+/// sending thread (see `crate::queue`); larger ones are handed over as they are.
+const STAGE_LIMIT: usize = 4096;
+use driver::{Command, Driver, Staged};
 use report::{Completion, GuardedDriver, Token};
 /// A record to send.
 #[derive(Debug, Clone, Default)]
@@ -563,11 +567,47 @@ impl Producer {
                 original,
             },
         };
-        if let Err(Command::Send(rec)) = self.shared.commands.push(Command::Send(rec)) {
-            self.shared.memory.add_permits(bytes as usize);
-            // The caller learns it from the returned error; the callback must not also run.
-            rec.token.completion.disarm();
-            return Err(self.stopped());
+        let staged = Staged {
+            rec,
+            key: None,
+            value: None,
+        };
+        // Small keys and values are copied into the queue's arena here, and the caller's
+        // buffers freed on this thread when `copied` drops (see `queue`). Large ones go
+        // as they are: one cross-thread free is little beside their encoding.
+        let pushed = self
+            .shared
+            .commands
+            .push_with(Command::Send(staged), |cmd, arena| {
+                let Command::Send(s) = cmd else {
+                    return (None, None);
+                };
+                let mut stage = |field: &mut Option<Bytes>| {
+                    let small = field.as_ref().is_some_and(|b| b.len() <= STAGE_LIMIT);
+                    if !small {
+                        return (None, None);
+                    }
+                    let b = field.take().expect("checked above");
+                    let start = arena.len();
+                    arena.extend_from_slice(&b);
+                    (Some(start..arena.len()), Some(b))
+                };
+                let (key, k) = stage(&mut s.rec.key);
+                let (value, v) = stage(&mut s.rec.value);
+                s.key = key;
+                s.value = value;
+                (k, v)
+            });
+        match pushed {
+            Ok(copied) => drop(copied),
+            Err(Command::Send(s)) => {
+                self.shared.memory.add_permits(bytes as usize);
+                // The caller learns it from the returned error; the callback must not
+                // also run.
+                s.rec.token.completion.disarm();
+                return Err(self.stopped());
+            }
+            Err(_) => unreachable!("a Send was pushed"),
         }
         self.shared.counters.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
