@@ -24,9 +24,27 @@ mod stats;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-#[cfg(feature = "mimalloc")]
+/// The static binary's allocator (see Cargo.toml): musl's is slow with one thread
+/// allocating records and another freeing them.
+#[cfg(target_env = "musl")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Gives memory freed by the producer back to the system at once instead of 10 ms later:
+/// with the delay a 2M-record `courier produce` peaked at 83 MB RSS, with none at 40 MB
+/// (glibc: 20 MB), for the same CPU within noise.
+#[cfg(target_env = "musl")]
+fn tune_allocator() {
+    /// `mi_option_purge_delay` in the `mi_option_e` enum of mimalloc v3's `mimalloc.h`
+    /// (libmimalloc-sys 0.1.49, pinned in Cargo.toml; its Rust bindings lack the name).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: mi_option_set only stores an integer in mimalloc's option table; any value
+    // is valid for this option (0 = purge at once).
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
+#[cfg(not(target_env = "musl"))]
+fn tune_allocator() {}
 
 /// courier: a pure-Rust Kafka producer, on the command line.
 #[derive(Debug, Parser)]
@@ -211,6 +229,7 @@ fn blackhole(args: BlackholeArgs) -> i32 {
 }
 
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     let verbose = match &cli.command {
         Command::Produce(a) => a.verbose,

@@ -537,3 +537,44 @@ fn failed_out_holds_the_rejected_records_and_sends_them_again() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// A line written to a stdin that stays open is sent at once, not held back for the
+/// reader's hand-off batch to fill (issue 16 batches records between the reader and the
+/// producer), and Ctrl-C then ends the run with 130 and says so.
+#[test]
+fn a_line_on_an_open_stdin_is_sent_at_once_and_ctrl_c_ends_the_run() {
+    let cluster = KafkaCluster::shared(1);
+    let t = topic(cluster, "cli-interactive", 1);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args(["produce", "-b", &cluster.bootstrap(), "-t", &t, "-K", ":"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the courier binary");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"k:first line\n").unwrap();
+    stdin.flush().unwrap();
+    let mut admin = cluster.admin();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let stored = loop {
+        let end: i64 = admin.offsets(&t).unwrap().iter().map(|p| p.2).sum();
+        if end >= 1 || std::time::Instant::now() > deadline {
+            break end;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // SAFETY: kill(2) with the id of a child this test spawned and has not reaped.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("stderr:\n{stderr}");
+    assert_eq!(stored, 1, "the line was not in the log while stdin stayed open");
+    assert_eq!(out.status.code(), Some(130));
+    assert!(stderr.contains("interrupted; 1 records were read"), "{stderr}");
+    let recs = cluster.consume_all(&t).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(text(&recs[0].value).as_deref(), Some("first line"));
+}
