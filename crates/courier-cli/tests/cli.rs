@@ -571,9 +571,15 @@ fn a_line_on_an_open_stdin_is_sent_at_once_and_ctrl_c_ends_the_run() {
     drop(stdin);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("stderr:\n{stderr}");
-    assert_eq!(stored, 1, "the line was not in the log while stdin stayed open");
+    assert_eq!(
+        stored, 1,
+        "the line was not in the log while stdin stayed open"
+    );
     assert_eq!(out.status.code(), Some(130));
-    assert!(stderr.contains("interrupted; 1 records were read"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; 1 records were read"),
+        "{stderr}"
+    );
     let recs = cluster.consume_all(&t).unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(text(&recs[0].value).as_deref(), Some("first line"));

@@ -441,5 +441,6 @@ pub use config::{ConfigError, ProducerConfig};
 pub use error::{ErrorCode, Persistence, ProducerError};
 pub use metrics::DeliveryMetrics;
 pub use producer::{
-    DeliveryFuture, DeliveryResult, IntoTopic, Producer, ProducerRecord, RecordMetadata,
+    DeliveryFuture, DeliveryHandler, DeliveryResult, IntoTopic, Producer, ProducerRecord,
+    RecordMetadata,
 };

@@ -117,3 +117,40 @@ fn a_runtime_shut_down_under_the_producer_fails_its_records_with_that_cause() {
         assert!(text.contains("runtime"), "{text}");
     });
 }
+
+/// A `DeliveryHandler` that panics for some tags still gets every other tag, once each,
+/// and the producer carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_delivery_handler_costs_no_other_report() {
+    let config = unreachable_cluster(&[
+        ("delivery.timeout.ms", "1500"),
+        ("request.timeout.ms", "1000"),
+        ("linger.ms", "0"),
+    ]);
+    let producer = Producer::new(config).unwrap();
+    let tags: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let handler = {
+        let tags = tags.clone();
+        courier::DeliveryHandler::new(move |tag, r| {
+            assert!(r.is_err(), "nothing can be delivered to port 1");
+            tags.lock().unwrap().push(tag);
+            if tag % 2 == 0 {
+                panic!("application bug in the handler for {tag}");
+            }
+        })
+    };
+    for tag in 0..6 {
+        producer
+            .produce_tagged(ProducerRecord::new("t").value("r"), &handler, tag)
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(20), producer.flush())
+        .await
+        .expect("flush returns although the handler panicked")
+        .expect("no producer failure");
+    let mut got = tags.lock().unwrap().clone();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2, 3, 4, 5], "every tag reported once");
+    producer.close(Duration::from_secs(5)).await.unwrap();
+}

@@ -799,3 +799,61 @@ async fn dropping_the_last_handle_delivers_what_was_queued() {
         assert!(md.offset >= 0);
     }
 }
+
+/// `produce_tagged`: every tag comes back exactly once, with the partition and offset the
+/// independent reader finds its record at; a record refused at once (larger than
+/// `buffer.memory`) is the caller's error, and its tag never reaches the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagged_records_report_each_tag_once_with_the_offset_kafka_stored() {
+    let cluster = tokio::task::spawn_blocking(|| KafkaCluster::shared(1))
+        .await
+        .unwrap();
+    let topic = create(cluster, "tagged", 3);
+    let producer = Producer::new(config(
+        cluster,
+        &[("linger.ms", "5"), ("buffer.memory", "100000")],
+    ))
+    .unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(u64, i32, i64)>>> = Default::default();
+    let handler = {
+        let seen = seen.clone();
+        courier::DeliveryHandler::new(move |tag, r| {
+            let md = r.unwrap_or_else(|e| panic!("record {tag} failed: {e}"));
+            seen.lock().unwrap().push((tag, md.partition, md.offset));
+        })
+    };
+    let n = 5_000u64;
+    for i in 0..n {
+        let rec = ProducerRecord::new(&topic)
+            .key(format!("k{}", i % 97))
+            .value(format!("v{i}"));
+        producer.produce_tagged(rec, &handler, i).await.unwrap();
+    }
+    let too_big = ProducerRecord::new(&topic).value(vec![0u8; 200_000]);
+    let refused = producer.produce_tagged(too_big, &handler, u64::MAX).await;
+    assert_eq!(refused.unwrap_err().name(), "RECORD_EXCEEDS_BUFFER_MEMORY");
+    producer.flush().await.unwrap();
+    producer.close(Duration::from_secs(10)).await.unwrap();
+
+    let mut seen = std::mem::take(&mut *seen.lock().unwrap());
+    seen.sort_unstable();
+    assert_eq!(seen.len() as u64, n, "one report per tag");
+    assert!(
+        seen.iter().map(|s| s.0).eq(0..n),
+        "each tag once, none other"
+    );
+    let stored: HashMap<(i32, i64), Vec<u8>> = cluster
+        .consume_all(&topic)
+        .unwrap()
+        .into_iter()
+        .map(|r| ((r.partition, r.offset), r.value.unwrap()))
+        .collect();
+    assert_eq!(stored.len() as u64, n);
+    for (tag, p, o) in seen {
+        assert_eq!(
+            stored.get(&(p, o)).map(Vec::as_slice),
+            Some(format!("v{tag}").as_bytes()),
+            "tag {tag} reported at {p}/{o}"
+        );
+    }
+}

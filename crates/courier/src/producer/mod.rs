@@ -178,6 +178,24 @@ pub struct RecordMetadata {
 /// The outcome of one record.
 pub type DeliveryResult = Result<RecordMetadata, ProducerError>;
 
+/// Where the reports of [`Producer::produce_tagged`] go: one function for many records,
+/// called with each record's tag and outcome. Cloning shares the function.
+#[derive(Clone)]
+pub struct DeliveryHandler(report::Handler);
+
+impl DeliveryHandler {
+    /// A handler that calls `f(tag, result)` for each record sent with it.
+    pub fn new(f: impl Fn(u64, DeliveryResult) + Send + Sync + 'static) -> Self {
+        DeliveryHandler(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for DeliveryHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeliveryHandler")
+    }
+}
+
 /// Resolves to a record's delivery report.
 #[must_use = "the record is sent either way; drop the future only if you do not need its delivery report"]
 pub struct DeliveryFuture {
@@ -442,6 +460,30 @@ impl Producer {
         callback: impl FnOnce(DeliveryResult) + Send + 'static,
     ) -> Result<(), ProducerError> {
         self.enqueue(record, Completion::callback(Box::new(callback)))
+            .await
+    }
+
+    /// Queues a record whose report goes to `handler` with `tag`, the way librdkafka's
+    /// per-message opaque reaches its delivery callback. Waits up to `max.block.ms` for
+    /// room in `buffer.memory`.
+    ///
+    /// For senders of many records: [`produce_with_callback`](Self::produce_with_callback)
+    /// allocates a box per record, which is still in memory, gone cold, when the report
+    /// comes; here the producer keeps only the tag and a shared pointer. `courier
+    /// produce` sends this way (docs/BENCHMARKS.md, "Keyed, owned records", has the
+    /// figures). The tag is the application's: an index, a sequence number, a packed
+    /// timestamp.
+    ///
+    /// The handler runs exactly once per record if this returns `Ok`, and not for it if
+    /// this returns an error; it runs on the producer's driver task, so keep it short. A
+    /// panic in it is caught and logged; the producer carries on.
+    pub async fn produce_tagged(
+        &self,
+        record: ProducerRecord,
+        handler: &DeliveryHandler,
+        tag: u64,
+    ) -> Result<(), ProducerError> {
+        self.enqueue(record, Completion::tagged(handler.0.clone(), tag))
             .await
     }
 

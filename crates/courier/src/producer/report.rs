@@ -20,9 +20,15 @@ use super::DeliveryResult;
 
 pub(super) type Callback = Box<dyn FnOnce(DeliveryResult) + Send + 'static>;
 
+/// The function behind a [`DeliveryHandler`](super::DeliveryHandler).
+pub(super) type Handler = Arc<dyn Fn(u64, DeliveryResult) + Send + Sync + 'static>;
+
 enum Reply {
     Future(oneshot::Sender<DeliveryResult>),
     Callback(Callback),
+    /// A shared handler and the record's tag: no allocation per record, and nothing
+    /// per record that went cold in memory while the record was in flight.
+    Tagged(Handler, u64),
 }
 
 impl Reply {
@@ -31,18 +37,26 @@ impl Reply {
             Reply::Future(tx) => {
                 let _ = tx.send(r);
             }
-            Reply::Callback(cb) => {
-                // A panicking callback is the application's bug; it must not take the
-                // driver, and every other record's report, down with it (the Java client
-                // catches and logs exceptions thrown by callbacks too).
-                if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| cb(r))) {
-                    tracing::error!(
-                        panic = panic_message(&*panic),
-                        "a delivery callback panicked; the producer carries on"
-                    );
-                }
+            // A panicking callback is the application's bug; it must not take the
+            // driver, and every other record's report, down with it (the Java client
+            // catches and logs exceptions thrown by callbacks too).
+            Reply::Callback(cb) => contain(std::panic::catch_unwind(AssertUnwindSafe(|| cb(r)))),
+            Reply::Tagged(handler, tag) => {
+                contain(std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    handler(tag, r)
+                })))
             }
         }
+    }
+}
+
+/// Logs a panic of the application's report code, and carries on.
+fn contain(outcome: std::thread::Result<()>) {
+    if let Err(panic) = outcome {
+        tracing::error!(
+            panic = panic_message(&*panic),
+            "a delivery callback panicked; the producer carries on"
+        );
     }
 }
 
@@ -61,6 +75,10 @@ impl Completion {
 
     pub(super) fn callback(cb: Callback) -> Self {
         Completion(Some(Reply::Callback(cb)))
+    }
+
+    pub(super) fn tagged(handler: Handler, tag: u64) -> Self {
+        Completion(Some(Reply::Tagged(handler, tag)))
     }
 
     /// Drops the completion without a report: for a record the caller is told about at
