@@ -92,7 +92,7 @@
 //! partition and a timestamp. Keys, values and header values are bytes (anything
 //! `Into<Bytes>`: `&str`, `String`, `Vec<u8>`, ...): serialize before sending. [`Producer`]
 //! is cheap to clone; clones share one buffer and one set of connections, so hand a clone to
-//! each task. Four ways to send:
+//! each task. Five ways to send:
 //!
 //! * [`Producer::send`] queues the record and waits for its delivery report: simple, one
 //!   record in flight per caller.
@@ -101,6 +101,9 @@
 //!   many records in flight from one task.
 //! * [`Producer::produce_with_callback`] calls a closure with the report instead. It runs on
 //!   the producer's own task: keep it short, and send heavy work elsewhere.
+//! * [`Producer::produce_tagged`] sends the report to one [`DeliveryHandler`] shared by
+//!   many records, with a `u64` tag the application chose (an index, a sequence number):
+//!   nothing is allocated per record, the fastest way to send many.
 //! * [`Producer::try_produce`] is not `async`: it never waits, and fails at once with
 //!   [`ProducerError::BufferFull`] when the buffer is full.
 //!
@@ -127,6 +130,17 @@
 //!     })
 //!     .await?;
 //!
+//! // One handler for many records; the tag says which.
+//! let handler = courier::DeliveryHandler::new(|tag, report| {
+//!     if let Err(e) = report {
+//!         eprintln!("record {tag} not delivered: {e}");
+//!     }
+//! });
+//! for tag in 0..1000 {
+//!     let record = ProducerRecord::new("events").value(format!("event {tag}"));
+//!     producer.produce_tagged(record, &handler, tag).await?;
+//! }
+//!
 //! match producer.try_produce(ProducerRecord::new("events").value("y")) {
 //!     Ok(report) => drop(report), // sent anyway; only the report is dropped
 //!     Err(ProducerError::BufferFull { .. }) => { /* shed load, or retry later */ }
@@ -136,8 +150,8 @@
 //! ```
 //!
 //! **Backpressure.** Records wait in `buffer.memory` (32 MiB) until they are acknowledged
-//! or fail. When it is full, `send`, `produce` and `produce_with_callback` wait for room for
-//! up to `max.block.ms` (60 s), then fail with [`ProducerError::BufferFull`], which is
+//! or fail. When it is full, `send`, `produce`, `produce_with_callback` and
+//! `produce_tagged` wait for room for up to `max.block.ms` (60 s), then fail with [`ProducerError::BufferFull`], which is
 //! retriable. A record larger than the whole buffer fails at once
 //! ([`ProducerError::RecordExceedsBufferMemory`]), one larger than `max.request.size` in its
 //! delivery report ([`ProducerError::RecordTooLarge`]).
