@@ -737,6 +737,14 @@ pub struct TransactionMachine {
     partitions: BTreeSet<Partition>,
     /// Version 1: partitions waiting for AddPartitionsToTxn.
     new_partitions: BTreeSet<Partition>,
+    /// Version 1: partitions whose AddPartitionsToTxn got no reply. The coordinator may
+    /// have added them, so they are added again even when aborting: an EndTxn for a
+    /// transaction the coordinator does not have is INVALID_TXN_STATE (fatal), and one
+    /// left out would leave the transaction open until its timeout. Java does the same
+    /// (its abort sends the pending AddPartitionsToTxn before EndTxn).
+    uncertain_partitions: BTreeSet<Partition>,
+    /// Version 1: the group whose AddOffsetsToTxn got no reply, added again likewise.
+    uncertain_offsets: Option<String>,
     offsets: Option<PendingOffsets>,
     /// Whether the coordinator may know of the transaction (a partition or offsets were
     /// added, or such a request's reply was lost). If not, ending it sends nothing.
@@ -765,6 +773,8 @@ impl TransactionMachine {
             not_before: None,
             partitions: BTreeSet::new(),
             new_partitions: BTreeSet::new(),
+            uncertain_partitions: BTreeSet::new(),
+            uncertain_offsets: None,
             offsets: None,
             started: false,
             epoch_bump_required: false,
@@ -952,8 +962,7 @@ impl TransactionMachine {
                 self.state = TxnState::Aborting;
                 self.pending = Some(TxnOperation::Abort);
                 self.last_error = None;
-                self.new_partitions.clear();
-                self.offsets = None;
+                self.drop_unsent_registrations();
                 Ok(())
             }
             TxnState::Aborting => Ok(()),
@@ -1014,7 +1023,15 @@ impl TransactionMachine {
                 }
                 (self.state == TxnState::Committing && batches_done).then_some(self.end_work())
             }
-            TxnState::Aborting => batches_done.then_some(self.end_work()),
+            TxnState::Aborting => {
+                if !self.new_partitions.is_empty() {
+                    return Some(Work::AddPartitions);
+                }
+                if self.uncertain_offsets.is_some() {
+                    return Some(Work::AddOffsets);
+                }
+                batches_done.then_some(self.end_work())
+            }
             _ => None,
         }
     }
@@ -1106,6 +1123,7 @@ impl TransactionMachine {
                         .offsets
                         .as_ref()
                         .map(|o| o.group.group_id.clone())
+                        .or_else(|| self.uncertain_offsets.clone())
                         .unwrap_or_default(),
                 },
             ),
@@ -1185,8 +1203,7 @@ impl TransactionMachine {
             TxnState::InTransaction | TxnState::Committing | TxnState::AbortableError => {
                 self.state = TxnState::AbortableError;
                 self.last_error = Some(error);
-                self.new_partitions.clear();
-                self.offsets = None;
+                self.drop_unsent_registrations();
                 if let Some(op) = self.pending.take() {
                     self.events.push_back(TxnEvent::Failed {
                         operation: op,
@@ -1336,6 +1353,9 @@ impl TransactionMachine {
         }
         match worst {
             TxnDisposition::Done => {
+                for p in &sent {
+                    self.uncertain_partitions.remove(p);
+                }
                 self.partitions.extend(sent);
                 self.started = true;
             }
@@ -1346,7 +1366,10 @@ impl TransactionMachine {
                 } else {
                     self.config.retry_backoff
                 };
-                if matches!(self.state, TxnState::InTransaction | TxnState::Committing) {
+                if matches!(
+                    self.state,
+                    TxnState::InTransaction | TxnState::Committing | TxnState::Aborting
+                ) {
                     self.new_partitions.extend(sent);
                 }
                 self.retry(refind_coordinator, TxnApi::AddPartitionsToTxn, now, backoff);
@@ -1364,6 +1387,7 @@ impl TransactionMachine {
         match classify(TxnApi::AddOffsetsToTxn, code) {
             TxnDisposition::Done => {
                 self.started = true;
+                self.uncertain_offsets = None;
                 if let Some(o) = &mut self.offsets {
                     o.added = true;
                 }
@@ -1374,7 +1398,11 @@ impl TransactionMachine {
                 now,
                 self.config.retry_backoff,
             ),
-            d => self.apply_error(d, Some(code), TxnApi::AddOffsetsToTxn),
+            d => {
+                // A definite refusal: the group's partition is not in the transaction.
+                self.uncertain_offsets = None;
+                self.apply_error(d, Some(code), TxnApi::AddOffsetsToTxn);
+            }
         }
     }
 
@@ -1467,7 +1495,8 @@ impl TransactionMachine {
     /// could not be sent. It is sent again after the backoff, to a coordinator found
     /// anew. An EndTxn is marked unanswered: its outcome may be decided already (see the
     /// module docs). A lost AddPartitionsToTxn or AddOffsetsToTxn may have reached the
-    /// coordinator, so the transaction counts as started and ending it sends an EndTxn.
+    /// coordinator, so it is sent again even if the transaction is aborted meanwhile,
+    /// before the EndTxn.
     pub fn on_request_failed(&mut self, now: Instant) {
         let Some(in_flight) = self.in_flight.take() else {
             return;
@@ -1476,14 +1505,15 @@ impl TransactionMachine {
             InFlight::FindCoordinator { .. } => TxnApi::FindCoordinator,
             InFlight::InitProducerId => TxnApi::InitProducerId,
             InFlight::AddPartitions(sent) => {
-                self.started = true;
-                if matches!(self.state, TxnState::InTransaction | TxnState::Committing) {
+                if self.state != TxnState::FatalError {
+                    self.uncertain_partitions.extend(sent.iter().cloned());
                     self.new_partitions.extend(sent);
                 }
                 TxnApi::AddPartitionsToTxn
             }
             InFlight::AddOffsets => {
-                self.started = true;
+                let group = self.offsets.as_ref().map(|o| o.group.group_id.clone());
+                self.uncertain_offsets = group.or(self.uncertain_offsets.take());
                 TxnApi::AddOffsetsToTxn
             }
             InFlight::TxnOffsetCommit => TxnApi::TxnOffsetCommit,
@@ -1502,10 +1532,20 @@ impl TransactionMachine {
         }
     }
 
+    /// Forgets the partitions and offsets not registered yet, except those whose
+    /// registration may have reached the coordinator (see `uncertain_partitions`).
+    fn drop_unsent_registrations(&mut self) {
+        let uncertain = &self.uncertain_partitions;
+        self.new_partitions.retain(|p| uncertain.contains(p));
+        self.offsets = None;
+    }
+
     /// The transaction ended (EndTxn answered NONE, or nothing had been sent).
     fn complete_transaction(&mut self) {
         self.partitions.clear();
         self.new_partitions.clear();
+        self.uncertain_partitions.clear();
+        self.uncertain_offsets = None;
         self.offsets = None;
         self.started = false;
         self.end_txn_unanswered = false;

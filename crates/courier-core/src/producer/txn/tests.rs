@@ -942,16 +942,65 @@ fn a_late_produce_failure_does_not_override_the_end_txn_in_flight() {
 }
 
 #[test]
-fn a_lost_add_partitions_reply_makes_the_abort_send_end_txn() {
+fn a_lost_add_partitions_reply_is_sent_again_before_the_abort() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
     h.m.add_partition("a", 0).unwrap();
     h.request();
     h.m.on_request_failed(h.now);
+    // Never sent: dropped by the abort.
+    h.m.add_partition("b", 0).unwrap();
     h.m.abort_transaction().unwrap();
     h.advance(BACKOFF);
-    // The coordinator may have added the partition: abort it there.
     h.answer_find_coordinator(1);
+    // The coordinator may have added a-0: make sure it has, so that the EndTxn(abort)
+    // finds an open transaction instead of answering INVALID_TXN_STATE.
+    assert_eq!(
+        h.answer_add_partitions(),
+        BTreeMap::from([("a".to_owned(), vec![0])])
+    );
     assert_eq!(h.expect_end_txn(), (1000, 5, false));
+}
+
+#[test]
+fn a_lost_add_offsets_reply_is_sent_again_before_the_abort() {
+    let mut h = Harness::in_transaction(TransactionVersion::V1);
+    h.m.send_offsets_to_transaction(ConsumerGroupMetadata::new("g"), vec![offset("in", 0, 1)])
+        .unwrap();
+    h.request();
+    h.m.on_request_failed(h.now);
+    // The transaction turns abortable before the offsets are through.
+    h.m.on_produce_failed(Some(ErrorCode::NOT_ENOUGH_REPLICAS));
+    assert_eq!(
+        failed_kind(&h.events(), TxnOperation::SendOffsets).kind,
+        TxnErrorKind::ProduceFailed
+    );
+    h.m.abort_transaction().unwrap();
+    h.advance(BACKOFF);
+    h.answer_find_coordinator(1);
+    assert!(matches!(
+        h.request().request,
+        TxnRequest::AddOffsetsToTxn { ref group_id, .. } if group_id == "g"
+    ));
+    // Lost again: still sent again.
+    h.m.on_request_failed(h.now);
+    h.advance(BACKOFF);
+    h.answer_find_coordinator(1);
+    assert!(matches!(
+        h.request().request,
+        TxnRequest::AddOffsetsToTxn { .. }
+    ));
+    h.m.on_add_offsets_to_txn(
+        &AddOffsetsToTxnResponse {
+            throttle_time_ms: 0,
+            error_code: 0,
+        },
+        h.now,
+    );
+    assert_eq!(h.expect_end_txn(), (1000, 5, false));
+    h.m.on_end_txn(&end_reply(ErrorCode::NONE, -1, -1), h.now);
+    assert!(h
+        .events()
+        .contains(&TxnEvent::Completed(TxnOperation::Abort)));
 }
 
 #[test]
