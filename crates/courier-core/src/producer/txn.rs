@@ -70,6 +70,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use crate::errors::ErrorCode;
@@ -106,6 +107,29 @@ impl TransactionVersion {
             TransactionVersion::V2
         } else {
             TransactionVersion::V1
+        }
+    }
+
+    /// The request versions a transaction of this protocol may use, to intersect with
+    /// the broker's ApiVersions. The request version is how the broker learns the
+    /// protocol: Produce v12, EndTxn v5 and TxnOffsetCommit v5 mean version 2 (KIP-890),
+    /// so version 1 stays below them (Java's `LAST_STABLE_VERSION_BEFORE_TRANSACTION_V2`:
+    /// 11, 4 and 4), and version 2 needs them. AddPartitionsToTxn (v0..=3 from a client)
+    /// and AddOffsetsToTxn belong to version 1 only: an empty range for version 2.
+    /// InitProducerId needs v3+ for the epoch bump after an abort (KIP-360); the range
+    /// does not say so, since a first InitProducerId works at any version.
+    pub fn request_versions(self, api: TxnApi) -> RangeInclusive<i16> {
+        use TransactionVersion::*;
+        match (self, api) {
+            (V1, TxnApi::Produce) => 0..=11,
+            (V2, TxnApi::Produce) => 12..=i16::MAX,
+            (V1, TxnApi::EndTxn | TxnApi::TxnOffsetCommit) => 0..=4,
+            (V2, TxnApi::EndTxn | TxnApi::TxnOffsetCommit) => 5..=i16::MAX,
+            (V1, TxnApi::AddPartitionsToTxn) => 0..=3,
+            (V1, TxnApi::AddOffsetsToTxn) => 0..=i16::MAX,
+            #[allow(clippy::reversed_empty_ranges)]
+            (V2, TxnApi::AddPartitionsToTxn | TxnApi::AddOffsetsToTxn) => 1..=0,
+            (_, TxnApi::FindCoordinator | TxnApi::InitProducerId) => 0..=i16::MAX,
         }
     }
 }
@@ -545,8 +569,8 @@ pub enum TxnTarget {
 }
 
 /// A request for the I/O layer to encode and send. Versions are the I/O layer's choice
-/// within what the broker supports, except that a [`TransactionVersion::V2`]
-/// transaction needs EndTxn v5+, TxnOffsetCommit v5+ and Produce v12+.
+/// within what the broker supports and what the transaction's protocol allows
+/// ([`TransactionVersion::request_versions`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnRequest {
     /// Find the coordinator of `key`; answer with

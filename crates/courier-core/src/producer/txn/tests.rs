@@ -224,6 +224,23 @@ fn version_2_needs_the_feature_produce_v12_and_end_txn_v5() {
     assert_eq!(TransactionVersion::choose(Some(2), 12, 4), V1);
 }
 
+#[test]
+fn request_versions_tell_the_broker_the_protocol() {
+    use TransactionVersion::*;
+    // KIP-890: Produce v12, EndTxn v5 and TxnOffsetCommit v5 mean version 2.
+    assert_eq!(V1.request_versions(TxnApi::Produce), 0..=11);
+    assert!(V2.request_versions(TxnApi::Produce).contains(&12));
+    assert!(!V2.request_versions(TxnApi::Produce).contains(&11));
+    for api in [TxnApi::EndTxn, TxnApi::TxnOffsetCommit] {
+        assert_eq!(*V1.request_versions(api).end(), 4);
+        assert_eq!(*V2.request_versions(api).start(), 5);
+    }
+    assert_eq!(V1.request_versions(TxnApi::AddPartitionsToTxn), 0..=3);
+    assert!(V2.request_versions(TxnApi::AddPartitionsToTxn).is_empty());
+    assert!(V2.request_versions(TxnApi::AddOffsetsToTxn).is_empty());
+    assert!(V2.request_versions(TxnApi::FindCoordinator).contains(&6));
+}
+
 // ---------------------------------------------------------------- init
 
 #[test]
