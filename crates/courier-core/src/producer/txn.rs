@@ -13,11 +13,19 @@
 //! The states and their transitions are the Java client's (`TransactionManager.State`):
 //!
 //! ```text
-//! Uninitialized -> Initializing -> Ready -> InTransaction -> Committing -> Ready
-//!                                    ^            |  \____________ | __________
-//!                                    |            v               v            v
-//!                                    +------- Aborting <----- AbortableError   FatalError
-//!                                    (V1 epoch bump: Aborting -> Initializing -> Ready)
+//! from            to              when
+//! Uninitialized   Initializing    init_transactions
+//! Initializing    Ready           InitProducerId answered
+//! Ready           InTransaction   begin_transaction
+//! InTransaction   Committing      commit_transaction
+//! InTransaction   Aborting        abort_transaction
+//! InTransaction   AbortableError  an abortable error
+//! Committing      Ready           EndTxn(commit) answered NONE
+//! Committing      AbortableError  an abortable error
+//! AbortableError  Aborting        abort_transaction
+//! Aborting        Ready           EndTxn(abort) answered NONE
+//! Aborting        Initializing    the same, when version 1 must bump the epoch (KIP-360)
+//! any             FatalError      a fatal error
 //! ```
 //!
 //! One transactional request is in flight at a time, as in Java, in the order Java
