@@ -765,8 +765,9 @@ pub struct TransactionMachine {
     group_coordinator: Option<(String, CoordinatorNode)>,
     in_flight: Option<InFlight>,
     not_before: Option<Instant>,
-    /// Partitions the coordinator has (version 1) or that Produce adds (version 2).
-    partitions: BTreeSet<Partition>,
+    /// Partitions the coordinator has (version 1) or that Produce adds (version 2), by
+    /// topic, so that `may_send` looks them up without allocating (it runs per batch).
+    partitions: BTreeMap<String, BTreeSet<i32>>,
     /// Version 1: partitions waiting for AddPartitionsToTxn.
     new_partitions: BTreeSet<Partition>,
     /// Version 1: partitions whose AddPartitionsToTxn got no reply. The coordinator may
@@ -803,7 +804,7 @@ impl TransactionMachine {
             group_coordinator: None,
             in_flight: None,
             not_before: None,
-            partitions: BTreeSet::new(),
+            partitions: BTreeMap::new(),
             new_partitions: BTreeSet::new(),
             uncertain_partitions: BTreeSet::new(),
             uncertain_offsets: None,
@@ -906,12 +907,12 @@ impl TransactionMachine {
         if self.state != TxnState::InTransaction {
             return Err(self.refuse(TxnCallKind::Send));
         }
-        let key = (topic.to_owned(), partition);
-        if self.partitions.contains(&key) {
+        if self.may_send(topic, partition) {
             return Ok(());
         }
         match self.version {
             TransactionVersion::V1 => {
+                let key = (topic.to_owned(), partition);
                 let in_flight = matches!(&self.in_flight,
                     Some(InFlight::AddPartitions(ps)) if ps.contains(&key));
                 if !in_flight {
@@ -919,7 +920,7 @@ impl TransactionMachine {
                 }
             }
             TransactionVersion::V2 => {
-                self.partitions.insert(key);
+                self.add_to_transaction(topic.to_owned(), partition);
                 self.started = true;
             }
         }
@@ -929,9 +930,13 @@ impl TransactionMachine {
     /// Whether batches of the transaction may be sent to the partition: it is part of
     /// the transaction at the coordinator (version 1) or was added (version 2).
     pub fn may_send(&self, topic: &str, partition: i32) -> bool {
-        // A lookup without building an owned key would need a borrowed tuple type; the
-        // set is small (the transaction's partitions).
-        self.partitions.contains(&(topic.to_owned(), partition))
+        self.partitions
+            .get(topic)
+            .is_some_and(|ps| ps.contains(&partition))
+    }
+
+    fn add_to_transaction(&mut self, topic: String, partition: i32) {
+        self.partitions.entry(topic).or_default().insert(partition);
     }
 
     /// Whether no partition waits for AddPartitionsToTxn.
@@ -1388,7 +1393,9 @@ impl TransactionMachine {
                 for p in &sent {
                     self.uncertain_partitions.remove(p);
                 }
-                self.partitions.extend(sent);
+                for (topic, partition) in sent {
+                    self.add_to_transaction(topic, partition);
+                }
                 self.started = true;
             }
             TxnDisposition::Retry { refind_coordinator } => {
