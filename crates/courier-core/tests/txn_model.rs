@@ -24,6 +24,12 @@
 //! - a transaction reported ended is not left open at the coordinator;
 //! - after the faults stop, each operation completes (the machine never wedges).
 //!
+//! One fatal outcome is allowed besides fencing by a second instance: with version 2,
+//! Kafka answers PRODUCER_FENCED to an EndTxn that arrives while the previous
+//! transaction's markers are still being written (only a retry is accepted then), and
+//! after a TxnOffsetCommit or a batch whose reply was lost the producer must send that
+//! EndTxn. The Java client has the same race. The test counts it.
+//!
 //! `TXN_SEEDS=n` runs seeds `0..n` (default 10,000, under a second);
 //! `TXN_SEED=n` one seed, and `TXN_TRACE=1` prints its requests.
 
@@ -81,6 +87,10 @@ struct Coordinator {
     txn: u32,
     outcomes: BTreeMap<u32, bool>,
     fenced_by_other: bool,
+    /// Version 2 answered an EndTxn PRODUCER_FENCED because the previous transaction
+    /// was still completing: Kafka's rule, a race the client cannot always avoid (see
+    /// `TransactionMachine::on_batch_sent`).
+    fenced_while_completing: bool,
 }
 
 impl Coordinator {
@@ -96,6 +106,7 @@ impl Coordinator {
             txn: 0,
             outcomes: BTreeMap::new(),
             fenced_by_other: false,
+            fenced_while_completing: false,
         }
     }
 
@@ -192,9 +203,14 @@ impl Coordinator {
                 }
                 (ErrorCode::NONE, id, next)
             }
-            // Still writing the markers: a retry with the same outcome, or (version 2) the
-            // next transaction's EndTxn, waits.
-            CoordState::Prepare(c) if c == committed || (v2 && !retry) => {
+            // Still writing the markers. Version 2 accepts only a retry here
+            // (`isValidEpoch` in Kafka's `TransactionCoordinator.endTransaction`): the
+            // next transaction's EndTxn is answered as fenced.
+            CoordState::Prepare(_) if v2 && !retry => {
+                self.fenced_while_completing = true;
+                (ErrorCode::PRODUCER_FENCED, -1, -1)
+            }
+            CoordState::Prepare(c) if c == committed => {
                 (ErrorCode::CONCURRENT_TRANSACTIONS, -1, -1)
             }
             CoordState::Complete(c) if c == committed && (retry || !v2) => {
@@ -819,9 +835,16 @@ fn run(seed: u64, stats: &mut Stats) {
         }
     }
     if w.fatal {
-        // Only fencing (or what follows from it) makes this model's producer fatal.
+        // Only fencing makes this model's producer fatal: by a second instance, or the
+        // version 2 coordinator's answer to an EndTxn that came while the previous
+        // transaction completed (after a request whose reply was lost, the machine
+        // cannot know that nothing was added).
+        if w.coord.fenced_while_completing && !w.coord.fenced_by_other {
+            w.stats
+                .bump("EndTxn fenced while the previous transaction completed");
+        }
         assert!(
-            w.coord.fenced_by_other,
+            w.coord.fenced_by_other || w.coord.fenced_while_completing,
             "seed {seed}: fatal without being fenced: {:?}",
             w.m.last_error()
         );
@@ -849,6 +872,7 @@ fn produce(w: &mut World, app: &mut AppTxn, p: i32) {
         }
         TransactionVersion::V2 => {
             // The leader adds the partition (KIP-890), waiting out a completing one.
+            w.m.on_batch_sent();
             w.coord.tick();
             if !w.coord.epoch_ok(id, epoch) {
                 w.m.on_produce_failed(Some(if w.coord.fenced_by_other {

@@ -920,11 +920,34 @@ impl TransactionMachine {
                 }
             }
             TransactionVersion::V2 => {
+                // Not started yet: only a batch that goes out can add the partition at
+                // the coordinator (`on_batch_sent`).
                 self.add_to_transaction(topic.to_owned(), partition);
-                self.started = true;
             }
         }
         Ok(())
+    }
+
+    /// The engine is sending a batch of the transaction. With version 2 the Produce adds
+    /// the partition at the coordinator (KIP-890), so from now on ending the transaction
+    /// needs an EndTxn; before it, an abort (or an empty commit) ends locally. That
+    /// matters: a version 2 coordinator still writing the previous transaction's markers
+    /// answers a new transaction's EndTxn with PRODUCER_FENCED (`isValidEpoch` in
+    /// `TransactionCoordinator.endTransaction` accepts only a retry in PrepareCommit and
+    /// PrepareAbort), so an abort right after a commit must not send one needlessly.
+    /// Version 1 learns it from AddPartitionsToTxn instead; the call is harmless there.
+    pub fn on_batch_sent(&mut self) {
+        if self.version == TransactionVersion::V2
+            && matches!(
+                self.state,
+                TxnState::InTransaction
+                    | TxnState::Committing
+                    | TxnState::AbortableError
+                    | TxnState::Aborting
+            )
+        {
+            self.started = true;
+        }
     }
 
     /// Whether batches of the transaction may be sent to the partition: it is part of
@@ -958,9 +981,6 @@ impl TransactionMachine {
             return Err(self.refuse(TxnCallKind::SendOffsets));
         }
         let added = self.version == TransactionVersion::V2;
-        if added {
-            self.started = true;
-        }
         self.offsets = Some(PendingOffsets {
             group,
             offsets,
@@ -1465,6 +1485,12 @@ impl TransactionMachine {
                 worst_code = Some(code);
             }
         }
+        if !committed.is_empty() && self.version == TransactionVersion::V2 {
+            // TxnOffsetCommit v5 added the offsets partition (KIP-890). Not before: one
+            // refused with CONCURRENT_TRANSACTIONS (the previous transaction still
+            // completing) added nothing, and an EndTxn sent then would be fenced.
+            self.started = true;
+        }
         if severity(worst) >= 2 {
             self.apply_error(worst, worst_code, TxnApi::TxnOffsetCommit);
             return;
@@ -1555,7 +1581,13 @@ impl TransactionMachine {
                 self.uncertain_offsets = group.or(self.uncertain_offsets.take());
                 TxnApi::AddOffsetsToTxn
             }
-            InFlight::TxnOffsetCommit => TxnApi::TxnOffsetCommit,
+            InFlight::TxnOffsetCommit => {
+                if self.version == TransactionVersion::V2 {
+                    // It may have added the offsets partition (KIP-890).
+                    self.started = true;
+                }
+                TxnApi::TxnOffsetCommit
+            }
             InFlight::EndTxn => {
                 self.end_txn_unanswered = true;
                 TxnApi::EndTxn

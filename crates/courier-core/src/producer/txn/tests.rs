@@ -135,6 +135,15 @@ impl Harness {
         h
     }
 
+    /// The engine's part for a record to `topic`-`partition`: register the partition
+    /// and, once it may, send its batch.
+    fn send(&mut self, topic: &str, partition: i32) {
+        self.m.add_partition(topic, partition).unwrap();
+        if self.m.may_send(topic, partition) {
+            self.m.on_batch_sent();
+        }
+    }
+
     fn poll(&mut self) -> Option<OutgoingTxnRequest> {
         self.m.poll_request(self.now, true)
     }
@@ -478,7 +487,7 @@ fn sending_outside_a_transaction_is_refused() {
 #[test]
 fn v1_registers_partitions_before_their_batches_go_out() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.add_partition("a", 1).unwrap();
     h.m.add_partition("b", 0).unwrap();
     assert!(!h.m.may_send("a", 0));
@@ -501,7 +510,7 @@ fn v1_registers_partitions_before_their_batches_go_out() {
     );
     // Added while the request is in flight: goes in the next one.
     h.m.add_partition("c", 3).unwrap();
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.on_add_partitions_to_txn(
         &add_reply(&[
             ("a", 0, ErrorCode::NONE),
@@ -520,9 +529,26 @@ fn v1_registers_partitions_before_their_batches_go_out() {
 }
 
 #[test]
-fn v2_sends_no_add_partitions() {
+fn v2_abort_before_any_batch_went_out_sends_no_end_txn() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
     h.m.add_partition("a", 0).unwrap();
+    assert!(h.m.may_send("a", 0));
+    // Nothing reached a leader, so the coordinator cannot have the transaction; an
+    // EndTxn could even be refused as fenced while the previous one completes.
+    h.m.abort_transaction().unwrap();
+    assert!(h.poll().is_none());
+    assert_eq!(h.events(), vec![TxnEvent::Completed(TxnOperation::Abort)]);
+    // Once a batch goes out, the abort needs an EndTxn.
+    h.m.begin_transaction().unwrap();
+    h.send("a", 0);
+    h.m.abort_transaction().unwrap();
+    assert_eq!(h.expect_end_txn(), (1000, 5, false));
+}
+
+#[test]
+fn v2_sends_no_add_partitions() {
+    let mut h = Harness::in_transaction(TransactionVersion::V2);
+    h.send("a", 0);
     assert!(h.m.may_send("a", 0));
     assert!(h.poll().is_none());
 }
@@ -530,7 +556,7 @@ fn v2_sends_no_add_partitions() {
 #[test]
 fn v1_first_add_partitions_retries_concurrent_transactions_sooner() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.request();
     h.m.on_add_partitions_to_txn(
         &add_reply(&[("a", 0, ErrorCode::CONCURRENT_TRANSACTIONS)]),
@@ -589,7 +615,7 @@ fn v1_unauthorized_topic_is_abortable_and_the_empty_abort_sends_nothing() {
 #[test]
 fn v1_fenced_partition_wins_over_the_others() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.add_partition("a", 1).unwrap();
     h.request();
     h.m.on_add_partitions_to_txn(
@@ -606,7 +632,7 @@ fn v1_fenced_partition_wins_over_the_others() {
 #[test]
 fn v1_unanswered_partition_is_asked_again() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.add_partition("a", 1).unwrap();
     h.request();
     h.m.on_add_partitions_to_txn(&add_reply(&[("a", 0, ErrorCode::NONE)]), h.now);
@@ -623,7 +649,7 @@ fn v1_unanswered_partition_is_asked_again() {
 #[test]
 fn v1_commit_waits_for_the_batches_then_ends_the_transaction() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.answer_add_partitions();
     h.m.commit_transaction().unwrap();
     assert_eq!(h.m.state(), TxnState::Committing);
@@ -647,7 +673,7 @@ fn v1_commit_waits_for_the_batches_then_ends_the_transaction() {
 #[test]
 fn v1_commit_sends_the_last_partitions_first() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.commit_transaction().unwrap();
     assert!(matches!(
         h.m.poll_request(h.now, false).unwrap().request,
@@ -662,7 +688,7 @@ fn v1_commit_sends_the_last_partitions_first() {
 #[test]
 fn v2_commit_takes_the_next_epoch_from_end_txn() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.commit_transaction().unwrap();
     assert_eq!(h.expect_end_txn(), (1000, 5, true));
     h.m.on_end_txn(&end_reply(ErrorCode::NONE, 1000, 6), h.now);
@@ -677,7 +703,7 @@ fn v2_commit_takes_the_next_epoch_from_end_txn() {
         ]
     );
     h.m.begin_transaction().unwrap();
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.commit_transaction().unwrap();
     assert_eq!(h.expect_end_txn(), (1000, 6, true));
     // Epoch exhausted: the coordinator hands out a new producer id with epoch 0.
@@ -688,7 +714,7 @@ fn v2_commit_takes_the_next_epoch_from_end_txn() {
 #[test]
 fn commit_called_again_resumes_and_abort_is_refused_meanwhile() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.commit_transaction().unwrap();
     h.m.commit_transaction().unwrap();
     assert_eq!(
@@ -725,7 +751,7 @@ fn an_empty_commit_sends_nothing() {
 #[test]
 fn end_txn_coordinator_errors_are_retried() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.answer_add_partitions();
     h.m.commit_transaction().unwrap();
     h.expect_end_txn();
@@ -749,7 +775,7 @@ fn end_txn_coordinator_errors_are_retried() {
 fn a_lost_commit_reply_is_resent_unchanged_and_a_none_counts_as_committed() {
     for version in [TransactionVersion::V1, TransactionVersion::V2] {
         let mut h = Harness::in_transaction(version);
-        h.m.add_partition("a", 0).unwrap();
+        h.send("a", 0);
         if version == TransactionVersion::V1 {
             h.answer_add_partitions();
         }
@@ -794,7 +820,7 @@ fn a_lost_commit_reply_is_resent_unchanged_and_a_none_counts_as_committed() {
 #[test]
 fn fenced_after_a_lost_commit_reply_reports_the_outcome_unknown() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.answer_add_partitions();
     h.m.commit_transaction().unwrap();
     h.expect_end_txn();
@@ -816,7 +842,7 @@ fn fenced_after_a_lost_commit_reply_reports_the_outcome_unknown() {
 #[test]
 fn fenced_on_a_first_commit_attempt_is_a_plain_failure() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.commit_transaction().unwrap();
     h.expect_end_txn();
     // Older coordinators say INVALID_PRODUCER_EPOCH for the same thing.
@@ -829,7 +855,7 @@ fn fenced_on_a_first_commit_attempt_is_a_plain_failure() {
 #[test]
 fn an_abortable_end_txn_after_a_lost_reply_also_says_the_commit_may_have_happened() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.commit_transaction().unwrap();
     h.expect_end_txn();
     h.m.on_request_failed(h.now);
@@ -847,7 +873,7 @@ fn an_abortable_end_txn_after_a_lost_reply_also_says_the_commit_may_have_happene
 #[test]
 fn transaction_abortable_from_end_txn_fails_the_commit_then_abort_ends_it() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.commit_transaction().unwrap();
     h.expect_end_txn();
     h.m.on_end_txn(&end_reply(ErrorCode::TRANSACTION_ABORTABLE, -1, -1), h.now);
@@ -872,7 +898,7 @@ fn transaction_abortable_from_end_txn_fails_the_commit_then_abort_ends_it() {
 #[test]
 fn v1_abort_after_a_sequence_error_bumps_the_epoch() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.answer_add_partitions();
     h.m.on_produce_failed(Some(ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER));
     assert_eq!(h.m.state(), TxnState::AbortableError);
@@ -908,7 +934,7 @@ fn v1_abort_after_a_sequence_error_bumps_the_epoch() {
 #[test]
 fn v2_abort_after_a_sequence_error_needs_no_init_producer_id() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.on_produce_failed(None);
     h.m.abort_transaction().unwrap();
     h.expect_end_txn();
@@ -938,7 +964,7 @@ fn produce_errors_are_abortable_except_fencing_and_authorization() {
         ),
     ] {
         let mut h = Harness::in_transaction(TransactionVersion::V2);
-        h.m.add_partition("a", 0).unwrap();
+        h.send("a", 0);
         h.m.on_produce_failed(Some(code));
         assert_eq!(h.m.state(), state, "{code}");
     }
@@ -947,7 +973,7 @@ fn produce_errors_are_abortable_except_fencing_and_authorization() {
 #[test]
 fn a_late_produce_failure_does_not_override_the_end_txn_in_flight() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.m.commit_transaction().unwrap();
     h.expect_end_txn();
     h.m.on_produce_failed(Some(ErrorCode::NOT_ENOUGH_REPLICAS));
@@ -961,7 +987,7 @@ fn a_late_produce_failure_does_not_override_the_end_txn_in_flight() {
 #[test]
 fn a_lost_add_partitions_reply_is_sent_again_before_the_abort() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     h.request();
     h.m.on_request_failed(h.now);
     // Never sent: dropped by the abort.
@@ -1109,6 +1135,35 @@ fn v2_offsets_skip_add_offsets() {
 }
 
 #[test]
+fn v2_offsets_start_the_transaction_only_once_committed() {
+    for (code, sends_end_txn) in [
+        (ErrorCode::CONCURRENT_TRANSACTIONS, false),
+        (ErrorCode::NONE, true),
+    ] {
+        let mut h = Harness::in_transaction(TransactionVersion::V2);
+        h.m.send_offsets_to_transaction(
+            ConsumerGroupMetadata::new("g"),
+            vec![offset("in", 0, 1), offset("in", 1, 1)],
+        )
+        .unwrap();
+        h.request();
+        h.m.on_find_coordinator(3, &found(2, ErrorCode::NONE), h.now);
+        h.request();
+        // One partition answered, the other not: the rest would be sent again.
+        h.m.on_txn_offset_commit(&offsets_reply(&[("in", 0, code)]), h.now);
+        h.m.on_produce_failed(Some(ErrorCode::NOT_ENOUGH_REPLICAS));
+        h.m.abort_transaction().unwrap();
+        h.advance(BACKOFF);
+        let request = h.poll();
+        assert_eq!(
+            request.map(|r| r.request.api()),
+            sends_end_txn.then_some(TxnApi::EndTxn),
+            "{code}: a refused TxnOffsetCommit added nothing"
+        );
+    }
+}
+
+#[test]
 fn txn_offset_commit_resends_only_the_partitions_left() {
     let mut h = Harness::in_transaction(TransactionVersion::V2);
     h.m.send_offsets_to_transaction(
@@ -1244,7 +1299,7 @@ fn a_new_transaction_version_applies_from_the_next_transaction() {
     let mut h = Harness::in_transaction(TransactionVersion::V1);
     h.m.set_transaction_version(TransactionVersion::V2);
     assert_eq!(h.m.transaction_version(), TransactionVersion::V1);
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     assert!(!h.m.may_send("a", 0), "still version 1");
     h.answer_add_partitions();
     h.m.commit_transaction().unwrap();
@@ -1252,7 +1307,7 @@ fn a_new_transaction_version_applies_from_the_next_transaction() {
     h.m.on_end_txn(&end_reply(ErrorCode::NONE, -1, -1), h.now);
     assert_eq!(h.m.transaction_version(), TransactionVersion::V2);
     h.m.begin_transaction().unwrap();
-    h.m.add_partition("a", 0).unwrap();
+    h.send("a", 0);
     assert!(h.m.may_send("a", 0));
 }
 
