@@ -8,8 +8,14 @@
 //! CRC32C); [`decode`] reads batches back for tests and tools.
 //!
 //! Broker replies: [`wire`] decodes the responses the producer reads (ApiVersions,
-//! Metadata, Produce, InitProducerId, DescribeConfigs, SASL), treating every byte as
-//! hostile; requests are still encoded with the `kafka-protocol` crate.
+//! Metadata, Produce, InitProducerId, DescribeConfigs, SASL, and for transactions
+//! FindCoordinator, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn),
+//! treating every byte as hostile; requests are still encoded with the `kafka-protocol`
+//! crate.
+//!
+//! Transactions (issue 15): [`producer::txn::TransactionMachine`] is the transactional
+//! producer's state machine, which says which coordinator request to send next and how
+//! each reply moves the transaction.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

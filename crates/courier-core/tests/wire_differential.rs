@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use courier_core::wire::{self, Response};
 use kafka_protocol::messages::{
-    api_versions_response as kav, describe_configs_response as kdc, metadata_response as kmd,
-    produce_response as kpr, ApiVersionsResponse, BrokerId, DescribeConfigsResponse,
-    InitProducerIdResponse, MetadataResponse, ProduceResponse, ProducerId,
-    SaslAuthenticateResponse, SaslHandshakeResponse, TopicName,
+    add_partitions_to_txn_response as kap, api_versions_response as kav,
+    describe_configs_response as kdc, find_coordinator_response as kfc, metadata_response as kmd,
+    produce_response as kpr, txn_offset_commit_response as kto, AddOffsetsToTxnResponse,
+    AddPartitionsToTxnResponse, ApiVersionsResponse, BrokerId, DescribeConfigsResponse,
+    EndTxnResponse, FindCoordinatorResponse, InitProducerIdResponse, MetadataResponse,
+    ProduceResponse, ProducerId, SaslAuthenticateResponse, SaslHandshakeResponse, TopicName,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::collection::{btree_map, vec};
@@ -675,6 +678,309 @@ fn check_sasl_authenticate(version: i16, want: &SaslAuthenticateResponse) {
     assert_eq!(got.session_lifetime_ms, want.session_lifetime_ms);
 }
 
+// ---------------------------------------------------------------- transactions
+
+type RawCoordinator = (String, i32, String, i32, i16, Option<String>);
+
+fn find_coordinator_strategy() -> impl Strategy<Value = (i16, FindCoordinatorResponse)> {
+    let coordinator = || {
+        (
+            text(),
+            any::<i32>(),
+            text(),
+            any::<i32>(),
+            any::<i16>(),
+            opt_text(),
+        )
+    };
+    (
+        0i16..=6,
+        any::<i32>(),
+        coordinator(),
+        vec((coordinator(), unknown_tags()), 0..4),
+        unknown_tags(),
+    )
+        .prop_map(|(version, throttle, single, batched, tags)| {
+            (
+                version,
+                find_coordinator(version, throttle, single, batched, tags),
+            )
+        })
+}
+
+/// A FindCoordinator reply of `version` with the fields that version has: `single` at
+/// the top level before v4, `batched` as the coordinators array from v4.
+fn find_coordinator(
+    version: i16,
+    throttle: i32,
+    (_, node, host, port, error, message): RawCoordinator,
+    batched: Vec<(RawCoordinator, BTreeMap<i32, Bytes>)>,
+    tags: BTreeMap<i32, Bytes>,
+) -> FindCoordinatorResponse {
+    let mut r = FindCoordinatorResponse::default()
+        .with_throttle_time_ms(if version >= 1 { throttle } else { 0 })
+        .with_unknown_tagged_fields(tags_if(version >= 3, tags));
+    if version <= 3 {
+        r = r
+            .with_error_code(error)
+            .with_error_message(if version >= 1 { osb(&message) } else { None })
+            .with_node_id(BrokerId(node))
+            .with_host(sb(&host))
+            .with_port(port);
+    } else {
+        r = r
+            .with_error_code(0)
+            .with_error_message(None)
+            .with_coordinators(
+                batched
+                    .into_iter()
+                    .map(|((key, node, host, port, error, message), t)| {
+                        kfc::Coordinator::default()
+                            .with_key(sb(&key))
+                            .with_node_id(BrokerId(node))
+                            .with_host(sb(&host))
+                            .with_port(port)
+                            .with_error_code(error)
+                            .with_error_message(osb(&message))
+                            .with_unknown_tagged_fields(t)
+                    })
+                    .collect(),
+            );
+    }
+    r
+}
+
+fn check_find_coordinator(version: i16, want: &FindCoordinatorResponse) {
+    let body = encode(want, version);
+    let got =
+        wire::FindCoordinatorResponse::decode(&body, version).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.throttle_time_ms, want.throttle_time_ms);
+    assert_eq!(got.error_code, want.error_code);
+    let message = if (1..=3).contains(&version) {
+        s(&want.error_message)
+    } else {
+        None
+    };
+    assert_eq!(got.error_message, message);
+    assert_eq!(got.node_id, want.node_id.0);
+    assert_eq!(got.host, want.host.as_str());
+    assert_eq!(got.port, want.port);
+    let coordinators: Vec<_> = want
+        .coordinators
+        .iter()
+        .map(|c| {
+            (
+                c.key.to_string(),
+                c.node_id.0,
+                c.host.to_string(),
+                c.port,
+                c.error_code,
+                s(&c.error_message),
+            )
+        })
+        .collect();
+    let got_coordinators: Vec<_> = got
+        .coordinators
+        .iter()
+        .map(|c| {
+            (
+                c.key.clone(),
+                c.node_id,
+                c.host.clone(),
+                c.port,
+                c.error_code,
+                c.error_message.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(got_coordinators, coordinators);
+    // `for_key` reads either shape the same way.
+    if version < 4 {
+        let c = got.for_key(version, "txn-1").expect("v0..=3 always answer");
+        assert_eq!(
+            (c.key.as_str(), c.node_id, c.port, c.error_code),
+            ("txn-1", want.node_id.0, want.port, want.error_code)
+        );
+    } else if let Some(first) = want.coordinators.first() {
+        let c = got
+            .for_key(version, first.key.as_str())
+            .expect("listed key is found");
+        assert_eq!(c.key, first.key.as_str());
+    }
+}
+
+type RawTxnPartition = (i32, i16, BTreeMap<i32, Bytes>);
+type RawTxnTopic = (String, Vec<RawTxnPartition>, BTreeMap<i32, Bytes>);
+
+fn txn_topics() -> impl Strategy<Value = Vec<RawTxnTopic>> {
+    let partition = (any::<i32>(), any::<i16>(), unknown_tags());
+    vec((text(), vec(partition, 0..5), unknown_tags()), 0..4)
+}
+
+fn add_partitions(
+    version: i16,
+    throttle: i32,
+    topics: Vec<RawTxnTopic>,
+    tags: BTreeMap<i32, Bytes>,
+) -> AddPartitionsToTxnResponse {
+    let flex = version >= 3;
+    AddPartitionsToTxnResponse::default()
+        .with_throttle_time_ms(throttle)
+        .with_results_by_topic_v3_and_below(
+            topics
+                .into_iter()
+                .map(|(name, partitions, t)| {
+                    kap::AddPartitionsToTxnTopicResult::default()
+                        .with_name(TopicName(sb(&name)))
+                        .with_results_by_partition(
+                            partitions
+                                .into_iter()
+                                .map(|(index, error, t)| {
+                                    kap::AddPartitionsToTxnPartitionResult::default()
+                                        .with_partition_index(index)
+                                        .with_partition_error_code(error)
+                                        .with_unknown_tagged_fields(tags_if(flex, t))
+                                })
+                                .collect(),
+                        )
+                        .with_unknown_tagged_fields(tags_if(flex, t))
+                })
+                .collect(),
+        )
+        .with_unknown_tagged_fields(tags_if(flex, tags))
+}
+
+fn check_add_partitions_to_txn(version: i16, want: &AddPartitionsToTxnResponse) {
+    let body = encode(want, version);
+    let got =
+        wire::AddPartitionsToTxnResponse::decode(&body, version).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.throttle_time_ms, want.throttle_time_ms);
+    let topics: Vec<_> = want
+        .results_by_topic_v3_and_below
+        .iter()
+        .map(|t| {
+            let partitions: Vec<_> = t
+                .results_by_partition
+                .iter()
+                .map(|p| (p.partition_index, p.partition_error_code))
+                .collect();
+            (t.name.0.to_string(), partitions)
+        })
+        .collect();
+    let got_topics: Vec<_> = got
+        .results_by_topic_v3_and_below
+        .iter()
+        .map(|t| {
+            let partitions: Vec<_> = t
+                .results_by_partition
+                .iter()
+                .map(|p| (p.partition_index, p.partition_error_code))
+                .collect();
+            (t.name.clone(), partitions)
+        })
+        .collect();
+    assert_eq!(got_topics, topics);
+    let flat: Vec<_> = topics
+        .iter()
+        .flat_map(|(n, ps)| ps.iter().map(move |&(i, e)| (n.clone(), i, e)))
+        .collect();
+    let got_flat: Vec<_> = got
+        .partition_errors()
+        .map(|(n, i, e)| (n.to_owned(), i, e))
+        .collect();
+    assert_eq!(got_flat, flat);
+}
+
+fn txn_offset_commit(
+    version: i16,
+    throttle: i32,
+    topics: Vec<RawTxnTopic>,
+    tags: BTreeMap<i32, Bytes>,
+) -> TxnOffsetCommitResponse {
+    let flex = version >= 3;
+    TxnOffsetCommitResponse::default()
+        .with_throttle_time_ms(throttle)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions, t)| {
+                    kto::TxnOffsetCommitResponseTopic::default()
+                        .with_name(TopicName(sb(&name)))
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|(index, error, t)| {
+                                    kto::TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(index)
+                                        .with_error_code(error)
+                                        .with_unknown_tagged_fields(tags_if(flex, t))
+                                })
+                                .collect(),
+                        )
+                        .with_unknown_tagged_fields(tags_if(flex, t))
+                })
+                .collect(),
+        )
+        .with_unknown_tagged_fields(tags_if(flex, tags))
+}
+
+fn check_txn_offset_commit(version: i16, want: &TxnOffsetCommitResponse) {
+    let body = encode(want, version);
+    let got =
+        wire::TxnOffsetCommitResponse::decode(&body, version).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.throttle_time_ms, want.throttle_time_ms);
+    let topics: Vec<_> = want
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+                .collect();
+            (t.name.0.to_string(), partitions)
+        })
+        .collect();
+    let got_topics: Vec<_> = got
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+                .collect();
+            (t.name.clone(), partitions)
+        })
+        .collect();
+    assert_eq!(got_topics, topics);
+    assert_eq!(
+        got.partition_errors().count(),
+        topics.iter().map(|t| t.1.len()).sum::<usize>()
+    );
+}
+
+fn check_add_offsets_to_txn(version: i16, want: &AddOffsetsToTxnResponse) {
+    let body = encode(want, version);
+    let got =
+        wire::AddOffsetsToTxnResponse::decode(&body, version).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.throttle_time_ms, want.throttle_time_ms);
+    assert_eq!(got.error_code, want.error_code);
+}
+
+fn check_end_txn(version: i16, want: &EndTxnResponse) {
+    let body = encode(want, version);
+    let got = wire::EndTxnResponse::decode(&body, version).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.throttle_time_ms, want.throttle_time_ms);
+    assert_eq!(got.error_code, want.error_code);
+    let (id, epoch) = if version >= 5 {
+        (want.producer_id.0, want.producer_epoch)
+    } else {
+        (-1, -1)
+    };
+    assert_eq!((got.producer_id, got.producer_epoch), (id, epoch));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -744,6 +1050,63 @@ proptest! {
             .with_session_lifetime_ms(if version >= 1 { lifetime } else { 0 })
             .with_unknown_tagged_fields(tags_if(version >= 2, tags));
         check_sasl_authenticate(version, &r);
+    }
+
+    #[test]
+    fn find_coordinator_matches_kafka_protocol((version, r) in find_coordinator_strategy()) {
+        check_find_coordinator(version, &r);
+    }
+
+    #[test]
+    fn add_partitions_to_txn_matches_kafka_protocol(
+        version in 0i16..=3,
+        throttle in any::<i32>(),
+        topics in txn_topics(),
+        tags in unknown_tags(),
+    ) {
+        check_add_partitions_to_txn(version, &add_partitions(version, throttle, topics, tags));
+    }
+
+    #[test]
+    fn txn_offset_commit_matches_kafka_protocol(
+        version in 0i16..=5,
+        throttle in any::<i32>(),
+        topics in txn_topics(),
+        tags in unknown_tags(),
+    ) {
+        check_txn_offset_commit(version, &txn_offset_commit(version, throttle, topics, tags));
+    }
+
+    #[test]
+    fn add_offsets_to_txn_matches_kafka_protocol(
+        version in 0i16..=4,
+        throttle in any::<i32>(),
+        error in any::<i16>(),
+        tags in unknown_tags(),
+    ) {
+        let r = AddOffsetsToTxnResponse::default()
+            .with_throttle_time_ms(throttle)
+            .with_error_code(error)
+            .with_unknown_tagged_fields(tags_if(version >= 3, tags));
+        check_add_offsets_to_txn(version, &r);
+    }
+
+    #[test]
+    fn end_txn_matches_kafka_protocol(
+        version in 0i16..=5,
+        throttle in any::<i32>(),
+        error in any::<i16>(),
+        id in any::<i64>(),
+        epoch in any::<i16>(),
+        tags in unknown_tags(),
+    ) {
+        let r = EndTxnResponse::default()
+            .with_throttle_time_ms(throttle)
+            .with_error_code(error)
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch)
+            .with_unknown_tagged_fields(tags_if(version >= 3, tags));
+        check_end_txn(version, &r);
     }
 }
 
@@ -817,6 +1180,54 @@ fn every_version_edge_cases() {
     }
     for version in 0..=2 {
         check_sasl_authenticate(version, &SaslAuthenticateResponse::default());
+    }
+    let coordinator = (String::new(), 0, String::new(), 0, 0, None);
+    for version in 0..=6 {
+        let empty = find_coordinator(version, 0, coordinator.clone(), vec![], BTreeMap::new());
+        check_find_coordinator(version, &empty);
+        let loaded = (long.clone(), 3, long.clone(), 9092, 15, Some(long.clone()));
+        let r = find_coordinator(
+            version,
+            7,
+            loaded.clone(),
+            vec![(loaded, BTreeMap::new()); 3],
+            BTreeMap::new(),
+        );
+        check_find_coordinator(version, &r);
+    }
+    for version in 0..=3 {
+        check_add_partitions_to_txn(version, &AddPartitionsToTxnResponse::default());
+        let topic = (
+            long.clone(),
+            vec![(1, 51, BTreeMap::new()); 3],
+            BTreeMap::new(),
+        );
+        check_add_partitions_to_txn(
+            version,
+            &add_partitions(version, 1, vec![topic; 3], BTreeMap::new()),
+        );
+    }
+    for version in 0..=5 {
+        check_txn_offset_commit(version, &TxnOffsetCommitResponse::default());
+        let topic = (
+            long.clone(),
+            vec![(1, 22, BTreeMap::new()); 3],
+            BTreeMap::new(),
+        );
+        check_txn_offset_commit(
+            version,
+            &txn_offset_commit(version, 1, vec![topic; 3], BTreeMap::new()),
+        );
+    }
+    for version in 0..=4 {
+        check_add_offsets_to_txn(version, &AddOffsetsToTxnResponse::default());
+    }
+    for version in 0..=5 {
+        check_end_txn(version, &EndTxnResponse::default());
+        let r = EndTxnResponse::default()
+            .with_producer_id(ProducerId(i64::MAX))
+            .with_producer_epoch(i16::MAX);
+        check_end_txn(version, &r);
     }
 }
 
@@ -916,5 +1327,44 @@ fn many_smallest_entries_fit() {
             version,
             &SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::default(); N]),
         );
+    }
+    for version in 4..=6 {
+        let smallest = (String::new(), 0, String::new(), 0, 0, None);
+        let r = find_coordinator(
+            version,
+            0,
+            smallest.clone(),
+            vec![(smallest, BTreeMap::new()); N],
+            BTreeMap::new(),
+        );
+        check_find_coordinator(version, &r);
+    }
+    for version in 0..=3 {
+        let empty = (String::new(), vec![], BTreeMap::new());
+        let one = (
+            String::new(),
+            vec![(0, 0, BTreeMap::new()); N],
+            BTreeMap::new(),
+        );
+        for topics in [vec![empty.clone(); N], vec![one.clone()]] {
+            check_add_partitions_to_txn(
+                version,
+                &add_partitions(version, 0, topics, BTreeMap::new()),
+            );
+        }
+    }
+    for version in 0..=5 {
+        let empty = (String::new(), vec![], BTreeMap::new());
+        let one = (
+            String::new(),
+            vec![(0, 0, BTreeMap::new()); N],
+            BTreeMap::new(),
+        );
+        for topics in [vec![empty.clone(); N], vec![one.clone()]] {
+            check_txn_offset_commit(
+                version,
+                &txn_offset_commit(version, 0, topics, BTreeMap::new()),
+            );
+        }
     }
 }

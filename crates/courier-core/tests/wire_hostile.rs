@@ -4,9 +4,10 @@
 
 use bytes::BytesMut;
 use courier_core::wire::{
-    decode_response, ApiVersionsResponse, DecodeErrorKind, DescribeConfigsResponse,
+    decode_response, AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, ApiVersionsResponse,
+    DecodeErrorKind, DescribeConfigsResponse, EndTxnResponse, FindCoordinatorResponse,
     InitProducerIdResponse, MetadataResponse, ProduceResponse, Response, ResponseHeader,
-    SaslAuthenticateResponse, SaslHandshakeResponse,
+    SaslAuthenticateResponse, SaslHandshakeResponse, TxnOffsetCommitResponse,
 };
 use kafka_protocol::messages as k;
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -369,6 +370,57 @@ fn sample_bodies() -> Vec<(&'static str, i16, Vec<u8>)> {
             .with_auth_bytes(bytes::Bytes::from_static(b"abc"));
         out.push(("SaslAuthenticate", v, encode(&r, v)));
     }
+    for v in 0..=6 {
+        let mut r = k::FindCoordinatorResponse::default();
+        if v <= 3 {
+            r = r
+                .with_error_message(if v >= 1 { Some(s("m")) } else { None })
+                .with_node_id(k::BrokerId(1))
+                .with_host(s("h"))
+                .with_port(9092);
+        } else {
+            r = r.with_coordinators(vec![
+                k::find_coordinator_response::Coordinator::default()
+                    .with_key(s("txn"))
+                    .with_node_id(k::BrokerId(1))
+                    .with_host(s("h"))
+                    .with_port(9092)
+                    .with_error_message(Some(s("m")));
+                2
+            ]);
+        }
+        out.push(("FindCoordinator", v, encode(&r, v)));
+    }
+    for v in 0..=3 {
+        let p = k::add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
+            .with_partition_index(3);
+        let r = k::AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(vec![
+            k::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
+                .with_name(k::TopicName(s("topic")))
+                .with_results_by_partition(vec![p; 2]),
+        ]);
+        out.push(("AddPartitionsToTxn", v, encode(&r, v)));
+    }
+    for v in 0..=4 {
+        let r = k::AddOffsetsToTxnResponse::default().with_error_code(51);
+        out.push(("AddOffsetsToTxn", v, encode(&r, v)));
+    }
+    for v in 0..=5 {
+        let p = k::txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+            .with_partition_index(3);
+        let r = k::TxnOffsetCommitResponse::default().with_topics(vec![
+            k::txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                .with_name(k::TopicName(s("topic")))
+                .with_partitions(vec![p; 2]),
+        ]);
+        out.push(("TxnOffsetCommit", v, encode(&r, v)));
+    }
+    for v in 0..=5 {
+        let r = k::EndTxnResponse::default()
+            .with_producer_id(k::ProducerId(7))
+            .with_producer_epoch(2);
+        out.push(("EndTxn", v, encode(&r, v)));
+    }
     out
 }
 
@@ -392,6 +444,11 @@ fn decode_as(name: &str, version: i16, body: &[u8]) -> Result<(), String> {
         "InitProducerId" => go::<InitProducerIdResponse>(body, version),
         "SaslHandshake" => go::<SaslHandshakeResponse>(body, version),
         "SaslAuthenticate" => go::<SaslAuthenticateResponse>(body, version),
+        "FindCoordinator" => go::<FindCoordinatorResponse>(body, version),
+        "AddPartitionsToTxn" => go::<AddPartitionsToTxnResponse>(body, version),
+        "AddOffsetsToTxn" => go::<AddOffsetsToTxnResponse>(body, version),
+        "TxnOffsetCommit" => go::<TxnOffsetCommitResponse>(body, version),
+        "EndTxn" => go::<EndTxnResponse>(body, version),
         other => panic!("no decoder {other}"),
     }
 }
@@ -444,7 +501,8 @@ proptest! {
     #[test]
     fn garbage_never_panics(selector in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
         let decoders = ["ApiVersions", "Metadata", "Produce", "DescribeConfigs",
-            "InitProducerId", "SaslHandshake", "SaslAuthenticate"];
+            "InitProducerId", "SaslHandshake", "SaslAuthenticate", "FindCoordinator",
+            "AddPartitionsToTxn", "AddOffsetsToTxn", "TxnOffsetCommit", "EndTxn"];
         for name in decoders {
             for version in 0..14 {
                 if let Err(e) = decode_as(name, version, &body) {

@@ -9,8 +9,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use courier_core::wire::{
-    decode_response, ApiVersionsResponse, DescribeConfigsResponse, MetadataResponse,
-    ProduceResponse, Response, SaslHandshakeResponse, MAX_HEAP_FACTOR,
+    decode_response, AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, ApiVersionsResponse,
+    DescribeConfigsResponse, EndTxnResponse, FindCoordinatorResponse, MetadataResponse,
+    ProduceResponse, Response, SaslHandshakeResponse, TxnOffsetCommitResponse, MAX_HEAP_FACTOR,
 };
 use proptest::prelude::*;
 
@@ -138,6 +139,48 @@ fn smallest_entries_stay_within_the_factor() {
     body.extend_from_slice(&(N as i32).to_be_bytes());
     body.extend(std::iter::repeat_n(0u8, 2 * N));
     assert_bounded::<SaslHandshakeResponse>(&body, 0);
+
+    // AddPartitionsToTxn v3 and TxnOffsetCommit v3: N empty topics of 3 bytes (48 bytes
+    // each, the same shape as a Produce topic).
+    let mut body = vec![0, 0, 0, 0, 0xd1, 0x0f];
+    for _ in 0..N {
+        body.extend_from_slice(&[1, 1, 0]);
+    }
+    body.push(0);
+    let r = AddPartitionsToTxnResponse::decode(&body, 3).unwrap();
+    assert_eq!(r.results_by_topic_v3_and_below.len(), N);
+    let peak = assert_bounded::<AddPartitionsToTxnResponse>(&body, 3);
+    assert!(peak >= N * 48, "the bound is tight: {peak}");
+    let r = TxnOffsetCommitResponse::decode(&body, 3).unwrap();
+    assert_eq!(r.topics.len(), N);
+    assert_bounded::<TxnOffsetCommitResponse>(&body, 3);
+
+    // FindCoordinator v4: N smallest coordinators of 14 bytes.
+    let mut body = vec![0, 0, 0, 0, 0xd1, 0x0f];
+    for _ in 0..N {
+        body.extend_from_slice(&[1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    body.push(0);
+    let r = FindCoordinatorResponse::decode(&body, 4).unwrap();
+    assert_eq!(r.coordinators.len(), N);
+    assert_bounded::<FindCoordinatorResponse>(&body, 4);
+}
+
+/// AddPartitionsToTxn v2 (classic encodings): a topic count of 2^31-1, then a first
+/// topic whose partitions declare 2^31-1 too: refused before anything is reserved.
+#[test]
+fn transaction_replies_with_huge_counts_allocate_nothing_big() {
+    let mut body = vec![0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
+    assert!(peak_of(|| AddPartitionsToTxnResponse::decode(&body, 2).is_err()) <= SLACK);
+    assert!(peak_of(|| TxnOffsetCommitResponse::decode(&body, 2).is_err()) <= SLACK);
+    body.truncate(4);
+    body.extend_from_slice(&[0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff]);
+    body.extend_from_slice(&[0; 64]);
+    assert!(peak_of(|| AddPartitionsToTxnResponse::decode(&body, 2).is_err()) <= SLACK);
+    assert!(peak_of(|| TxnOffsetCommitResponse::decode(&body, 2).is_err()) <= SLACK);
+    // FindCoordinator v6: coordinators declaring 2^32-2 entries.
+    let body = [0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0];
+    assert!(peak_of(|| FindCoordinatorResponse::decode(&body, 6).is_err()) <= SLACK);
 }
 
 /// Nested arrays each declaring as many entries as the bytes allow: without the bytes
@@ -226,5 +269,10 @@ proptest! {
         assert_bounded::<DescribeConfigsResponse>(&body, arbitrary_version(selector, 1, 4));
         assert_bounded::<ApiVersionsResponse>(&body, arbitrary_version(selector, 0, 3));
         assert_bounded::<SaslHandshakeResponse>(&body, arbitrary_version(selector, 0, 1));
+        assert_bounded::<FindCoordinatorResponse>(&body, arbitrary_version(selector, 0, 6));
+        assert_bounded::<AddPartitionsToTxnResponse>(&body, arbitrary_version(selector, 0, 3));
+        assert_bounded::<AddOffsetsToTxnResponse>(&body, arbitrary_version(selector, 0, 4));
+        assert_bounded::<TxnOffsetCommitResponse>(&body, arbitrary_version(selector, 0, 5));
+        assert_bounded::<EndTxnResponse>(&body, arbitrary_version(selector, 0, 5));
     }
 }

@@ -6,7 +6,9 @@ use std::fmt;
 ///
 /// Any `i16` can be held, including codes newer than this table; the named constants
 /// (`ErrorCode::NOT_LEADER_OR_FOLLOWER`, ...) cover the codes a producer can see in
-/// ApiVersions, Metadata, InitProducerId, SASL and Produce responses. Names are the Java
+/// ApiVersions, Metadata, InitProducerId, SASL and Produce responses, and in the replies
+/// of a transactional producer (FindCoordinator, AddPartitionsToTxn, AddOffsetsToTxn,
+/// TxnOffsetCommit, EndTxn). Names are the Java
 /// client's (`Errors.java`), which is what broker logs and other clients print.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ErrorCode(i16);
@@ -79,6 +81,8 @@ error_codes! {
         "A replica of the partition is not available.";
     MESSAGE_TOO_LARGE = 10, retriable: false, stale_metadata: false,
         "A record batch is larger than the topic's max.message.bytes.";
+    OFFSET_METADATA_TOO_LARGE = 12, retriable: false, stale_metadata: false,
+        "The metadata string committed with an offset is longer than the broker allows.";
     NETWORK_EXCEPTION = 13, retriable: true, stale_metadata: true,
         "The connection broke before a response arrived.";
     COORDINATOR_LOAD_IN_PROGRESS = 14, retriable: true, stale_metadata: false,
@@ -97,8 +101,20 @@ error_codes! {
         "The batch was written to the leader, but the in-sync replicas fell below min.insync.replicas.";
     INVALID_REQUIRED_ACKS = 21, retriable: false, stale_metadata: false,
         "The acks value in the request is not one the broker accepts.";
+    ILLEGAL_GENERATION = 22, retriable: false, stale_metadata: false,
+        "The consumer group generation sent with the offsets is not the group's current one.";
+    INVALID_GROUP_ID = 24, retriable: false, stale_metadata: false,
+        "The group id is empty or otherwise invalid.";
+    UNKNOWN_MEMBER_ID = 25, retriable: false, stale_metadata: false,
+        "The member id sent with the offsets is not a member of the consumer group.";
+    REBALANCE_IN_PROGRESS = 27, retriable: false, stale_metadata: false,
+        "The consumer group is rebalancing.";
+    INVALID_COMMIT_OFFSET_SIZE = 28, retriable: false, stale_metadata: false,
+        "The offset commit was rejected because of its size.";
     TOPIC_AUTHORIZATION_FAILED = 29, retriable: false, stale_metadata: false,
         "The client's principal may not access the topic.";
+    GROUP_AUTHORIZATION_FAILED = 30, retriable: false, stale_metadata: false,
+        "The client's principal may not access the consumer group.";
     CLUSTER_AUTHORIZATION_FAILED = 31, retriable: false, stale_metadata: false,
         "The client's principal lacks a cluster-level permission.";
     INVALID_TIMESTAMP = 32, retriable: false, stale_metadata: false,
@@ -129,8 +145,12 @@ error_codes! {
         "The transaction timeout exceeds the broker's transaction.max.timeout.ms.";
     CONCURRENT_TRANSACTIONS = 51, retriable: true, stale_metadata: false,
         "Another operation on the same transactional id is in progress.";
+    TRANSACTION_COORDINATOR_FENCED = 52, retriable: false, stale_metadata: false,
+        "The transaction coordinator that sent the request has been replaced by a newer one.";
     TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53, retriable: false, stale_metadata: false,
         "The client's principal may not use the transactional id.";
+    OPERATION_NOT_ATTEMPTED = 55, retriable: false, stale_metadata: false,
+        "The broker did not attempt this part of the request because another part failed.";
     KAFKA_STORAGE_ERROR = 56, retriable: true, stale_metadata: true,
         "The broker could not access the partition's log directory (disk error).";
     SASL_AUTHENTICATION_FAILED = 58, retriable: false, stale_metadata: false,
@@ -145,6 +165,8 @@ error_codes! {
         "The leader epoch in the request is newer than the broker's.";
     UNSUPPORTED_COMPRESSION_TYPE = 76, retriable: false, stale_metadata: false,
         "The broker or topic does not accept the batch's compression codec.";
+    FENCED_INSTANCE_ID = 82, retriable: false, stale_metadata: false,
+        "A newer consumer with the same group.instance.id fenced the member named in the request.";
     INVALID_RECORD = 87, retriable: false, stale_metadata: false,
         "The broker's validation rejected a record (for example a null key on a compacted topic).";
     PRODUCER_FENCED = 90, retriable: false, stale_metadata: false,
@@ -248,6 +270,42 @@ mod tests {
         assert_eq!(ErrorCode::from_i16(-1), ErrorCode::UNKNOWN_SERVER_ERROR);
         assert_eq!(ErrorCode::from_i16(999).name(), None);
         assert!(!ErrorCode::from_i16(999).is_retriable());
+    }
+
+    /// The codes a transactional producer meets, with the numbers of Kafka's
+    /// `Errors.java` (the fixture test in the courier crate checks names and flags).
+    #[test]
+    fn transaction_codes_have_javas_numbers() {
+        for (code, name) in [
+            (12, "OFFSET_METADATA_TOO_LARGE"),
+            (14, "COORDINATOR_LOAD_IN_PROGRESS"),
+            (15, "COORDINATOR_NOT_AVAILABLE"),
+            (16, "NOT_COORDINATOR"),
+            (22, "ILLEGAL_GENERATION"),
+            (24, "INVALID_GROUP_ID"),
+            (25, "UNKNOWN_MEMBER_ID"),
+            (27, "REBALANCE_IN_PROGRESS"),
+            (28, "INVALID_COMMIT_OFFSET_SIZE"),
+            (30, "GROUP_AUTHORIZATION_FAILED"),
+            (47, "INVALID_PRODUCER_EPOCH"),
+            (48, "INVALID_TXN_STATE"),
+            (49, "INVALID_PRODUCER_ID_MAPPING"),
+            (50, "INVALID_TRANSACTION_TIMEOUT"),
+            (51, "CONCURRENT_TRANSACTIONS"),
+            (52, "TRANSACTION_COORDINATOR_FENCED"),
+            (53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"),
+            (55, "OPERATION_NOT_ATTEMPTED"),
+            (82, "FENCED_INSTANCE_ID"),
+            (90, "PRODUCER_FENCED"),
+            (120, "TRANSACTION_ABORTABLE"),
+        ] {
+            assert_eq!(ErrorCode::from_i16(code).name(), Some(name), "code {code}");
+        }
+        // Java: only the coordinator-moving and concurrent-transaction codes retry.
+        assert!(ErrorCode::CONCURRENT_TRANSACTIONS.is_retriable());
+        assert!(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.is_retriable());
+        assert!(!ErrorCode::PRODUCER_FENCED.is_retriable());
+        assert!(!ErrorCode::REBALANCE_IN_PROGRESS.is_retriable());
     }
 
     #[test]

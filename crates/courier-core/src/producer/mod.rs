@@ -30,6 +30,7 @@
 //! - Batches in flight never expire; queued ones expire after `delivery_timeout`.
 
 pub mod classify;
+pub mod txn;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

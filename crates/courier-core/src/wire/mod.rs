@@ -11,7 +11,8 @@
 //! against the same bytes). Every byte of heap is therefore paid for by frame bytes, at
 //! the rate of the struct with the most memory per smallest wire encoding: a Produce
 //! topic in a flexible version (48 bytes of `String` and `Vec` headers for a 3-byte
-//! entry), then a DescribeConfigs synonym (56 bytes for 4). So a decode allocates at
+//! entry; the topic entries of AddPartitionsToTxn and TxnOffsetCommit have the same
+//! shape), then a DescribeConfigs synonym (56 bytes for 4). So a decode allocates at
 //! most [`MAX_HEAP_FACTOR`] (16) times the body size, plus a constant for the error
 //! path; `tests/wire_memory.rs` measures it with a counting allocator.
 //!
@@ -21,8 +22,10 @@
 //! for 64 GiB and aborted the process; the same held for Metadata, Produce and
 //! DescribeConfigs. Its decoders cannot be bounded from outside: a guard in front of
 //! them would have to walk each response's schema to find the counts, which is a
-//! decoder already. So the seven replies the producer reads are decoded here (about as
-//! much code as the guard would be), and kafka-protocol stays for encoding requests,
+//! decoder already. So the replies the producer reads are decoded here (about as much
+//! code as the guard would be): the seven of the idempotent producer, and the five that
+//! transactions add (FindCoordinator, AddPartitionsToTxn, AddOffsetsToTxn,
+//! TxnOffsetCommit, EndTxn; issue 15), and kafka-protocol stays for encoding requests,
 //! where courier controls the input. The proptests in `tests/wire_differential.rs` check
 //! these decoders against kafka-protocol's encoders at every version, so both agree on
 //! every well-formed reply.
@@ -43,21 +46,34 @@
     clippy::todo
 )]
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod api_versions;
 mod describe_configs;
+mod end_txn;
 mod error;
+mod find_coordinator;
 mod init_producer_id;
 mod metadata;
 mod produce;
 mod reader;
 mod sasl;
+mod txn_offset_commit;
 
+pub use add_offsets_to_txn::AddOffsetsToTxnResponse;
+pub use add_partitions_to_txn::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnTopicResult,
+};
 pub use api_versions::{ApiVersion, ApiVersionsResponse, FinalizedFeatureKey, SupportedFeatureKey};
 pub use describe_configs::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
     DescribeConfigsSynonym,
 };
+pub use end_txn::EndTxnResponse;
 pub use error::{DecodeError, DecodeErrorKind};
+pub use find_coordinator::{
+    Coordinator, FindCoordinatorResponse, KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION,
+};
 pub use init_producer_id::InitProducerIdResponse;
 pub use metadata::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -68,6 +84,9 @@ pub use produce::{
 };
 pub use reader::Reader;
 pub use sasl::{SaslAuthenticateResponse, SaslHandshakeResponse};
+pub use txn_offset_commit::{
+    TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 
 /// Upper bound on heap bytes a decode allocates per body byte (see the module docs);
 /// `tests/wire_memory.rs` holds every decoder to it.
@@ -79,8 +98,8 @@ pub const UNSUPPORTED_VERSION: i16 = 35;
 /// A broker reply body that this module can decode.
 ///
 /// Implementations read the fields of one Kafka `*Response.json` spec for the versions
-/// in `MIN_VERSION..=MAX_VERSION`. More replies (FindCoordinator, EndTxn, ...) are added
-/// by implementing [`Response::read`] and the constants.
+/// in `MIN_VERSION..=MAX_VERSION`. More replies are added by implementing
+/// [`Response::read`] and the constants.
 pub trait Response: Sized {
     /// The message name used in errors, e.g. `"Metadata"`.
     const NAME: &'static str;
