@@ -150,7 +150,10 @@
 //! ```
 //!
 //! **Backpressure.** Records wait in `buffer.memory` (32 MiB) until they are acknowledged
-//! or fail. When it is full, `send`, `produce`, `produce_with_callback` and
+//! or fail. Each counts its key, value and headers, 32 bytes of framing, and the bytes
+//! the producer keeps for it beside them (216 on 64-bit targets), so the bound holds
+//! for the memory the records take, small ones included (a 100-byte value counts about
+//! 350 bytes). When it is full, `send`, `produce`, `produce_with_callback` and
 //! `produce_tagged` wait for room for up to `max.block.ms` (60 s), then fail with [`ProducerError::BufferFull`], which is
 //! retriable. A record larger than the whole buffer fails at once
 //! ([`ProducerError::RecordExceedsBufferMemory`]), one larger than `max.request.size` in its
