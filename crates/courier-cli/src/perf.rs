@@ -21,7 +21,7 @@ use bytes::Bytes;
 use courier::{Producer, ProducerConfig, ProducerRecord};
 
 use crate::props;
-use crate::stats::{cpu_time, Failures, Histogram, Summary};
+use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary};
 use crate::SummaryFormat;
 
 /// Options of `courier perf` (kafka-producer-perf-test's flags).
@@ -296,6 +296,7 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
         latency: st.latency.clone(),
         failures: st.failures.clone(),
         cpu,
+        peak_rss: peak_rss_bytes(),
     };
     let h = &summary.latency;
     // Java's final line (integer percentiles, as Java prints them).
@@ -317,9 +318,10 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
     print_line(
         json,
         &format!(
-            "cpu: {:.3} s user+system, {:.3} s per million records.",
+            "cpu: {:.3} s user+system, {:.3} s per million records; peak RSS {:.1} MB.",
             summary.cpu.as_secs_f64(),
-            summary.cpu_s_per_million()
+            summary.cpu_s_per_million(),
+            summary.peak_rss as f64 / 1e6
         ),
     );
     let failed = summary.failures.total();

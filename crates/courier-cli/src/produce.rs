@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use crate::input::{parse_delimiter, read_record, split_key};
 use crate::props;
 use crate::resend::{Dest, Reorder, Sink};
-use crate::stats::{cpu_time, Failures, Histogram, Summary};
+use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary};
 use crate::SummaryFormat;
 
 /// Options of `courier produce` (kcat's producer flags).
@@ -486,6 +486,7 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
         latency: outcome.acc.latency.clone(),
         failures: outcome.acc.failures.clone(),
         cpu: cpu_time().saturating_sub(cpu0),
+        peak_rss: peak_rss_bytes(),
     };
     drop(rt);
 
@@ -635,6 +636,9 @@ fn text_summary(s: &Summary, extra: &Extra) -> String {
         s.latency.quantile_ms(0.999),
         s.latency.max_ms(),
     );
+    if s.peak_rss > 0 {
+        line += &format!("; peak RSS {:.1} MB", s.peak_rss as f64 / 1e6);
+    }
     if extra.resolved_persisted > 0 {
         line += &format!(
             "; {} resolved after delivery.timeout.ms (delivered)",
@@ -1070,6 +1074,7 @@ mod tests {
             latency: Histogram::new(),
             failures: Failures::default(),
             cpu: Duration::ZERO,
+            peak_rss: 0,
         };
         let mut extra = Extra {
             resolved_persisted: 0,

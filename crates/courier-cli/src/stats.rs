@@ -213,6 +213,20 @@ pub fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// The most resident memory this process has had so far, in bytes (getrusage's
+/// `ru_maxrss`, which Linux gives in KiB); 0 if the call fails.
+pub fn peak_rss_bytes() -> u64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: as in `cpu_time`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    // SAFETY: initialised by the successful call above.
+    let ru = unsafe { ru.assume_init() };
+    u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024
+}
+
 /// What a run did, for the final report and `--summary json`.
 pub struct Summary {
     /// Records handed to the producer (or that failed before it took them).
@@ -229,6 +243,8 @@ pub struct Summary {
     pub failures: Failures,
     /// CPU time (user + system) of this process over the run.
     pub cpu: Duration,
+    /// The process's peak resident memory, in bytes ([`peak_rss_bytes`] at the end).
+    pub peak_rss: u64,
 }
 
 impl Summary {
@@ -283,6 +299,7 @@ impl Summary {
             "root_causes": self.failures.causes_json(),
             "cpu_s": r3(self.cpu.as_secs_f64()),
             "cpu_s_per_million_records": r3(self.cpu_s_per_million()),
+            "peak_rss_bytes": self.peak_rss,
         })
     }
 }
@@ -387,5 +404,7 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(cpu_time() > before);
+        // This test process has touched at least a megabyte.
+        assert!(peak_rss_bytes() > 1 << 20, "{}", peak_rss_bytes());
     }
 }

@@ -289,6 +289,7 @@ fn perf_prints_java_style_lines_and_a_json_summary() {
     let s = json_summary(&out);
     assert_eq!(s["delivered"], 3000);
     assert!(s["cpu_s_per_million_records"].as_f64().unwrap() > 0.0);
+    assert!(s["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "peak RSS is reported");
     assert!(s["latency_ms"]["p95"].as_f64().is_some());
     assert_eq!(cluster.consume_all(&t).unwrap().len(), 3000);
 }
