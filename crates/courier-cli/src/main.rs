@@ -16,6 +16,7 @@ mod demo;
 mod doctor;
 mod input;
 mod logging;
+mod observe;
 mod perf;
 mod produce;
 mod props;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use courier::{Producer, ProducerConfig, ProducerRecord};
 
+use crate::observe::{MetricsArgs, Observer};
 use crate::props;
 use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary};
 use crate::SummaryFormat;
@@ -76,6 +77,9 @@ pub struct PerfArgs {
     /// to stderr).
     #[arg(long, value_enum)]
     pub summary: Option<SummaryFormat>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Keyed records: keys `key-0` .. `key-{N-1}` in turn, partitioned by murmur2 like
     /// Java's (0: unkeyed, as Java's tool).
@@ -282,7 +286,7 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
     })));
     let cpu0 = cpu_time();
     let start = Instant::now();
-    let stopped = rt.block_on(send_all(&args, config, payloads, stats, start))?;
+    let (stopped, metrics_error) = rt.block_on(send_all(&args, config, payloads, stats, start))?;
     let elapsed = start.elapsed();
     let cpu = cpu_time().saturating_sub(cpu0);
     drop(rt);
@@ -334,6 +338,9 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
     if let Some(e) = &stopped {
         eprintln!("courier perf: the producer stopped: {e}");
     }
+    if let Some(e) = &metrics_error {
+        eprintln!("courier perf: {e}");
+    }
     let unreported = summary.unreported();
     if unreported > 0 {
         eprintln!(
@@ -344,11 +351,13 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
     if json {
         println!("{}", summary.to_json());
     }
-    Ok(if failed > 0 || stopped.is_some() || unreported > 0 {
-        1
-    } else {
-        0
-    })
+    Ok(
+        if failed > 0 || stopped.is_some() || unreported > 0 || metrics_error.is_some() {
+            1
+        } else {
+            0
+        },
+    )
 }
 
 async fn send_all(
@@ -357,8 +366,9 @@ async fn send_all(
     payloads: Vec<Bytes>,
     stats: &'static Mutex<PerfStats>,
     start: Instant,
-) -> Result<Option<String>, String> {
+) -> Result<(Option<String>, Option<String>), String> {
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
+    let observer = Observer::start(&args.metrics, &producer).await?;
     let topic: Arc<str> = args.topic.as_str().into();
     let mut rng = XorShift::seeded();
     let n = args.num_records;
@@ -470,8 +480,9 @@ async fn send_all(
     // (they are counted); say why it stopped, once.
     let flushed = producer.flush().await;
     let closed = producer.close(Duration::from_secs(30)).await;
-    match flushed.and(closed) {
-        Ok(()) => Ok(None),
-        Err(e) => Ok(Some(e.to_string())),
-    }
+    let metrics_error = observer.finish(&producer.metrics()).err();
+    Ok((
+        flushed.and(closed).err().map(|e| e.to_string()),
+        metrics_error,
+    ))
 }

@@ -32,6 +32,7 @@ use courier::{
 use tokio::sync::mpsc;
 
 use crate::input::{parse_delimiter, read_record, split_key};
+use crate::observe::{MetricsArgs, Observer};
 use crate::props;
 use crate::resend::{Dest, Reorder, Sink};
 use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary};
@@ -104,6 +105,9 @@ pub struct ProduceArgs {
     /// Print a summary at the end: json (one object on stdout) or text (stderr).
     #[arg(long = "summary", value_enum)]
     pub summary: Option<SummaryFormat>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Write each record that failed and is not in the log (its error says not
     /// persisted) to FILE, as it was read: key, key delimiter, value, record delimiter.
@@ -558,6 +562,9 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
              in courier, please report it)"
         );
     }
+    if let Some(e) = &outcome.metrics_error {
+        eprintln!("courier produce: {e}");
+    }
     if outcome.interrupted {
         eprintln!(
             "courier produce: interrupted; {} records were read before that",
@@ -604,6 +611,7 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
         || outcome.stopped.is_some()
         || unreported > 0
         || write_failed
+        || outcome.metrics_error.is_some()
     {
         1
     } else {
@@ -789,6 +797,8 @@ struct Outcome {
     resolved_persisted: u64,
     /// The producer's `unresolved` metric at the end.
     unresolved: u64,
+    /// Writing `--metrics-textfile` failed.
+    metrics_error: Option<String>,
 }
 
 async fn produce_all(
@@ -800,6 +810,7 @@ async fn produce_all(
     resend: Option<std::sync::mpsc::Sender<Msg>>,
 ) -> Result<Outcome, String> {
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
+    let observer = Observer::start(&args.metrics, &producer).await?;
     let topic: Arc<str> = args.topic.as_str().into();
     let acc = Arc::new(Mutex::new(Acc::default()));
     let verbose = args.verbose;
@@ -911,6 +922,7 @@ async fn produce_all(
     let closed = producer.close(Duration::from_secs(30)).await;
     let stopped = flushed.and(closed).err().map(|e| e.to_string());
     let metrics = producer.metrics();
+    let metrics_error = observer.finish(&metrics).err();
     let acc = std::mem::take(&mut *acc.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Outcome {
         records,
@@ -920,6 +932,7 @@ async fn produce_all(
         stopped,
         resolved_persisted: metrics.resolved_persisted,
         unresolved: metrics.unresolved,
+        metrics_error,
     })
 }
 

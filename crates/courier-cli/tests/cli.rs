@@ -289,7 +289,10 @@ fn perf_prints_java_style_lines_and_a_json_summary() {
     let s = json_summary(&out);
     assert_eq!(s["delivered"], 3000);
     assert!(s["cpu_s_per_million_records"].as_f64().unwrap() > 0.0);
-    assert!(s["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "peak RSS is reported");
+    assert!(
+        s["peak_rss_bytes"].as_u64().unwrap() > 1 << 20,
+        "peak RSS is reported"
+    );
     assert!(s["latency_ms"]["p95"].as_f64().is_some());
     assert_eq!(cluster.consume_all(&t).unwrap().len(), 3000);
 }
@@ -584,4 +587,120 @@ fn a_line_on_an_open_stdin_is_sent_at_once_and_ctrl_c_ends_the_run() {
     let recs = cluster.consume_all(&t).unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(text(&recs[0].value).as_deref(), Some("first line"));
+}
+
+/// One HTTP GET to `addr`, the whole answer as text.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The samples of a Prometheus exposition, read by an independent parser: plain values
+/// by name (first sample), and the delivery latency histogram's count.
+fn prometheus_values(text: &str) -> std::collections::HashMap<String, f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("a valid Prometheus exposition");
+    let mut out = std::collections::HashMap::new();
+    for s in scrape.samples {
+        let v = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => continue,
+        };
+        out.entry(s.metric).or_insert(v);
+    }
+    out
+}
+
+/// `--metrics-listen`, `--metrics-textfile` and `--stats-interval` against a real
+/// broker: `/metrics` is scraped while the run is open (stdin not yet closed) and parsed
+/// by an independent Prometheus parser; its counters and the textfile's final ones
+/// agree with what Kafka's console consumer reads: sent = delivered = records in the
+/// log, and the latency histogram counts each delivered record once.
+#[test]
+fn metrics_are_served_while_running_and_match_the_log_at_exit() {
+    use std::io::BufRead;
+    let cluster = KafkaCluster::shared(1);
+    let t = topic(cluster, "cli-metrics", 3);
+    let dir = std::env::temp_dir().join(format!("courier-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let textfile = dir.join("courier.prom");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
+        .args(["produce", "-b", &cluster.bootstrap(), "-t", &t, "-K", ":"])
+        .args(["--metrics-listen", "127.0.0.1:0", "--stats-interval", "200"])
+        .arg("--metrics-textfile")
+        .arg(&textfile)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the courier binary");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("courier says where its metrics are");
+        seen.push(line.clone());
+        if let Some(rest) = line.strip_prefix("% metrics at http://") {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    let n = 2000;
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..n {
+        writeln!(stdin, "k{}:v{i}", i % 17).unwrap();
+    }
+    stdin.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let live = loop {
+        let answer = http_get(&addr, "/metrics");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("Content-Type: text/plain; version=0.0.4"), "{answer}");
+        let body = answer.split_once("\r\n\r\n").unwrap().1.to_string();
+        let v = prometheus_values(&body);
+        if v["courier_records_delivered_total"] >= n as f64 || std::time::Instant::now() > deadline
+        {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(live["courier_records_sent_total"], n as f64);
+    assert_eq!(live["courier_records_delivered_total"], n as f64);
+    assert_eq!(live["courier_delivery_latency_seconds_count"], n as f64);
+    assert_eq!(live["courier_queued_records"], 0.0);
+    assert_eq!(live["courier_producer_fatal"], 0.0);
+    assert!(http_get(&addr, "/other").starts_with("HTTP/1.1 404"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(stdin);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    assert_eq!(status.code(), Some(0), "{seen:#?}");
+    let stats: Vec<Value> = seen
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a stats line is JSON"))
+        .collect();
+    assert!(!stats.is_empty(), "no --stats-interval line in {seen:#?}");
+    assert_eq!(stats.last().unwrap()["delivered"], n);
+    let last = prometheus_values(&std::fs::read_to_string(&textfile).unwrap());
+    let stored = cluster.consume_all(&t).unwrap().len();
+    assert_eq!(stored, n);
+    assert_eq!(last["courier_records_sent_total"], stored as f64);
+    assert_eq!(last["courier_records_delivered_total"], stored as f64);
+    assert_eq!(last["courier_delivery_latency_seconds_count"], stored as f64);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

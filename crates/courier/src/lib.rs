@@ -456,7 +456,7 @@ mod queue;
 pub use audit::DurabilityReport;
 pub use config::{ConfigError, ProducerConfig};
 pub use error::{ErrorCode, Persistence, ProducerError};
-pub use metrics::DeliveryMetrics;
+pub use metrics::{DeliveryMetrics, LatencyHistogram, LATENCY_BUCKETS_MS};
 pub use producer::{
     DeliveryFuture, DeliveryHandler, DeliveryResult, IntoTopic, Producer, ProducerRecord,
     RecordMetadata,

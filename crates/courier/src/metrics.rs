@@ -1,11 +1,44 @@
 //! Delivery metrics a service can export: counters kept by the producer as records
-//! move through it, read with [`crate::Producer::metrics`].
+//! move through it, read with [`crate::Producer::metrics`], and written in the
+//! Prometheus text format by [`DeliveryMetrics::to_prometheus`] (issue 18).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::error::Persistence;
 use crate::net::NetCounters;
+
+/// Upper bounds, in milliseconds, of the delivery latency histogram's buckets (a last
+/// bucket, `+Inf`, takes the rest). From 1 ms, the clock's resolution here, to
+/// `delivery.timeout.ms`'s default of 2 minutes.
+pub const LATENCY_BUCKETS_MS: [u64; 16] = [
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000,
+];
+
+/// Delivery latency, from the call that queued a record to its acknowledgement, of the
+/// records delivered so far, with millisecond resolution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Records per bucket, not cumulative: `buckets[i]` counts latencies above
+    /// `LATENCY_BUCKETS_MS[i - 1]` and at most `LATENCY_BUCKETS_MS[i]`; the last entry
+    /// counts those above every bound.
+    pub buckets: Vec<u64>,
+    /// The latencies added up, in milliseconds.
+    pub sum_ms: u64,
+    /// Records counted (the acknowledged ones).
+    pub count: u64,
+}
+
+/// A failure's persistence as a metric label.
+pub(crate) fn persistence_label(p: Persistence) -> &'static str {
+    match p {
+        Persistence::Persisted => "persisted",
+        Persistence::PossiblyPersisted => "possibly_persisted",
+        Persistence::NotPersisted => "not_persisted",
+    }
+}
 
 /// A point-in-time copy of the producer's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,8 +52,17 @@ pub struct DeliveryMetrics {
     /// Failed records by error name (`NOT_ENOUGH_REPLICAS`, `DELIVERY_TIMEOUT`, ...:
     /// [`ProducerError::name`](crate::ProducerError::name)).
     pub failed_by_error: BTreeMap<String, u64>,
+    /// Failed records by error name and [`persistence_label`] of their persistence:
+    /// whether they may be in the log after all.
+    pub failed_by_error_and_persistence: BTreeMap<(String, &'static str), u64>,
     /// Batches scheduled for another attempt.
     pub retries: u64,
+    /// Records in the batches scheduled for another attempt (one per record and attempt).
+    pub records_retried: u64,
+    /// Delivery latency of the acknowledged records.
+    pub delivery_latency: LatencyHistogram,
+    /// The producer stopped on a fatal error: it takes no more records.
+    pub fatal: bool,
     /// Batches split in two after the broker refused them as larger than the topic
     /// allows (MESSAGE_TOO_LARGE); a single record that is too large fails instead.
     pub batches_split: u64,
@@ -77,6 +119,192 @@ impl DeliveryMetrics {
     pub fn pending(&self) -> u64 {
         self.sent.saturating_sub(self.delivered + self.failed)
     }
+
+    /// These metrics in the Prometheus text exposition format (version 0.0.4), for a
+    /// `/metrics` endpoint or a node_exporter textfile. Names follow Prometheus'
+    /// conventions: a `courier_` prefix, base units (seconds, bytes), `_total` on
+    /// counters. `docs/METRICS.md` describes each.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let one = |v: u64| [(String::new(), v)];
+        metric(
+            "courier_records_sent_total",
+            "counter",
+            "Records accepted by send/produce.",
+            &one(self.sent),
+        );
+        metric(
+            "courier_records_delivered_total",
+            "counter",
+            "Records acknowledged by the broker.",
+            &one(self.delivered),
+        );
+        let failed: Vec<(String, u64)> = self
+            .failed_by_error_and_persistence
+            .iter()
+            .map(|((error, persistence), n)| {
+                (
+                    format!(
+                        "{{error=\"{}\",persistence=\"{persistence}\"}}",
+                        escape_label(error)
+                    ),
+                    *n,
+                )
+            })
+            .collect();
+        metric(
+            "courier_records_failed_total",
+            "counter",
+            "Records that failed, by error name and whether they may be in the log.",
+            &failed,
+        );
+        metric(
+            "courier_records_retried_total",
+            "counter",
+            "Records sent again, one per record and attempt.",
+            &one(self.records_retried),
+        );
+        metric(
+            "courier_batches_retried_total",
+            "counter",
+            "Batches scheduled for another attempt.",
+            &one(self.retries),
+        );
+        metric(
+            "courier_batches_split_total",
+            "counter",
+            "Batches split after the broker refused them as too large.",
+            &one(self.batches_split),
+        );
+        metric(
+            "courier_epoch_bumps_total",
+            "counter",
+            "Producer epoch bumps after sequence gaps (KIP-360), per partition.",
+            &one(self.epoch_bumps),
+        );
+        metric(
+            "courier_records_resolved_persisted_total",
+            "counter",
+            "Records past delivery.timeout.ms that resending proved to be in the log.",
+            &one(self.resolved_persisted),
+        );
+        metric(
+            "courier_records_unresolved_total",
+            "counter",
+            "Records still possibly persisted when delivery.resolution.timeout.ms ran out.",
+            &one(self.unresolved),
+        );
+        metric(
+            "courier_records_dead_lettered_total",
+            "counter",
+            "Failed records written to the dead letter queue.",
+            &one(self.dead_lettered),
+        );
+        metric(
+            "courier_dead_letter_failures_total",
+            "counter",
+            "Failed records the dead letter queue could not take either.",
+            &one(self.dead_letter_failures),
+        );
+        metric(
+            "courier_queued_records",
+            "gauge",
+            "Records accepted and not yet reported either way.",
+            &one(self.pending()),
+        );
+        metric(
+            "courier_queued_bytes",
+            "gauge",
+            "Bytes of buffer.memory held by records not yet reported.",
+            &one(self.queued_bytes),
+        );
+        metric(
+            "courier_inflight_requests",
+            "gauge",
+            "Produce requests sent and not yet answered.",
+            &one(self.requests_in_flight),
+        );
+        metric(
+            "courier_producer_fatal",
+            "gauge",
+            "1 once the producer stopped on a fatal error and takes no more records.",
+            &one(u64::from(self.fatal)),
+        );
+        metric(
+            "courier_connections_opened_total",
+            "counter",
+            "Broker connections opened.",
+            &one(self.connections_opened),
+        );
+        metric(
+            "courier_connect_failures_total",
+            "counter",
+            "Broker connection attempts that failed.",
+            &one(self.connect_failures),
+        );
+        let closed = [
+            ("idle", self.connections_closed_idle),
+            ("peer", self.connections_closed_by_peer),
+            ("timeout", self.connections_closed_timeout),
+            ("protocol_error", self.protocol_errors),
+        ]
+        .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n));
+        metric(
+            "courier_connections_closed_total",
+            "counter",
+            "Broker connections closed, by reason.",
+            &closed,
+        );
+        metric(
+            "courier_reauthentications_total",
+            "counter",
+            "SASL sessions re-authenticated before they expired (KIP-368).",
+            &one(self.reauthentications),
+        );
+        let h = &self.delivery_latency;
+        let _ = writeln!(
+            out,
+            "# HELP courier_delivery_latency_seconds Time from the send call to the \
+             acknowledgement, of delivered records."
+        );
+        let _ = writeln!(out, "# TYPE courier_delivery_latency_seconds histogram");
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            cumulative += h.buckets.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "courier_delivery_latency_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1000.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "courier_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "courier_delivery_latency_seconds_sum {}",
+            h.sum_ms as f64 / 1000.0
+        );
+        let _ = writeln!(out, "courier_delivery_latency_seconds_count {}", h.count);
+        out
+    }
+}
+
+/// A label value as the text format requires: backslash, double quote and newline
+/// escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// An atomic counter alone on its cache line.
@@ -100,8 +328,14 @@ pub(crate) struct Counters {
     pub(crate) sent: Padded,
     pub(crate) delivered: AtomicU64,
     pub(crate) failed: AtomicU64,
-    pub(crate) failed_by_error: Mutex<BTreeMap<String, u64>>,
+    pub(crate) failed_by: Mutex<BTreeMap<(String, &'static str), u64>>,
     pub(crate) retries: AtomicU64,
+    pub(crate) records_retried: AtomicU64,
+    /// Per bucket of [`LATENCY_BUCKETS_MS`], plus `+Inf`; written by the driver once per
+    /// acknowledged batch.
+    pub(crate) latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    pub(crate) latency_sum_ms: AtomicU64,
+    pub(crate) latency_count: AtomicU64,
     pub(crate) batches_split: AtomicU64,
     pub(crate) epoch_bumps: AtomicU64,
     pub(crate) resolved_persisted: AtomicU64,
@@ -112,28 +346,81 @@ pub(crate) struct Counters {
     pub(crate) batches_compressed_elsewhere: AtomicU64,
 }
 
+/// Latencies of one acknowledged batch, counted on the driver and added to the shared
+/// counters at once: three atomic additions per batch instead of per record.
+#[derive(Default)]
+pub(crate) struct LatencyBatch {
+    buckets: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    sum_ms: u64,
+    count: u64,
+}
+
+impl LatencyBatch {
+    pub(crate) fn add(&mut self, ms: u64) {
+        let i = LATENCY_BUCKETS_MS.partition_point(|&b| b < ms);
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.sum_ms += ms;
+        self.count += 1;
+    }
+}
+
 impl Counters {
-    pub(crate) fn add_failed(&self, error: &str, n: u64) {
+    pub(crate) fn add_failed(&self, error: &str, persistence: Persistence, n: u64) {
         self.failed.fetch_add(n, Ordering::Relaxed);
         *self
-            .failed_by_error
+            .failed_by
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(error.to_string())
+            .entry((error.to_string(), persistence_label(persistence)))
             .or_default() += n;
     }
 
-    pub(crate) fn snapshot(&self, queued_bytes: u64, net: &NetCounters) -> DeliveryMetrics {
+    pub(crate) fn add_latencies(&self, batch: &LatencyBatch) {
+        for (shared, n) in self.latency_buckets.iter().zip(batch.buckets) {
+            if n > 0 {
+                shared.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.latency_sum_ms
+            .fetch_add(batch.sum_ms, Ordering::Relaxed);
+        self.latency_count.fetch_add(batch.count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(
+        &self,
+        queued_bytes: u64,
+        fatal: bool,
+        net: &NetCounters,
+    ) -> DeliveryMetrics {
+        let failed_by = self
+            .failed_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut failed_by_error = BTreeMap::new();
+        for ((name, _), n) in &failed_by {
+            *failed_by_error.entry(name.clone()).or_default() += n;
+        }
         DeliveryMetrics {
             sent: self.sent.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
-            failed_by_error: self
-                .failed_by_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            failed_by_error,
+            failed_by_error_and_persistence: failed_by,
             retries: self.retries.load(Ordering::Relaxed),
+            records_retried: self.records_retried.load(Ordering::Relaxed),
+            delivery_latency: LatencyHistogram {
+                buckets: self
+                    .latency_buckets
+                    .iter()
+                    .map(|b| b.load(Ordering::Relaxed))
+                    .collect(),
+                sum_ms: self.latency_sum_ms.load(Ordering::Relaxed),
+                count: self.latency_count.load(Ordering::Relaxed),
+            },
+            fatal,
             batches_split: self.batches_split.load(Ordering::Relaxed),
             epoch_bumps: self.epoch_bumps.load(Ordering::Relaxed),
             resolved_persisted: self.resolved_persisted.load(Ordering::Relaxed),
@@ -161,14 +448,107 @@ mod tests {
     #[test]
     fn success_rate_and_pending() {
         let c = Counters::default();
-        assert_eq!(c.snapshot(0, &NetCounters::default()).success_rate(), 1.0);
+        assert_eq!(
+            c.snapshot(0, false, &NetCounters::default()).success_rate(),
+            1.0
+        );
         c.sent.fetch_add(10, Ordering::Relaxed);
         c.delivered.fetch_add(6, Ordering::Relaxed);
-        c.add_failed("NOT_ENOUGH_REPLICAS", 2);
-        let m = c.snapshot(100, &NetCounters::default());
+        c.add_failed("NOT_ENOUGH_REPLICAS", Persistence::NotPersisted, 2);
+        let m = c.snapshot(100, false, &NetCounters::default());
         assert_eq!(m.success_rate(), 0.75);
         assert_eq!(m.pending(), 2);
         assert_eq!(m.failed_by_error["NOT_ENOUGH_REPLICAS"], 2);
         assert_eq!(m.queued_bytes, 100);
+    }
+
+    /// What `to_prometheus` writes is read back by an independent parser with the same
+    /// values: counters, labels (escaped), the gauge of the fatal state, and the
+    /// histogram's cumulative buckets, sum and count.
+    #[test]
+    fn prometheus_text_reads_back_with_an_independent_parser() {
+        let c = Counters::default();
+        c.sent.fetch_add(10, Ordering::Relaxed);
+        c.delivered.fetch_add(6, Ordering::Relaxed);
+        c.add_failed("NOT_ENOUGH_REPLICAS", Persistence::PossiblyPersisted, 2);
+        c.add_failed("a \"quoted\\ name", Persistence::NotPersisted, 1);
+        let mut batch = LatencyBatch::default();
+        for ms in [0, 1, 3, 3, 40_000, 500_000] {
+            batch.add(ms);
+        }
+        c.add_latencies(&batch);
+        let m = c.snapshot(1234, true, &NetCounters::default());
+        let text = m.to_prometheus();
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+        let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+            let s = scrape
+                .samples
+                .iter()
+                .find(|s| {
+                    s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                })
+                .unwrap_or_else(|| panic!("{name} {labels:?} in\n{text}"));
+            match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                other => panic!("{name}: {other:?}"),
+            }
+        };
+        assert_eq!(value("courier_records_sent_total", &[]), 10.0);
+        assert_eq!(value("courier_records_delivered_total", &[]), 6.0);
+        assert_eq!(
+            value(
+                "courier_records_failed_total",
+                &[
+                    ("error", "NOT_ENOUGH_REPLICAS"),
+                    ("persistence", "possibly_persisted")
+                ]
+            ),
+            2.0
+        );
+        // The parser gives label values as written, escapes included.
+        assert_eq!(
+            value(
+                "courier_records_failed_total",
+                &[
+                    ("error", r#"a \"quoted\\ name"#),
+                    ("persistence", "not_persisted")
+                ]
+            ),
+            1.0
+        );
+        assert_eq!(value("courier_queued_records", &[]), 1.0);
+        assert_eq!(value("courier_queued_bytes", &[]), 1234.0);
+        assert_eq!(value("courier_producer_fatal", &[]), 1.0);
+        let hist = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "courier_delivery_latency_seconds")
+            .expect("the latency histogram");
+        let prometheus_parse::Value::Histogram(buckets) = &hist.value else {
+            panic!("not a histogram: {:?}", hist.value);
+        };
+        let at = |le: f64| {
+            buckets
+                .iter()
+                .find(|b| (b.less_than - le).abs() < 1e-9)
+                .map(|b| b.count)
+                .unwrap_or_else(|| panic!("bucket {le}"))
+        };
+        assert_eq!(at(0.001), 2.0, "0 and 1 ms");
+        assert_eq!(at(0.005), 4.0, "and the two of 3 ms");
+        assert_eq!(at(30.0), 4.0);
+        assert_eq!(at(60.0), 5.0, "40 s");
+        assert_eq!(at(120.0), 5.0, "500 s is above every bound");
+        // (This parser leaves out the +Inf bucket, which the count repeats.)
+        assert!(text.contains("courier_delivery_latency_seconds_bucket{le=\"+Inf\"} 6\n"));
+        assert_eq!(value("courier_delivery_latency_seconds_count", &[]), 6.0);
+        assert_eq!(
+            value("courier_delivery_latency_seconds_sum", &[]),
+            540.007,
+            "0 + 1 + 3 + 3 + 40000 + 500000 ms"
+        );
     }
 }

@@ -594,6 +594,8 @@ pub struct ProducerEngine<T> {
     deliveries: Vec<Action<T>>,
     /// Batches resent so far (for metrics).
     retries_total: u64,
+    /// Records in those batches, one per record and attempt (for metrics).
+    records_retried_total: u64,
     /// Batches split after MESSAGE_TOO_LARGE (for metrics).
     batches_split: u64,
     /// The topic of the last append and its slot.
@@ -656,6 +658,7 @@ impl<T> ProducerEngine<T> {
             rng: XorShiftRng::new(seed),
             deliveries: Vec::new(),
             retries_total: 0,
+            records_retried_total: 0,
             batches_split: 0,
             last_topic: None,
             last_poll: None,
@@ -719,6 +722,11 @@ impl<T> ProducerEngine<T> {
     /// How many times a batch was scheduled for another attempt since the start.
     pub fn retries_total(&self) -> u64 {
         self.retries_total
+    }
+
+    /// Records in the batches scheduled for another attempt, one per record and attempt.
+    pub fn records_retried_total(&self) -> u64 {
+        self.records_retried_total
     }
 
     /// Caps `topic`'s batches at `max_message_bytes`, the topic's `max.message.bytes`
@@ -1834,6 +1842,8 @@ impl<T> ProducerEngine<T> {
         let timeout = self.cfg.delivery_timeout;
         let resolution = self.resolution_timeout();
         self.retries_total += 1;
+        self.records_retried_total +=
+            self.topics[ti].partitions[pi].batches[idx].records.len() as u64;
         let attempts = self.topics[ti].partitions[pi].batches[idx].attempts;
         let backoff = self.backoff(attempts);
         let p = &mut self.topics[ti].partitions[pi];

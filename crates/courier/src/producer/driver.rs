@@ -18,7 +18,7 @@ use crate::audit::{audit_with_pool, DurabilityReport};
 use crate::config::{Acks, DurabilityCheck};
 use crate::dlq::{dead_letter_record, should_dead_letter};
 use crate::error::{ErrorCode, ProducerError};
-use crate::metrics::Counters;
+use crate::metrics::{Counters, LatencyBatch};
 use crate::net::{self, ConnectionPool, NetError};
 use crate::queue::BatchQueue;
 
@@ -271,6 +271,9 @@ impl Driver {
             self.counters
                 .retries
                 .store(self.engine.retries_total(), Ordering::Relaxed);
+            self.counters
+                .records_retried
+                .store(self.engine.records_retried_total(), Ordering::Relaxed);
             self.counters
                 .batches_split
                 .store(self.engine.batches_split(), Ordering::Relaxed);
@@ -527,7 +530,16 @@ impl Driver {
                 self.counters
                     .delivered
                     .fetch_add(d.records.len() as u64, Ordering::Relaxed);
+                let now = super::now_ms() as u32;
+                let mut latencies = LatencyBatch::default();
                 for (i, (token, ts)) in d.records.into_iter().enumerate() {
+                    // A clock set back while the record waited reads as 0, not 49 days.
+                    let ms = now.wrapping_sub(token.sent_ms);
+                    latencies.add(if ms > i32::MAX as u32 {
+                        0
+                    } else {
+                        u64::from(ms)
+                    });
                     let offset = if w.base_offset >= 0 {
                         w.base_offset + i as i64
                     } else {
@@ -545,6 +557,7 @@ impl Driver {
                     };
                     token.completion.deliver(Ok(md));
                 }
+                self.counters.add_latencies(&latencies);
             }
             Err(f) => {
                 let err = match (&f.reason, self.fatal.get()) {
@@ -607,7 +620,7 @@ impl Driver {
         err: ProducerError,
     ) {
         self.memory.add_permits(token.bytes as usize);
-        self.counters.add_failed(err.name(), 1);
+        self.counters.add_failed(err.name(), err.persistence(), 1);
         if let (Some(dlq), Some(original)) = (&self.dlq, &token.original) {
             if **topic != *dlq.topic && should_dead_letter(&err, dlq.possibly_persisted) {
                 let record = dead_letter_record(&dlq.topic, topic, partition, ts, original, &err);

@@ -423,9 +423,11 @@ impl Producer {
             .buffer_memory()
             .min(Semaphore::MAX_PERMITS);
         let free = self.shared.memory.available_permits().min(limit);
-        self.shared
-            .counters
-            .snapshot((limit - free) as u64, self.shared.pool.counters())
+        self.shared.counters.snapshot(
+            (limit - free) as u64,
+            self.shared.fatal.get().is_some(),
+            self.shared.pool.counters(),
+        )
     }
 
     /// Audits `topic` against this producer's `acks` and idempotence: its replication
@@ -597,7 +599,9 @@ impl Producer {
         completion: Completion,
         bytes: u32,
     ) -> Result<(), ProducerError> {
-        let timestamp_ms = record.timestamp_ms.unwrap_or_else(now_ms);
+        // One clock reading for the record's CreateTime and for its latency metric.
+        let now = now_ms();
+        let timestamp_ms = record.timestamp_ms.unwrap_or(now);
         let original = self.shared.config.dlq_topic().map(|_| {
             Box::new(Original {
                 key: record.key.clone(),
@@ -615,6 +619,7 @@ impl Producer {
             token: Token {
                 completion,
                 bytes,
+                sent_ms: now as u32,
                 original,
             },
         };
@@ -729,7 +734,7 @@ fn dead_letter_config(config: &ProducerConfig) -> ProducerConfig {
     c
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -114,6 +114,9 @@ impl Drop for Completion {
 pub(super) struct Token {
     pub(super) completion: Completion,
     pub(super) bytes: u32,
+    /// When the record was queued: the wall clock's milliseconds, truncated to 32 bits
+    /// (latencies are differences with wrapping arithmetic, right below 49 days).
+    pub(super) sent_ms: u32,
     /// The record's key, value and headers, kept only when a dead letter queue may
     /// need them (the bytes are shared, not copied).
     pub(super) original: Option<Box<Original>>,
