@@ -84,6 +84,10 @@ pub struct ConsumeOptions {
     pub idle_timeout: Duration,
     /// A bound on the whole run.
     pub deadline: Duration,
+    /// Read only committed transactions (`--isolation-level read_committed`): records
+    /// of aborted and still open transactions are skipped. Off by default
+    /// (read_uncommitted, the console consumer's default).
+    pub read_committed: bool,
 }
 
 impl Default for ConsumeOptions {
@@ -92,6 +96,7 @@ impl Default for ConsumeOptions {
             max_records: None,
             idle_timeout: Duration::from_secs(10),
             deadline: Duration::from_secs(300),
+            read_committed: false,
         }
     }
 }
@@ -149,6 +154,9 @@ pub(crate) fn console_consume_with(
         "--from-beginning",
     ]);
     cmd.args(["--timeout-ms", &opts.idle_timeout.as_millis().to_string()]);
+    if opts.read_committed {
+        cmd.args(["--isolation-level", "read_committed"]);
+    }
     if let Some(n) = opts.max_records {
         cmd.args(["--max-messages", &n.to_string()]);
     }

@@ -668,7 +668,10 @@ fn metrics_are_served_while_running_and_match_the_log_at_exit() {
     let live = loop {
         let answer = http_get(&addr, "/metrics");
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-        assert!(answer.contains("Content-Type: text/plain; version=0.0.4"), "{answer}");
+        assert!(
+            answer.contains("Content-Type: text/plain; version=0.0.4"),
+            "{answer}"
+        );
         let body = answer.split_once("\r\n\r\n").unwrap().1.to_string();
         let v = prometheus_values(&body);
         if v["courier_records_delivered_total"] >= n as f64 || std::time::Instant::now() > deadline
@@ -701,6 +704,9 @@ fn metrics_are_served_while_running_and_match_the_log_at_exit() {
     assert_eq!(stored, n);
     assert_eq!(last["courier_records_sent_total"], stored as f64);
     assert_eq!(last["courier_records_delivered_total"], stored as f64);
-    assert_eq!(last["courier_delivery_latency_seconds_count"], stored as f64);
+    assert_eq!(
+        last["courier_delivery_latency_seconds_count"],
+        stored as f64
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -29,6 +29,7 @@ mod pool;
 pub mod sasl;
 mod stream;
 mod tls;
+pub mod txn;
 mod versions;
 
 pub use authenticate::{SaslAuth, SaslAuthenticator, Session};

@@ -79,6 +79,41 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         max: 2,
         required: false,
     },
+    // Transactions (KIP-98; docs/TRANSACTIONS.md): the coordinator's requests, decoded
+    // by courier_core::wire at every version listed. FindCoordinator v4 batches keys
+    // (KIP-699); AddPartitionsToTxn v4+ is broker-to-broker (KIP-890); TxnOffsetCommit
+    // v3 carries the group member (KIP-447); EndTxn and TxnOffsetCommit v5 mean
+    // transaction version 2 (KIP-890).
+    SupportedApi {
+        key: ApiKey::FindCoordinator,
+        min: 0,
+        max: 6,
+        required: false,
+    },
+    SupportedApi {
+        key: ApiKey::AddPartitionsToTxn,
+        min: 0,
+        max: 3,
+        required: false,
+    },
+    SupportedApi {
+        key: ApiKey::AddOffsetsToTxn,
+        min: 0,
+        max: 4,
+        required: false,
+    },
+    SupportedApi {
+        key: ApiKey::TxnOffsetCommit,
+        min: 0,
+        max: 5,
+        required: false,
+    },
+    SupportedApi {
+        key: ApiKey::EndTxn,
+        min: 0,
+        max: 5,
+        required: false,
+    },
 ];
 
 /// The ApiVersions version courier sends first.

@@ -1,0 +1,253 @@
+//! The transaction coordinator's requests (`courier::net::txn`) against a real Kafka
+//! broker, at transaction version 1's request versions, judged by Kafka's console
+//! consumer at both isolation levels and by `kafka-consumer-groups` (issue 15): records
+//! and offsets of a committed transaction are visible together, across two topics; those
+//! of an aborted one are in the log but never visible to a read_committed reader, and
+//! its offsets are not committed.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use courier::net::txn::{self, GroupMember};
+use courier::net::{init_producer_id, BrokerConnection, ConnectOptions, ProduceRequestParts};
+use courier_core::producer::txn::TransactionVersion;
+use courier_core::wire::{KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION};
+use courier_core::{Compression, Compressor, ProducerFields, RecordBatchBuilder};
+use courier_testkit::{ConsumeOptions, KafkaCluster, TopicSpec};
+
+/// Error codes that mean "ask again shortly": COORDINATOR_LOAD_IN_PROGRESS,
+/// COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR (on one broker: it is still electing),
+/// CONCURRENT_TRANSACTIONS (the previous transaction's markers are being written).
+const RETRIABLE: [i16; 4] = [14, 15, 16, 51];
+
+/// Calls `f` until it answers an error code outside [`RETRIABLE`] (up to 60 s), and
+/// returns that answer.
+async fn until_settled<T, Fut: Future<Output = (i16, T)>>(
+    what: &str,
+    mut f: impl FnMut() -> Fut,
+) -> (i16, T) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, v) = f().await;
+        if !RETRIABLE.contains(&code) || Instant::now() > deadline {
+            return (code, v);
+        }
+        eprintln!("{what}: error {code}, asking again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One transactional batch of `values`, as a transactional producer writes it.
+fn txn_batch(pid: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
+    let mut b = RecordBatchBuilder::new();
+    b.set_transactional(true);
+    for v in values {
+        b.append(1_700_000_000_000, None, Some(v.as_bytes()), &[])
+            .unwrap();
+    }
+    b.seal(
+        ProducerFields {
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence,
+        },
+        Compression::None,
+        &mut Compressor::new(),
+    )
+    .unwrap()
+    .into_bytes()
+}
+
+fn values(cluster: &KafkaCluster, topic: &str, read_committed: bool) -> Vec<String> {
+    cluster
+        .consume(
+            topic,
+            &ConsumeOptions {
+                idle_timeout: Duration::from_secs(8),
+                read_committed,
+                ..ConsumeOptions::default()
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one_nothing() {
+    let cluster = KafkaCluster::shared(1);
+    let (a, b) = (cluster.unique_topic("txn-a"), cluster.unique_topic("txn-b"));
+    for t in [&a, &b] {
+        cluster
+            .create_topic(&TopicSpec::new(t).partitions(1))
+            .unwrap();
+    }
+    let txn_id = cluster.unique_topic("txn-id");
+    let group = cluster.unique_topic("txn-group");
+    let bootstrap = cluster.bootstrap().split(',').next().unwrap().to_owned();
+    let v1 = TransactionVersion::V1;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let opts = ConnectOptions {
+            client_id: "courier-txn-test".into(),
+            ..ConnectOptions::default()
+        };
+        let boot = BrokerConnection::connect(&bootstrap, &opts).await.unwrap();
+        let (code, coord) = until_settled("FindCoordinator(txn)", || async {
+            let c = txn::find_coordinator(&boot, KEY_TYPE_TRANSACTION, &txn_id)
+                .await
+                .unwrap();
+            (c.error_code, c)
+        })
+        .await;
+        assert_eq!(code, 0, "{coord:?}");
+        let conn = BrokerConnection::connect(&format!("{}:{}", coord.host, coord.port), &opts)
+            .await
+            .unwrap();
+        let (code, grant) = until_settled("InitProducerId", || async {
+            let g = init_producer_id(&conn, Some(&txn_id), Duration::from_secs(60))
+                .await
+                .unwrap();
+            (g.error_code, g)
+        })
+        .await;
+        assert_eq!(code, 0);
+        let (pid, epoch) = (grant.producer_id, grant.producer_epoch);
+        assert!(pid >= 0 && epoch >= 0);
+
+        let (code, gc) = until_settled("FindCoordinator(group)", || async {
+            let c = txn::find_coordinator(&boot, KEY_TYPE_GROUP, &group)
+                .await
+                .unwrap();
+            (c.error_code, c)
+        })
+        .await;
+        assert_eq!(code, 0, "{gc:?}");
+        let group_conn = BrokerConnection::connect(&format!("{}:{}", gc.host, gc.port), &opts)
+            .await
+            .unwrap();
+        let member = GroupMember {
+            group_id: group.clone(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        };
+
+        // One transaction: a record in each topic and an offset, then commit; the next:
+        // a record and an offset, then abort.
+        for (commit, seq, offset) in [(true, 0, 42), (false, 1, 99)] {
+            let parts: Vec<(&str, Vec<i32>)> = if commit {
+                vec![(a.as_str(), vec![0]), (b.as_str(), vec![0])]
+            } else {
+                vec![(a.as_str(), vec![0])]
+            };
+            let (code, resp) = until_settled("AddPartitionsToTxn", || async {
+                let r = txn::add_partitions_to_txn(&conn, v1, &txn_id, pid, epoch, &parts)
+                    .await
+                    .unwrap();
+                let code = r
+                    .results_by_topic_v3_and_below
+                    .iter()
+                    .flat_map(|t| t.results_by_partition.iter())
+                    .map(|p| p.partition_error_code)
+                    .find(|&c| c != 0)
+                    .unwrap_or(0);
+                (code, r)
+            })
+            .await;
+            assert_eq!(code, 0, "{resp:?}");
+            let word = if commit { "committed" } else { "aborted" };
+            let mut topics = vec![(
+                a.clone(),
+                vec![(0, Some(txn_batch(pid, epoch, seq, &[&format!("{word}-a")])))],
+            )];
+            if commit {
+                topics.push((
+                    b.clone(),
+                    vec![(0, Some(txn_batch(pid, epoch, 0, &["committed-b"])))],
+                ));
+            }
+            let produced = boot
+                .send_produce(ProduceRequestParts {
+                    transactional_id: Some(txn_id.clone()),
+                    acks: -1,
+                    timeout_ms: 10_000,
+                    topics,
+                })
+                .await
+                .unwrap()
+                .expect("acks=-1 has a response");
+            for t in &produced.responses {
+                for p in &t.partition_responses {
+                    assert_eq!(p.error_code, 0, "{produced:?}");
+                }
+            }
+            let (code, _) = until_settled("AddOffsetsToTxn", || async {
+                let c = txn::add_offsets_to_txn(&conn, v1, &txn_id, pid, epoch, &group)
+                    .await
+                    .unwrap();
+                (c, ())
+            })
+            .await;
+            assert_eq!(code, 0);
+            let offsets = [(a.as_str(), vec![(0, offset, -1)])];
+            let (code, resp) = until_settled("TxnOffsetCommit", || async {
+                let r =
+                    txn::txn_offset_commit(&group_conn, v1, &txn_id, pid, epoch, &member, &offsets)
+                        .await
+                        .unwrap();
+                let code = r
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter())
+                    .map(|p| p.error_code)
+                    .find(|&c| c != 0)
+                    .unwrap_or(0);
+                (code, r)
+            })
+            .await;
+            assert_eq!(code, 0, "{resp:?}");
+            let (code, resp) = until_settled("EndTxn", || async {
+                let r = txn::end_txn(&conn, v1, &txn_id, pid, epoch, commit)
+                    .await
+                    .unwrap();
+                (r.error_code, r)
+            })
+            .await;
+            assert_eq!(code, 0, "{resp:?}");
+        }
+    });
+
+    // The aborted record is in the log (a read_uncommitted reader sees it) but a
+    // read_committed reader never does; the committed ones are visible in both topics.
+    assert_eq!(values(cluster, &a, true), ["committed-a"]);
+    assert_eq!(values(cluster, &b, true), ["committed-b"]);
+    assert_eq!(values(cluster, &a, false), ["committed-a", "aborted-a"]);
+    // The committed transaction's offset stands; the aborted one's (99) never did.
+    let described = cluster
+        .run_tool(
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            &[
+                "--bootstrap-server",
+                &cluster.bootstrap(),
+                "--describe",
+                "--group",
+                &group,
+            ],
+        )
+        .unwrap();
+    let row: Vec<&str> = described
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(a.as_str()))
+        .unwrap_or_else(|| panic!("no row for {a} in\n{described}"))
+        .split_whitespace()
+        .collect();
+    // GROUP TOPIC PARTITION CURRENT-OFFSET ...
+    assert_eq!(&row[2..4], ["0", "42"], "{described}");
+}
