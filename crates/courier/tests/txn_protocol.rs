@@ -1,5 +1,5 @@
 //! The transaction coordinator's requests (`courier::net::txn`) against a real Kafka
-//! broker, at transaction version 1's request versions, judged by Kafka's console
+//! broker, at both transaction versions' request versions, judged by Kafka's console
 //! consumer at both isolation levels and by `kafka-consumer-groups` (issue 15): records
 //! and offsets of a committed transaction are visible together, across two topics; those
 //! of an aborted one are in the log but never visible to a read_committed reader, and
@@ -76,7 +76,21 @@ fn values(cluster: &KafkaCluster, topic: &str, read_committed: bool) -> Vec<Stri
 }
 
 #[test]
-fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one_nothing() {
+fn version_1_a_committed_transaction_shows_records_and_offsets_and_an_aborted_one_nothing() {
+    commit_then_abort(TransactionVersion::V1);
+}
+
+/// Kafka 4.3 finalizes `transaction.version=2` on a new cluster: no AddPartitionsToTxn
+/// or AddOffsetsToTxn (Produce v12 and TxnOffsetCommit v5 register them), and EndTxn v5
+/// hands out the epoch of the next transaction (KIP-890).
+#[test]
+fn version_2_a_committed_transaction_shows_records_and_offsets_and_an_aborted_one_nothing() {
+    commit_then_abort(TransactionVersion::V2);
+}
+
+/// A transaction that writes a record to each of two topics and commits an offset,
+/// committed; then one that writes a record and an offset, aborted.
+fn commit_then_abort(version: TransactionVersion) {
     let cluster = KafkaCluster::shared(1);
     let (a, b) = (cluster.unique_topic("txn-a"), cluster.unique_topic("txn-b"));
     for t in [&a, &b] {
@@ -87,7 +101,7 @@ fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one
     let txn_id = cluster.unique_topic("txn-id");
     let group = cluster.unique_topic("txn-group");
     let bootstrap = cluster.bootstrap().split(',').next().unwrap().to_owned();
-    let v1 = TransactionVersion::V1;
+    let v = version;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -118,7 +132,7 @@ fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one
         })
         .await;
         assert_eq!(code, 0);
-        let (pid, epoch) = (grant.producer_id, grant.producer_epoch);
+        let (mut pid, mut epoch) = (grant.producer_id, grant.producer_epoch);
         assert!(pid >= 0 && epoch >= 0);
 
         let (code, gc) = until_settled("FindCoordinator(group)", || async {
@@ -141,14 +155,24 @@ fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one
 
         // One transaction: a record in each topic and an offset, then commit; the next:
         // a record and an offset, then abort.
-        for (commit, seq, offset) in [(true, 0, 42), (false, 1, 99)] {
+        for (commit, offset) in [(true, 42), (false, 99)] {
+            // Version 1 keeps the epoch, so the partition's sequence goes on; version 2
+            // bumps it at every EndTxn, and sequences start again at 0.
+            let seq = if commit || v == TransactionVersion::V2 {
+                0
+            } else {
+                1
+            };
             let parts: Vec<(&str, Vec<i32>)> = if commit {
                 vec![(a.as_str(), vec![0]), (b.as_str(), vec![0])]
             } else {
                 vec![(a.as_str(), vec![0])]
             };
             let (code, resp) = until_settled("AddPartitionsToTxn", || async {
-                let r = txn::add_partitions_to_txn(&conn, v1, &txn_id, pid, epoch, &parts)
+                if v == TransactionVersion::V2 {
+                    return (0, None);
+                }
+                let r = txn::add_partitions_to_txn(&conn, v, &txn_id, pid, epoch, &parts)
                     .await
                     .unwrap();
                 let code = r
@@ -158,7 +182,7 @@ fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one
                     .map(|p| p.partition_error_code)
                     .find(|&c| c != 0)
                     .unwrap_or(0);
-                (code, r)
+                (code, Some(r))
             })
             .await;
             assert_eq!(code, 0, "{resp:?}");
@@ -173,23 +197,36 @@ fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one
                     vec![(0, Some(txn_batch(pid, epoch, 0, &["committed-b"])))],
                 ));
             }
-            let produced = boot
-                .send_produce(ProduceRequestParts {
-                    transactional_id: Some(txn_id.clone()),
-                    acks: -1,
-                    timeout_ms: 10_000,
-                    topics,
-                })
-                .await
-                .unwrap()
-                .expect("acks=-1 has a response");
-            for t in &produced.responses {
-                for p in &t.partition_responses {
-                    assert_eq!(p.error_code, 0, "{produced:?}");
-                }
-            }
+            // With version 2 the leader registers the partition with the coordinator
+            // itself, and answers CONCURRENT_TRANSACTIONS (nothing written) while the
+            // previous transaction is still completing: the same batch goes again.
+            let (code, produced) = until_settled("Produce", || async {
+                let r = boot
+                    .send_produce(ProduceRequestParts {
+                        transactional_id: Some(txn_id.clone()),
+                        acks: -1,
+                        timeout_ms: 10_000,
+                        topics: topics.clone(),
+                    })
+                    .await
+                    .unwrap()
+                    .expect("acks=-1 has a response");
+                let code = r
+                    .responses
+                    .iter()
+                    .flat_map(|t| t.partition_responses.iter())
+                    .map(|p| p.error_code)
+                    .find(|&c| c != 0)
+                    .unwrap_or(0);
+                (code, r)
+            })
+            .await;
+            assert_eq!(code, 0, "{produced:?}");
             let (code, _) = until_settled("AddOffsetsToTxn", || async {
-                let c = txn::add_offsets_to_txn(&conn, v1, &txn_id, pid, epoch, &group)
+                if v == TransactionVersion::V2 {
+                    return (0, ());
+                }
+                let c = txn::add_offsets_to_txn(&conn, v, &txn_id, pid, epoch, &group)
                     .await
                     .unwrap();
                 (c, ())
@@ -199,7 +236,7 @@ fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one
             let offsets = [(a.as_str(), vec![(0, offset, -1)])];
             let (code, resp) = until_settled("TxnOffsetCommit", || async {
                 let r =
-                    txn::txn_offset_commit(&group_conn, v1, &txn_id, pid, epoch, &member, &offsets)
+                    txn::txn_offset_commit(&group_conn, v, &txn_id, pid, epoch, &member, &offsets)
                         .await
                         .unwrap();
                 let code = r
@@ -214,13 +251,19 @@ fn a_committed_transaction_shows_records_and_offsets_together_and_an_aborted_one
             .await;
             assert_eq!(code, 0, "{resp:?}");
             let (code, resp) = until_settled("EndTxn", || async {
-                let r = txn::end_txn(&conn, v1, &txn_id, pid, epoch, commit)
+                let r = txn::end_txn(&conn, v, &txn_id, pid, epoch, commit)
                     .await
                     .unwrap();
                 (r.error_code, r)
             })
             .await;
             assert_eq!(code, 0, "{resp:?}");
+            if v == TransactionVersion::V2 {
+                // KIP-890: the next transaction runs with the epoch EndTxn v5 returns.
+                assert_eq!(resp.producer_id, pid);
+                assert_eq!(resp.producer_epoch, epoch + 1, "{resp:?}");
+                (pid, epoch) = (resp.producer_id, resp.producer_epoch);
+            }
         }
     });
 
