@@ -197,6 +197,10 @@ fn commit_then_abort(version: TransactionVersion) {
                     vec![(0, Some(txn_batch(pid, epoch, 0, &["committed-b"])))],
                 ));
             }
+            // Produce goes at the connection's version (12) for both: the partitions of a
+            // version 1 transaction are registered already, so the broker accepts it.
+            // The producer itself will cap version 1 at 11 (`request_versions`), as
+            // Java does, so that a broker never takes it for version 2.
             // With version 2 the leader registers the partition with the coordinator
             // itself, and answers CONCURRENT_TRANSACTIONS (nothing written) while the
             // previous transaction is still completing: the same batch goes again.
