@@ -189,6 +189,14 @@ pub fn stats_json(m: &DeliveryMetrics) -> serde_json::Value {
         "connections_opened": m.connections_opened,
         "connect_failures": m.connect_failures,
         "fatal": m.fatal,
+        "batches_sent": m.batches_sent,
+        "batch_bytes": m.batch_size_sum,
+        "brokers": m.brokers.iter().map(|b| json!({
+            "node_id": b.node_id,
+            "connected": b.connected,
+            "in_flight": b.in_flight,
+        })).collect::<Vec<_>>(),
+        "topic_durability_aligned": m.topic_durability_aligned,
         "delivery_latency": {
             "count": m.delivery_latency.count,
             "sum_ms": m.delivery_latency.sum_ms,

@@ -685,6 +685,13 @@ fn metrics_are_served_while_running_and_match_the_log_at_exit() {
     assert_eq!(live["courier_delivery_latency_seconds_count"], n as f64);
     assert_eq!(live["courier_queued_records"], 0.0);
     assert_eq!(live["courier_producer_fatal"], 0.0);
+    assert_eq!(
+        live["courier_broker_connected"], 1.0,
+        "one broker, connected"
+    );
+    assert!(live["courier_batch_size_bytes_count"] >= 1.0);
+    // One replica: the durability audit says it is not aligned with acks=all.
+    assert_eq!(live["courier_topic_durability_aligned"], 0.0);
     assert!(http_get(&addr, "/other").starts_with("HTTP/1.1 404"));
     std::thread::sleep(std::time::Duration::from_millis(500));
     drop(stdin);

@@ -456,7 +456,9 @@ mod queue;
 pub use audit::DurabilityReport;
 pub use config::{ConfigError, ProducerConfig};
 pub use error::{ErrorCode, Persistence, ProducerError};
-pub use metrics::{DeliveryMetrics, LatencyHistogram, LATENCY_BUCKETS_MS};
+pub use metrics::{
+    BrokerMetrics, DeliveryMetrics, LatencyHistogram, BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_MS,
+};
 pub use producer::{
     DeliveryFuture, DeliveryHandler, DeliveryResult, IntoTopic, Producer, ProducerRecord,
     RecordMetadata,

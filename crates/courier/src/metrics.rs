@@ -17,6 +17,23 @@ pub const LATENCY_BUCKETS_MS: [u64; 16] = [
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000,
 ];
 
+/// Upper bounds, in bytes, of the batch size histogram's buckets (a last bucket, `+Inf`,
+/// takes the rest): from a single small record to `max.request.size`'s default.
+pub const BATCH_SIZE_BUCKETS: [u64; 10] = [
+    256, 1_024, 4_096, 16_384, 32_768, 65_536, 131_072, 262_144, 524_288, 1_048_576,
+];
+
+/// One broker as the producer sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerMetrics {
+    /// The broker's node id.
+    pub node_id: i32,
+    /// Whether the producer has an open connection to it.
+    pub connected: bool,
+    /// Requests sent to it and not yet answered.
+    pub in_flight: u64,
+}
+
 /// Delivery latency, from the call that queued a record to its acknowledgement, of the
 /// records delivered so far, with millisecond resolution.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +80,18 @@ pub struct DeliveryMetrics {
     pub delivery_latency: LatencyHistogram,
     /// The producer stopped on a fatal error: it takes no more records.
     pub fatal: bool,
+    /// Sizes of the record batches sent (retries included): per bucket of
+    /// [`BATCH_SIZE_BUCKETS`] and `+Inf`, not cumulative.
+    pub batch_size_buckets: Vec<u64>,
+    /// The bytes of those batches, added up.
+    pub batch_size_sum: u64,
+    /// Batches sent.
+    pub batches_sent: u64,
+    /// The brokers the producer knows, by node id.
+    pub brokers: Vec<BrokerMetrics>,
+    /// Per topic written to, the durability audit's last verdict (see [`crate::audit`]):
+    /// true when replication, `min.insync.replicas` and `acks` agree.
+    pub topic_durability_aligned: BTreeMap<String, bool>,
     /// Batches split in two after the broker refused them as larger than the topic
     /// allows (MESSAGE_TOO_LARGE); a single record that is too large fails instead.
     pub batches_split: u64,
@@ -237,6 +266,45 @@ impl DeliveryMetrics {
             "1 once the producer stopped on a fatal error and takes no more records.",
             &one(u64::from(self.fatal)),
         );
+        let connected: Vec<(String, u64)> = self
+            .brokers
+            .iter()
+            .map(|b| {
+                (
+                    format!("{{broker=\"{}\"}}", b.node_id),
+                    u64::from(b.connected),
+                )
+            })
+            .collect();
+        metric(
+            "courier_broker_connected",
+            "gauge",
+            "1 while the producer has an open connection to the broker, else 0.",
+            &connected,
+        );
+        let in_flight: Vec<(String, u64)> = self
+            .brokers
+            .iter()
+            .map(|b| (format!("{{broker=\"{}\"}}", b.node_id), b.in_flight))
+            .collect();
+        metric(
+            "courier_broker_inflight_requests",
+            "gauge",
+            "Requests sent to the broker and not yet answered.",
+            &in_flight,
+        );
+        let aligned: Vec<(String, u64)> = self
+            .topic_durability_aligned
+            .iter()
+            .map(|(t, ok)| (format!("{{topic=\"{}\"}}", escape_label(t)), u64::from(*ok)))
+            .collect();
+        metric(
+            "courier_topic_durability_aligned",
+            "gauge",
+            "1 when the topic's replication, min.insync.replicas and the producer's acks agree \
+             (the durability audit), else 0.",
+            &aligned,
+        );
         metric(
             "courier_connections_opened_total",
             "counter",
@@ -295,6 +363,26 @@ impl DeliveryMetrics {
             h.sum_ms as f64 / 1000.0
         );
         let _ = writeln!(out, "courier_delivery_latency_seconds_count {}", h.count);
+        let _ = writeln!(
+            out,
+            "# HELP courier_batch_size_bytes Sizes of the record batches sent, retries included."
+        );
+        let _ = writeln!(out, "# TYPE courier_batch_size_bytes histogram");
+        let mut cumulative = 0;
+        for (i, bound) in BATCH_SIZE_BUCKETS.iter().enumerate() {
+            cumulative += self.batch_size_buckets.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "courier_batch_size_bytes_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "courier_batch_size_bytes_bucket{{le=\"+Inf\"}} {}",
+            self.batches_sent
+        );
+        let _ = writeln!(out, "courier_batch_size_bytes_sum {}", self.batch_size_sum);
+        let _ = writeln!(out, "courier_batch_size_bytes_count {}", self.batches_sent);
         out
     }
 }
@@ -336,6 +424,12 @@ pub(crate) struct Counters {
     pub(crate) latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
     pub(crate) latency_sum_ms: AtomicU64,
     pub(crate) latency_count: AtomicU64,
+    /// Per bucket of [`BATCH_SIZE_BUCKETS`], plus `+Inf`; written by the driver per
+    /// Produce request.
+    pub(crate) batch_size_buckets: [AtomicU64; BATCH_SIZE_BUCKETS.len() + 1],
+    pub(crate) batch_size_sum: AtomicU64,
+    pub(crate) batches_sent: AtomicU64,
+    pub(crate) durability: Mutex<BTreeMap<String, bool>>,
     pub(crate) batches_split: AtomicU64,
     pub(crate) epoch_bumps: AtomicU64,
     pub(crate) resolved_persisted: AtomicU64,
@@ -388,10 +482,29 @@ impl Counters {
         self.latency_count.fetch_add(batch.count, Ordering::Relaxed);
     }
 
+    /// Counts a batch of `bytes` sent.
+    pub(crate) fn add_batch(&self, bytes: u64) {
+        let i = BATCH_SIZE_BUCKETS.partition_point(|&b| b < bytes);
+        if let Some(b) = self.batch_size_buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.batch_size_sum.fetch_add(bytes, Ordering::Relaxed);
+        self.batches_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the durability audit's verdict for `topic`.
+    pub(crate) fn set_durability(&self, topic: &str, aligned: bool) {
+        self.durability
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.to_string(), aligned);
+    }
+
     pub(crate) fn snapshot(
         &self,
         queued_bytes: u64,
         fatal: bool,
+        brokers: Vec<BrokerMetrics>,
         net: &NetCounters,
     ) -> DeliveryMetrics {
         let failed_by = self
@@ -421,6 +534,19 @@ impl Counters {
                 count: self.latency_count.load(Ordering::Relaxed),
             },
             fatal,
+            batch_size_buckets: self
+                .batch_size_buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            batch_size_sum: self.batch_size_sum.load(Ordering::Relaxed),
+            batches_sent: self.batches_sent.load(Ordering::Relaxed),
+            brokers,
+            topic_durability_aligned: self
+                .durability
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             batches_split: self.batches_split.load(Ordering::Relaxed),
             epoch_bumps: self.epoch_bumps.load(Ordering::Relaxed),
             resolved_persisted: self.resolved_persisted.load(Ordering::Relaxed),
@@ -449,13 +575,14 @@ mod tests {
     fn success_rate_and_pending() {
         let c = Counters::default();
         assert_eq!(
-            c.snapshot(0, false, &NetCounters::default()).success_rate(),
+            c.snapshot(0, false, Vec::new(), &NetCounters::default())
+                .success_rate(),
             1.0
         );
         c.sent.fetch_add(10, Ordering::Relaxed);
         c.delivered.fetch_add(6, Ordering::Relaxed);
         c.add_failed("NOT_ENOUGH_REPLICAS", Persistence::NotPersisted, 2);
-        let m = c.snapshot(100, false, &NetCounters::default());
+        let m = c.snapshot(100, false, Vec::new(), &NetCounters::default());
         assert_eq!(m.success_rate(), 0.75);
         assert_eq!(m.pending(), 2);
         assert_eq!(m.failed_by_error["NOT_ENOUGH_REPLICAS"], 2);
@@ -477,7 +604,24 @@ mod tests {
             batch.add(ms);
         }
         c.add_latencies(&batch);
-        let m = c.snapshot(1234, true, &NetCounters::default());
+        for bytes in [100, 16_384, 16_385, 2_000_000] {
+            c.add_batch(bytes);
+        }
+        c.set_durability("orders", true);
+        c.set_durability("audit-log", false);
+        let brokers = vec![
+            BrokerMetrics {
+                node_id: 1,
+                connected: true,
+                in_flight: 3,
+            },
+            BrokerMetrics {
+                node_id: 2,
+                connected: false,
+                in_flight: 0,
+            },
+        ];
+        let m = c.snapshot(1234, true, brokers, &NetCounters::default());
         let text = m.to_prometheus();
         let lines = text.lines().map(|l| Ok(l.to_string()));
         let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
@@ -522,6 +666,27 @@ mod tests {
         assert_eq!(value("courier_queued_records", &[]), 1.0);
         assert_eq!(value("courier_queued_bytes", &[]), 1234.0);
         assert_eq!(value("courier_producer_fatal", &[]), 1.0);
+        assert_eq!(value("courier_broker_connected", &[("broker", "1")]), 1.0);
+        assert_eq!(value("courier_broker_connected", &[("broker", "2")]), 0.0);
+        assert_eq!(
+            value("courier_broker_inflight_requests", &[("broker", "1")]),
+            3.0
+        );
+        assert_eq!(
+            value("courier_topic_durability_aligned", &[("topic", "orders")]),
+            1.0
+        );
+        assert_eq!(
+            value(
+                "courier_topic_durability_aligned",
+                &[("topic", "audit-log")]
+            ),
+            0.0
+        );
+        assert_eq!(value("courier_batch_size_bytes_count", &[]), 4.0);
+        assert_eq!(value("courier_batch_size_bytes_sum", &[]), 2_032_869.0);
+        assert!(text.contains("courier_batch_size_bytes_bucket{le=\"16384\"} 2\n"));
+        assert!(text.contains("courier_batch_size_bytes_bucket{le=\"1048576\"} 3\n"));
         let hist = scrape
             .samples
             .iter()

@@ -295,6 +295,28 @@ impl ConnectionPool {
         st.conn.as_ref().filter(|c| !c.is_closed()).cloned()
     }
 
+    /// Per known broker (by node id, in order): whether an open connection to it exists,
+    /// and its requests in flight. A broker whose slot is busy connecting right now
+    /// counts as not connected. Never waits.
+    pub fn broker_states(&self) -> Vec<(i32, bool, usize)> {
+        let mut nodes: Vec<i32> = lock(&self.addresses).keys().copied().collect();
+        nodes.sort_unstable();
+        let slots = lock(&self.slots);
+        nodes
+            .into_iter()
+            .map(|node| {
+                let conn = slots.get(&BrokerKey::Node(node)).and_then(|slot| {
+                    let st = slot.state.try_lock().ok()?;
+                    st.conn.as_ref().filter(|c| !c.is_closed()).cloned()
+                });
+                match conn {
+                    Some(c) => (node, true, c.in_flight()),
+                    None => (node, false, 0),
+                }
+            })
+            .collect()
+    }
+
     /// An open connection with the fewest requests in flight, if any (for requests any
     /// broker can answer, like Metadata: Java's "least loaded node").
     pub fn least_loaded(&self) -> Option<Arc<BrokerConnection>> {

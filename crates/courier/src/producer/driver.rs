@@ -360,6 +360,9 @@ impl Driver {
         match action {
             Action::Deliver(d) => self.complete(d),
             Action::Produce(req) => {
+                for (_, _, batch) in &req.batches {
+                    self.counters.add_batch(batch.len() as u64);
+                }
                 let broker = req.broker;
                 let events = self.events_tx.as_ref().expect("set in run");
                 let sink = self.sinks.entry(broker).or_insert_with(|| {
@@ -750,6 +753,9 @@ impl Driver {
         }) = &result
         {
             self.engine.set_max_message_bytes(&topic, *limit);
+        }
+        if let Ok(report) = &result {
+            self.counters.set_durability(&topic, report.is_aligned());
         }
         let verdict = match result {
             Ok(report) if report.is_aligned() => {

@@ -38,7 +38,7 @@ use crate::audit::{audit_with_pool, DurabilityReport};
 use crate::config::{Acks, CompressionType, DlqPossiblyPersisted, DurabilityCheck, ProducerConfig};
 use crate::dlq::Original;
 use crate::error::ProducerError;
-use crate::metrics::{Counters, DeliveryMetrics};
+use crate::metrics::{BrokerMetrics, Counters, DeliveryMetrics};
 use crate::net::ConnectionPool;
 use crate::queue::BatchQueue;
 
@@ -423,9 +423,21 @@ impl Producer {
             .buffer_memory()
             .min(Semaphore::MAX_PERMITS);
         let free = self.shared.memory.available_permits().min(limit);
+        let brokers = self
+            .shared
+            .pool
+            .broker_states()
+            .into_iter()
+            .map(|(node_id, connected, in_flight)| BrokerMetrics {
+                node_id,
+                connected,
+                in_flight: in_flight as u64,
+            })
+            .collect();
         self.shared.counters.snapshot(
             (limit - free) as u64,
             self.shared.fatal.get().is_some(),
+            brokers,
             self.shared.pool.counters(),
         )
     }
