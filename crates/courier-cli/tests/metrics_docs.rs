@@ -51,7 +51,10 @@ fn every_metric_written_is_documented_and_every_documented_one_is_written() {
         .filter_map(|l| l.strip_prefix("| `"))
         .map(|l| l.split('`').next().unwrap().to_string())
         .collect();
-    assert_eq!(rows, written, "docs/METRICS.md's table against to_prometheus");
+    assert_eq!(
+        rows, written,
+        "docs/METRICS.md's table against to_prometheus"
+    );
 }
 
 #[test]

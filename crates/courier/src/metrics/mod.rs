@@ -10,6 +10,11 @@ use std::sync::Mutex;
 use crate::error::Persistence;
 use crate::net::NetCounters;
 
+#[cfg(feature = "metrics")]
+pub mod facade;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
+
 /// Upper bounds, in milliseconds, of the delivery latency histogram's buckets (a last
 /// bucket, `+Inf`, takes the rest). From 1 ms, the clock's resolution here, to
 /// `delivery.timeout.ms`'s default of 2 minutes.
@@ -69,7 +74,8 @@ pub struct DeliveryMetrics {
     /// Failed records by error name (`NOT_ENOUGH_REPLICAS`, `DELIVERY_TIMEOUT`, ...:
     /// [`ProducerError::name`](crate::ProducerError::name)).
     pub failed_by_error: BTreeMap<String, u64>,
-    /// Failed records by error name and [`persistence_label`] of their persistence:
+    /// Failed records by error name and persistence (`persisted`, `possibly_persisted`,
+    /// `not_persisted`):
     /// whether they may be in the log after all.
     pub failed_by_error_and_persistence: BTreeMap<(String, &'static str), u64>,
     /// Batches scheduled for another attempt.
@@ -149,243 +155,218 @@ impl DeliveryMetrics {
         self.sent.saturating_sub(self.delivered + self.failed)
     }
 
+    /// Every counter and gauge as a [`Sample`], in the order of [`FAMILIES`]: what
+    /// [`to_prometheus`](Self::to_prometheus), the `metrics` facade and OpenTelemetry
+    /// export (the histograms come on top, from their own fields).
+    pub fn samples(&self) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(FAMILIES.len() + 8);
+        let mut one = |family: usize, value: u64| {
+            out.push(Sample {
+                family,
+                labels: Vec::new(),
+                value,
+            })
+        };
+        one(0, self.sent);
+        one(1, self.delivered);
+        // family 2 (failed) is labelled: pushed below.
+        one(3, self.records_retried);
+        one(4, self.retries);
+        one(5, self.batches_split);
+        one(6, self.epoch_bumps);
+        one(7, self.resolved_persisted);
+        one(8, self.unresolved);
+        one(9, self.dead_lettered);
+        one(10, self.dead_letter_failures);
+        one(11, self.pending());
+        one(12, self.queued_bytes);
+        one(13, self.requests_in_flight);
+        one(14, u64::from(self.fatal));
+        one(17, self.connections_opened);
+        one(18, self.connect_failures);
+        one(20, self.reauthentications);
+        for ((error, persistence), n) in &self.failed_by_error_and_persistence {
+            out.push(Sample {
+                family: 2,
+                labels: vec![
+                    ("error", error.clone()),
+                    ("persistence", persistence.to_string()),
+                ],
+                value: *n,
+            });
+        }
+        for b in &self.brokers {
+            let broker = vec![("broker", b.node_id.to_string())];
+            out.push(Sample {
+                family: 15,
+                labels: broker.clone(),
+                value: u64::from(b.connected),
+            });
+            out.push(Sample {
+                family: 16,
+                labels: broker,
+                value: b.in_flight,
+            });
+        }
+        for (reason, n) in [
+            ("idle", self.connections_closed_idle),
+            ("peer", self.connections_closed_by_peer),
+            ("timeout", self.connections_closed_timeout),
+            ("protocol_error", self.protocol_errors),
+        ] {
+            out.push(Sample {
+                family: 19,
+                labels: vec![("reason", reason.to_string())],
+                value: n,
+            });
+        }
+        for (topic, aligned) in &self.topic_durability_aligned {
+            out.push(Sample {
+                family: 21,
+                labels: vec![("topic", topic.clone())],
+                value: u64::from(*aligned),
+            });
+        }
+        out.sort_by_key(|s| s.family);
+        out
+    }
+
     /// These metrics in the Prometheus text exposition format (version 0.0.4), for a
     /// `/metrics` endpoint or a node_exporter textfile. Names follow Prometheus'
     /// conventions: a `courier_` prefix, base units (seconds, bytes), `_total` on
     /// counters. `docs/METRICS.md` describes each.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
+        let samples = self.samples();
+        for (i, f) in FAMILIES.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+            let kind = match f.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let _ = writeln!(out, "# TYPE {} {kind}", f.name);
+            for s in samples.iter().filter(|s| s.family == i) {
+                let _ = write!(out, "{}", f.name);
+                if !s.labels.is_empty() {
+                    let labels: Vec<String> = s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                        .collect();
+                    let _ = write!(out, "{{{}}}", labels.join(","));
+                }
+                let _ = writeln!(out, " {}", s.value);
             }
-        };
-        let one = |v: u64| [(String::new(), v)];
-        metric(
-            "courier_records_sent_total",
-            "counter",
-            "Records accepted by send/produce.",
-            &one(self.sent),
-        );
-        metric(
-            "courier_records_delivered_total",
-            "counter",
-            "Records acknowledged by the broker.",
-            &one(self.delivered),
-        );
-        let failed: Vec<(String, u64)> = self
-            .failed_by_error_and_persistence
-            .iter()
-            .map(|((error, persistence), n)| {
-                (
-                    format!(
-                        "{{error=\"{}\",persistence=\"{persistence}\"}}",
-                        escape_label(error)
-                    ),
-                    *n,
-                )
-            })
-            .collect();
-        metric(
-            "courier_records_failed_total",
-            "counter",
-            "Records that failed, by error name and whether they may be in the log.",
-            &failed,
-        );
-        metric(
-            "courier_records_retried_total",
-            "counter",
-            "Records sent again, one per record and attempt.",
-            &one(self.records_retried),
-        );
-        metric(
-            "courier_batches_retried_total",
-            "counter",
-            "Batches scheduled for another attempt.",
-            &one(self.retries),
-        );
-        metric(
-            "courier_batches_split_total",
-            "counter",
-            "Batches split after the broker refused them as too large.",
-            &one(self.batches_split),
-        );
-        metric(
-            "courier_epoch_bumps_total",
-            "counter",
-            "Producer epoch bumps after sequence gaps (KIP-360), per partition.",
-            &one(self.epoch_bumps),
-        );
-        metric(
-            "courier_records_resolved_persisted_total",
-            "counter",
-            "Records past delivery.timeout.ms that resending proved to be in the log.",
-            &one(self.resolved_persisted),
-        );
-        metric(
-            "courier_records_unresolved_total",
-            "counter",
-            "Records still possibly persisted when delivery.resolution.timeout.ms ran out.",
-            &one(self.unresolved),
-        );
-        metric(
-            "courier_records_dead_lettered_total",
-            "counter",
-            "Failed records written to the dead letter queue.",
-            &one(self.dead_lettered),
-        );
-        metric(
-            "courier_dead_letter_failures_total",
-            "counter",
-            "Failed records the dead letter queue could not take either.",
-            &one(self.dead_letter_failures),
-        );
-        metric(
-            "courier_queued_records",
-            "gauge",
-            "Records accepted and not yet reported either way.",
-            &one(self.pending()),
-        );
-        metric(
-            "courier_queued_bytes",
-            "gauge",
-            "Bytes of buffer.memory held by records not yet reported.",
-            &one(self.queued_bytes),
-        );
-        metric(
-            "courier_inflight_requests",
-            "gauge",
-            "Produce requests sent and not yet answered.",
-            &one(self.requests_in_flight),
-        );
-        metric(
-            "courier_producer_fatal",
-            "gauge",
-            "1 once the producer stopped on a fatal error and takes no more records.",
-            &one(u64::from(self.fatal)),
-        );
-        let connected: Vec<(String, u64)> = self
-            .brokers
-            .iter()
-            .map(|b| {
-                (
-                    format!("{{broker=\"{}\"}}", b.node_id),
-                    u64::from(b.connected),
-                )
-            })
-            .collect();
-        metric(
-            "courier_broker_connected",
-            "gauge",
-            "1 while the producer has an open connection to the broker, else 0.",
-            &connected,
-        );
-        let in_flight: Vec<(String, u64)> = self
-            .brokers
-            .iter()
-            .map(|b| (format!("{{broker=\"{}\"}}", b.node_id), b.in_flight))
-            .collect();
-        metric(
-            "courier_broker_inflight_requests",
-            "gauge",
-            "Requests sent to the broker and not yet answered.",
-            &in_flight,
-        );
-        let aligned: Vec<(String, u64)> = self
-            .topic_durability_aligned
-            .iter()
-            .map(|(t, ok)| (format!("{{topic=\"{}\"}}", escape_label(t)), u64::from(*ok)))
-            .collect();
-        metric(
-            "courier_topic_durability_aligned",
-            "gauge",
-            "1 when the topic's replication, min.insync.replicas and the producer's acks agree \
-             (the durability audit), else 0.",
-            &aligned,
-        );
-        metric(
-            "courier_connections_opened_total",
-            "counter",
-            "Broker connections opened.",
-            &one(self.connections_opened),
-        );
-        metric(
-            "courier_connect_failures_total",
-            "counter",
-            "Broker connection attempts that failed.",
-            &one(self.connect_failures),
-        );
-        let closed = [
-            ("idle", self.connections_closed_idle),
-            ("peer", self.connections_closed_by_peer),
-            ("timeout", self.connections_closed_timeout),
-            ("protocol_error", self.protocol_errors),
-        ]
-        .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n));
-        metric(
-            "courier_connections_closed_total",
-            "counter",
-            "Broker connections closed, by reason.",
-            &closed,
-        );
-        metric(
-            "courier_reauthentications_total",
-            "counter",
-            "SASL sessions re-authenticated before they expired (KIP-368).",
-            &one(self.reauthentications),
-        );
+        }
         let h = &self.delivery_latency;
-        let _ = writeln!(
-            out,
-            "# HELP courier_delivery_latency_seconds Time from the send call to the \
-             acknowledgement, of delivered records."
+        let bounds: Vec<String> = LATENCY_BUCKETS_MS
+            .iter()
+            .map(|ms| (*ms as f64 / 1000.0).to_string())
+            .collect();
+        histogram(
+            &mut out,
+            "courier_delivery_latency_seconds",
+            "Time from the send call to the acknowledgement, of delivered records.",
+            &bounds,
+            &h.buckets,
+            &(h.sum_ms as f64 / 1000.0).to_string(),
+            h.count,
         );
-        let _ = writeln!(out, "# TYPE courier_delivery_latency_seconds histogram");
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
-            cumulative += h.buckets.get(i).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "courier_delivery_latency_seconds_bucket{{le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1000.0
-            );
-        }
-        let _ = writeln!(
-            out,
-            "courier_delivery_latency_seconds_bucket{{le=\"+Inf\"}} {}",
-            h.count
+        let bounds: Vec<String> = BATCH_SIZE_BUCKETS.iter().map(u64::to_string).collect();
+        histogram(
+            &mut out,
+            "courier_batch_size_bytes",
+            "Sizes of the record batches sent, retries included.",
+            &bounds,
+            &self.batch_size_buckets,
+            &self.batch_size_sum.to_string(),
+            self.batches_sent,
         );
-        let _ = writeln!(
-            out,
-            "courier_delivery_latency_seconds_sum {}",
-            h.sum_ms as f64 / 1000.0
-        );
-        let _ = writeln!(out, "courier_delivery_latency_seconds_count {}", h.count);
-        let _ = writeln!(
-            out,
-            "# HELP courier_batch_size_bytes Sizes of the record batches sent, retries included."
-        );
-        let _ = writeln!(out, "# TYPE courier_batch_size_bytes histogram");
-        let mut cumulative = 0;
-        for (i, bound) in BATCH_SIZE_BUCKETS.iter().enumerate() {
-            cumulative += self.batch_size_buckets.get(i).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "courier_batch_size_bytes_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "courier_batch_size_bytes_bucket{{le=\"+Inf\"}} {}",
-            self.batches_sent
-        );
-        let _ = writeln!(out, "courier_batch_size_bytes_sum {}", self.batch_size_sum);
-        let _ = writeln!(out, "courier_batch_size_bytes_count {}", self.batches_sent);
         out
     }
 }
+
+/// Writes one histogram: cumulative buckets from per-bucket `counts`, `+Inf`, sum and
+/// count.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[String],
+    counts: &[u64],
+    sum: &str,
+    count: u64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (i, le) in bounds.iter().enumerate() {
+        cumulative += counts.get(i).copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {count}");
+}
+
+/// Whether a metric only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows while the producer lives.
+    Counter,
+    /// The value at the moment it is read.
+    Gauge,
+}
+
+/// A metric family: its name (Prometheus style), kind and help text.
+#[derive(Debug)]
+pub struct Family {
+    /// The name, e.g. `courier_records_sent_total`.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// One sentence on what it counts.
+    pub help: &'static str,
+}
+
+/// One value of a family, with its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Its family: an index into [`FAMILIES`].
+    pub family: usize,
+    /// Label names and values, e.g. `("broker", "1")`.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: u64,
+}
+
+/// Every counter and gauge courier exports (the two histograms are apart:
+/// `courier_delivery_latency_seconds` and `courier_batch_size_bytes`). The order is the
+/// exposition's; [`DeliveryMetrics::samples`] refers to these by index.
+pub const FAMILIES: &[Family] = &[
+    Family { name: "courier_records_sent_total", kind: Kind::Counter, help: "Records accepted by send/produce." },
+    Family { name: "courier_records_delivered_total", kind: Kind::Counter, help: "Records acknowledged by the broker." },
+    Family { name: "courier_records_failed_total", kind: Kind::Counter, help: "Records that failed, by error name and whether they may be in the log." },
+    Family { name: "courier_records_retried_total", kind: Kind::Counter, help: "Records sent again, one per record and attempt." },
+    Family { name: "courier_batches_retried_total", kind: Kind::Counter, help: "Batches scheduled for another attempt." },
+    Family { name: "courier_batches_split_total", kind: Kind::Counter, help: "Batches split after the broker refused them as too large." },
+    Family { name: "courier_epoch_bumps_total", kind: Kind::Counter, help: "Producer epoch bumps after sequence gaps (KIP-360), per partition." },
+    Family { name: "courier_records_resolved_persisted_total", kind: Kind::Counter, help: "Records past delivery.timeout.ms that resending proved to be in the log." },
+    Family { name: "courier_records_unresolved_total", kind: Kind::Counter, help: "Records still possibly persisted when delivery.resolution.timeout.ms ran out." },
+    Family { name: "courier_records_dead_lettered_total", kind: Kind::Counter, help: "Failed records written to the dead letter queue." },
+    Family { name: "courier_dead_letter_failures_total", kind: Kind::Counter, help: "Failed records the dead letter queue could not take either." },
+    Family { name: "courier_queued_records", kind: Kind::Gauge, help: "Records accepted and not yet reported either way." },
+    Family { name: "courier_queued_bytes", kind: Kind::Gauge, help: "Bytes of buffer.memory held by records not yet reported." },
+    Family { name: "courier_inflight_requests", kind: Kind::Gauge, help: "Produce requests sent and not yet answered." },
+    Family { name: "courier_producer_fatal", kind: Kind::Gauge, help: "1 once the producer stopped on a fatal error and takes no more records." },
+    Family { name: "courier_broker_connected", kind: Kind::Gauge, help: "1 while the producer has an open connection to the broker, else 0." },
+    Family { name: "courier_broker_inflight_requests", kind: Kind::Gauge, help: "Requests sent to the broker and not yet answered." },
+    Family { name: "courier_connections_opened_total", kind: Kind::Counter, help: "Broker connections opened." },
+    Family { name: "courier_connect_failures_total", kind: Kind::Counter, help: "Broker connection attempts that failed." },
+    Family { name: "courier_connections_closed_total", kind: Kind::Counter, help: "Broker connections closed, by reason." },
+    Family { name: "courier_reauthentications_total", kind: Kind::Counter, help: "SASL sessions re-authenticated before they expired (KIP-368)." },
+    Family { name: "courier_topic_durability_aligned", kind: Kind::Gauge, help: "1 when the topic's replication, min.insync.replicas and the producer's acks agree (the durability audit), else 0." },
+];
 
 /// A label value as the text format requires: backslash, double quote and newline
 /// escaped.
@@ -715,5 +696,73 @@ mod tests {
             540.007,
             "0 + 1 + 3 + 3 + 40000 + 500000 ms"
         );
+    }
+
+    /// Each field lands in the family of its name (the samples refer to families by
+    /// index, so a slip would put one counter under another's name).
+    #[test]
+    fn every_field_is_exported_under_its_own_name() {
+        let m = DeliveryMetrics {
+            sent: 100,
+            delivered: 50,
+            failed: 3,
+            records_retried: 4,
+            retries: 5,
+            batches_split: 6,
+            epoch_bumps: 7,
+            resolved_persisted: 8,
+            unresolved: 9,
+            dead_lettered: 10,
+            dead_letter_failures: 11,
+            queued_bytes: 13,
+            requests_in_flight: 14,
+            fatal: true,
+            connections_opened: 17,
+            connect_failures: 18,
+            connections_closed_idle: 19,
+            connections_closed_by_peer: 20,
+            connections_closed_timeout: 21,
+            protocol_errors: 22,
+            reauthentications: 23,
+            ..DeliveryMetrics::default()
+        };
+        let text = m.to_prometheus();
+        for line in [
+            "courier_records_sent_total 100",
+            "courier_records_delivered_total 50",
+            "courier_records_retried_total 4",
+            "courier_batches_retried_total 5",
+            "courier_batches_split_total 6",
+            "courier_epoch_bumps_total 7",
+            "courier_records_resolved_persisted_total 8",
+            "courier_records_unresolved_total 9",
+            "courier_records_dead_lettered_total 10",
+            "courier_dead_letter_failures_total 11",
+            "courier_queued_records 47",
+            "courier_queued_bytes 13",
+            "courier_inflight_requests 14",
+            "courier_producer_fatal 1",
+            "courier_connections_opened_total 17",
+            "courier_connect_failures_total 18",
+            "courier_connections_closed_total{reason=\"idle\"} 19",
+            "courier_connections_closed_total{reason=\"peer\"} 20",
+            "courier_connections_closed_total{reason=\"timeout\"} 21",
+            "courier_connections_closed_total{reason=\"protocol_error\"} 22",
+            "courier_reauthentications_total 23",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+        // Every family is declared once, in order, each with its HELP.
+        let declared: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let mut want: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+        want.extend([
+            "courier_delivery_latency_seconds",
+            "courier_batch_size_bytes",
+        ]);
+        assert_eq!(declared, want);
     }
 }
