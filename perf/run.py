@@ -46,7 +46,7 @@ a 32 MiB send buffer, unlimited rate (--throughput -1). A fixed-rate case
 
 Records are unkeyed and share the loaded payloads unless asked otherwise: `--keys N`
 gives every client keys `key-0` .. `key-{N-1}` in turn (each placed by murmur2;
-librdkafka gets `partitioner=murmur2_random`), and `--owned` makes every client build
+the librdkafka and confluent-kafka programs choose their murmur2 partitioners), and `--owned` makes every client build
 each record's key and value into fresh buffers, as after serializing (`courier perf`'s
 flags of the same names). Kafka's `kafka-producer-perf-test` has neither, so with
 either flag the `java` client is left out; `java-keyed` runs the Java producer instead.

@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Properties are the Java client's. `--keys N` and `--owned` are `courier perf`'s: keys
-//! `key-0` .. `key-{N-1}` in turn (placed by the default partitioner's murmur2, as
-//! Java's), and with `--owned` each record's key and value are built into fresh `Vec`s, as
+//! `key-0` .. `key-{N-1}` in turn, placed by murmur2 (the crate's default partitioner
+//! hashes keys with CRC-32, like librdkafka's, so `partitioner.type=Murmur2RandomPartitioner`
+//! is set unless the properties name one), and with `--owned` each record's key and value are built into fresh `Vec`s, as
 //! after serializing, and handed to the typed `Producer::send_with_callback` of a
 //! `KafkaProducer<Vec<u8>, Vec<u8>>` with `ByteArraySerializer`s. Without `--owned` the
 //! records borrow the loaded payloads through `KafkaProducer::send`, the crate's
@@ -167,6 +168,11 @@ async fn main() {
     let n = n.unwrap_or_else(|| usage("--num-records is required"));
     if let Some(b) = bootstrap {
         props.insert("bootstrap.servers".to_string(), b);
+    }
+    if keys > 0 {
+        props
+            .entry(ProducerConfig::PARTITIONER_TYPE_CONFIG.to_string())
+            .or_insert_with(|| ProducerConfig::MURMUR2_RANDOM_PARTITIONER.to_string());
     }
     let config =
         ProducerConfig::new(&props).unwrap_or_else(|e| usage(&format!("configuration: {e}")));
