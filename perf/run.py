@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
 """Side-by-side producer benchmark: courier against librdkafka, the Java producer,
-franz-go and krafka, one after another, on the same local broker, topic layout and
-payloads, with the same producer settings.
+franz-go, krafka and confluent-kafka, one after another, on the same local broker,
+topic layout and payloads, with the same producer settings.
 
     python3 perf/run.py                       # the full matrix (30-40 minutes)
     python3 perf/run.py --quick               # a smoke run with small counts
     python3 perf/run.py --clients courier,librdkafka --modes blackhole --sizes 100
     python3 perf/run.py --clients courier,librdkafka --modes broker \
         --security plaintext,ssl,sasl_ssl         # what TLS and SASL cost
+    python3 perf/run.py --keys 1000 --owned \
+        --clients courier,librdkafka,java-keyed,franz-go,krafka,confluent-kafka \
+        --sizes 100 --payloads json --partitions 6   # keyed records, built per record
 
 What it does:
 
 1. Builds the clients: `courier` (this workspace, release; COURIER_BIN=path uses a
    given binary instead), perf/rdkafka-perf and
    perf/krafka-perf (each its own cargo workspace), perf/franz-go-perf (go build);
-   the Java producer is Kafka's own `kafka-producer-perf-test`
-   (org.apache.kafka.tools.ProducerPerformance) from the test kit's jars.
+   perf/confluent-kafka-perf (cargo, the `confluent-kafka` crate); the Java producer
+   is Kafka's own `kafka-producer-perf-test` (org.apache.kafka.tools.ProducerPerformance)
+   from the test kit's jars, and `java-keyed` is perf/java-keyed/KeyedPerf.java, our
+   program on the same jars (compiled once with javac: Java's source-file mode would
+   count 2.3 CPU s of compiling per run as the client's).
 2. Writes payload files (perf/payloads/): random alphanumeric records (LZ4 cannot
    shrink them) and JSON-like records (it can), 100 B and 1 KiB, 10,000 distinct
    records each; every client picks a random one per record.
@@ -37,6 +43,13 @@ What it does:
 Settings held equal: acks=all, idempotence on, LZ4, linger.ms=5, batch.size=16384,
 a 32 MiB send buffer, unlimited rate (--throughput -1). A fixed-rate case
 (--latency-rate records/s) compares latency when no client is saturated.
+
+Records are unkeyed and share the loaded payloads unless asked otherwise: `--keys N`
+gives every client keys `key-0` .. `key-{N-1}` in turn (each placed by murmur2;
+the librdkafka and confluent-kafka programs choose their murmur2 partitioners), and `--owned` makes every client build
+each record's key and value into fresh buffers, as after serializing (`courier perf`'s
+flags of the same names). Kafka's `kafka-producer-perf-test` has neither, so with
+either flag the `java` client is left out; `java-keyed` runs the Java producer instead.
 """
 
 import argparse
@@ -72,13 +85,16 @@ PROPS = {
     "java": {**COMMON, "buffer.memory": str(BUFFER)},
     "franz-go": {**COMMON, "buffer.memory": str(BUFFER)},
     "krafka": {**COMMON, "buffer.memory": str(BUFFER)},
+    "java-keyed": {**COMMON, "buffer.memory": str(BUFFER)},
+    "confluent-kafka": {**COMMON, "buffer.memory": str(BUFFER)},
     # librdkafka bounds its queue by KiB and by message count; lift the count so
     # the byte bound is the one that holds, as for the others.
     "librdkafka": {**COMMON, "queue.buffering.max.kbytes": str(BUFFER // 1024),
                    "queue.buffering.max.messages": "10000000"},
 }
 
-ALL_CLIENTS = ["courier", "librdkafka", "java", "franz-go", "krafka"]
+ALL_CLIENTS = ["courier", "librdkafka", "java", "franz-go", "krafka", "java-keyed",
+               "confluent-kafka"]
 
 
 def log(msg):
@@ -108,10 +124,20 @@ def build(clients):
     if "franz-go" in clients:
         run(["go", "build", "-o", "franz-go-perf", "."], cwd=PERF / "franz-go-perf")
         bins["franz-go"] = PERF / "franz-go-perf/franz-go-perf"
-    if "java" in clients and not (JAVA_LIBS / "kafka-tools-4.3.1.jar").exists():
+    if "confluent-kafka" in clients:
+        run(["cargo", "build", "--release", "-q"], cwd=PERF / "confluent-kafka-perf")
+        bins["confluent-kafka"] = PERF / "confluent-kafka-perf/target/release/confluent-kafka-perf"
+    if ({"java", "java-keyed"} & set(clients)
+            and not (JAVA_LIBS / "kafka-tools-4.3.1.jar").exists()):
         sys.exit(f"the Kafka jars are not in {JAVA_LIBS}: run "
                  "`cargo run -p courier-testkit --bin courier-kafka -- --check` once "
                  "to fetch them (or set COURIER_KAFKA_LIBS)")
+    if "java-keyed" in clients:
+        # KeyedPerf.java also runs as it is (`java -cp ... KeyedPerf.java`), but the
+        # source-file launcher compiles it at every start: 2.3 CPU s here, which would
+        # be counted as the client's. Compiled once, the runs measure the producer.
+        run(["javac", "-cp", f"{JAVA_LIBS}/*", "-d", str(PERF / "java-keyed/classes"),
+             str(PERF / "java-keyed/KeyedPerf.java")])
     return bins
 
 
@@ -244,13 +270,15 @@ def security_settings(kafka_lines):
 
 # ---------------------------------------------------------------- clients
 
-def command(client, bins, bootstrap, topic, n, payload, rate, security=None, workdir=None):
-    """The client's command line; `security` is the extra settings of a secured run."""
+def command(client, bins, bootstrap, topic, n, payload, rate, security=None, workdir=None,
+            shape=None):
+    """The client's command line; `security` is the extra settings of a secured run,
+    `shape` the `--keys` / `--owned` flags given to every client but Java's own tool."""
     base = client.split("+")[0]
     settings = dict(PROPS[base])
     extra = (security or {}).get(base, {})
     args = ["--topic", topic, "--num-records", str(n), "--payload-file", str(payload),
-            "--throughput", str(rate), "--bootstrap-server", bootstrap]
+            "--throughput", str(rate), "--bootstrap-server", bootstrap] + (shape or [])
     if client == "java":
         cmd = (["java", "-Xms1g", "-Xmx1g", "-cp", f"{JAVA_LIBS}/*",
                 "org.apache.kafka.tools.ProducerPerformance"] + args
@@ -260,6 +288,10 @@ def command(client, bins, bootstrap, topic, n, payload, rate, security=None, wor
             conf.write_text("".join(f"{k}={v}\n" for k, v in extra.items()))
             cmd += ["--command-config", str(conf)]
         return cmd
+    if client == "java-keyed":
+        return (["java", "-Xms1g", "-Xmx1g", "-cp",
+                 f"{JAVA_LIBS}/*:{PERF / 'java-keyed/classes'}", "KeyedPerf"] + args
+                + ["--producer-props"] + [f"{k}={v}" for k, v in settings.items()])
     settings.update(extra)
     props = [f"{k}={v}" for k, v in settings.items()]
     if client == "courier" or client.startswith("courier+"):
@@ -359,7 +391,7 @@ def targets_table(rows, title):
             continue
         peers = [r for k, r in rs.items() if not k.startswith("courier")]
         best = max(peers, key=lambda r: r["records_per_s"], default=None)
-        rd, jv = rs.get("librdkafka"), rs.get("java")
+        rd, jv = rs.get("librdkafka"), rs.get("java") or rs.get("java-keyed")
         lines.append(
             f"| {case[0]} B {case[1]}, {case[2]} part. | {c['records_per_s']:,.0f} "
             f"| {ratio(c['records_per_s'], rd['records_per_s']) if rd else '-'} "
@@ -368,6 +400,34 @@ def targets_table(rows, title):
             f"| {c['cpu_per_m']:.2f} "
             f"| {ratio(c['cpu_per_m'], rd['cpu_per_m']) if rd else '-'} "
             f"| {ratio(c['cpu_per_m'], jv['cpu_per_m']) if jv else '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def peers_table(rows, title):
+    """Courier against each peer, case by case: courier's records/s and client CPU per
+    record divided by the peer's (records/s above 1 and CPU below 1 favour courier)."""
+    lines = [f"### {title}", "",
+             "| case | peer | peer rec/s | courier rec/s ÷ peer | peer CPU s/M "
+             "| courier CPU/rec ÷ peer |",
+             "|---|---|---:|---:|---:|---:|"]
+    cases = []
+    for r in rows:
+        key = (r["size"], r["payload"], r["partitions"])
+        if key not in cases:
+            cases.append(key)
+    for case in cases:
+        rs = {r["client"]: r for r in rows
+              if (r["size"], r["payload"], r["partitions"]) == case and r.get("ok")}
+        c = rs.get("courier")
+        if not c:
+            continue
+        for name, r in rs.items():
+            if name.startswith("courier"):
+                continue
+            lines.append(
+                f"| {case[0]} B {case[1]}, {case[2]} part. | {name} "
+                f"| {r['records_per_s']:,.0f} | {c['records_per_s'] / r['records_per_s']:.2f} "
+                f"| {r['cpu_per_m']:.2f} | {c['cpu_per_m'] / r['cpu_per_m']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -441,10 +501,14 @@ def render(rows, env, latency_rate):
     repeats = max((sum(1 for x in rows if key(x) == key(r)) for r in rows), default=1)
     loads = [r["load"] for r in rows]
     rows = best_of(rows)
+    keys, owned = env.get("keys", 0), env.get("owned", False)
+    shape = ((f"keyed over {keys:,} keys (murmur2)" if keys else "unkeyed")
+             + (", key and value built into fresh buffers per record" if owned
+                else ", payloads shared (never copied by the program)"))
     md = [f"courier at commit {env.get('commit', 'unknown')}. "
           f"Machine: {env['nproc']} cores, {env['cpu']}; load average before the run "
           f"{env['load_before'][0]:.2f}, during it {min(loads):.1f} to {max(loads):.1f}; "
-          f"best of {repeats} repeat(s) per client and case.", ""]
+          f"best of {repeats} repeat(s) per client and case. Records: {shape}.", ""]
     secs = [s for s in SECURITIES if any(r.get("security", "plaintext") == s for r in rows)]
     for sec in secs:
         over = "" if secs == ["plaintext"] else f", over {sec.upper()}"
@@ -454,6 +518,7 @@ def render(rows, env, latency_rate):
         if broker:
             md.append(fmt_table(broker, f"One real Kafka broker (unlimited rate){over}"))
             md.append(targets_table(broker, f"Targets on the real broker{over}"))
+            md.append(peers_table(broker, f"Courier ÷ each peer, real broker{over}"))
         if fixed:
             md.append(fmt_table(fixed, f"Fixed rate {latency_rate} records/s (latency){over}"))
     if len(secs) > 1:
@@ -462,6 +527,7 @@ def render(rows, env, latency_rate):
     if hole:
         md.append(fmt_table(hole, "Blackhole broker (the client's own ceiling)"))
         md.append(targets_table(hole, "Targets against the blackhole"))
+        md.append(peers_table(hole, "Courier ÷ each peer, blackhole"))
     return "\n".join(md)
 
 
@@ -490,6 +556,12 @@ def main():
                     help="comma-separated security protocols of the real-broker runs: "
                          "plaintext, ssl (TLS with a client certificate), sasl_ssl "
                          "(SCRAM-SHA-512 over TLS); the blackhole speaks PLAINTEXT only")
+    ap.add_argument("--keys", type=int, default=0,
+                    help="keyed records: keys key-0 .. key-{N-1} in turn, placed by murmur2, "
+                         "for every client (0: unkeyed)")
+    ap.add_argument("--owned", action="store_true",
+                    help="every client builds each record's key and value into fresh "
+                         "buffers, as after serializing, instead of sharing the payloads")
     ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     ap.add_argument("--out", default=None)
     ap.add_argument("--report", metavar="DIR", default=None,
@@ -509,6 +581,12 @@ def main():
     unknown = set(clients) - set(ALL_CLIENTS)
     if unknown:
         sys.exit(f"unknown client(s) {unknown}; choose from {ALL_CLIENTS}")
+    shape = (["--keys", str(a.keys)] if a.keys else []) + (["--owned"] if a.owned else [])
+    if shape and "java" in clients:
+        log("note: Kafka's kafka-producer-perf-test (client java) has no keys and shares "
+            "its payloads, so it is left out of a --keys/--owned run; java-keyed runs the "
+            "Java producer in that shape")
+        clients.remove("java")
     modes = a.modes.split(",")
     sizes = [int(s) for s in a.sizes.split(",")]
     kinds = a.payloads.split(",")
@@ -542,7 +620,7 @@ def main():
     rows = []
     jsonl = open(out / "results.jsonl", "w")
     env = {"nproc": os.cpu_count(), "cpu": cpu_model(), "load_before": os.getloadavg(),
-           "commit": git_describe()}
+           "commit": git_describe(), "keys": a.keys, "owned": a.owned}
     (out / "machine.json").write_text(json.dumps(env))
 
     def one(mode, bootstrap, size, kind, p, client, rate, n, topic, sec="plaintext",
@@ -551,11 +629,11 @@ def main():
         wd.mkdir(parents=True, exist_ok=True)
         row = {"mode": mode, "size": size, "payload": kind, "partitions": p,
                "client": client, "rate": rate, "records": n, "security": sec,
-               "load": os.getloadavg()[0]}
+               "keys": a.keys, "owned": a.owned, "load": os.getloadavg()[0]}
         try:
             row.update(measure(client, command(client, bins, bootstrap, topic, n,
                                                payloads[(size, kind)], rate, sec_props,
-                                               wd), wd))
+                                               wd, shape), wd))
             row["ok"] = row["exit"] == 0 and row["delivered"] == n
             if not row["ok"]:
                 row["error"] = f"exit {row['exit']}, {row['delivered']}/{n} delivered"
@@ -563,11 +641,11 @@ def main():
             row.update(ok=False, error=str(e)[:200])
         if row.get("ok"):
             row["cpu_per_m"] = row["cpu_s"] * 1e6 / n
-            log(f"  {client:10} {sec:9} {row['records_per_s']:>12,.0f} rec/s {row['mb_per_s']:7.1f} MB/s "
+            log(f"  {client:15} {sec:9} {row['records_per_s']:>12,.0f} rec/s {row['mb_per_s']:7.1f} MB/s "
                 f"p50 {row['p50_ms']:8.1f} p99 {row['p99_ms']:8.1f} ms  "
                 f"cpu {row['cpu_s']:6.2f} s ({row['cpu_per_m']:.2f} s/M)")
         else:
-            log(f"  {client:10} FAILED: {row.get('error')}")
+            log(f"  {client:15} FAILED: {row.get('error')}")
         rows.append(row)
         jsonl.write(json.dumps(row) + "\n")
         jsonl.flush()

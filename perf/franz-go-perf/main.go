@@ -3,7 +3,12 @@
 //
 //	franz-go-perf --bootstrap-server HOST:PORT --topic T --num-records N
 //	              (--record-size S | --payload-file F) [--throughput R]
-//	              [--producer-props k=v ...]
+//	              [--keys N] [--owned] [--producer-props k=v ...]
+//
+// --keys N and --owned are courier perf's: keys key-0 .. key-{N-1} in turn (kgo's
+// default partitioner hashes keys with murmur2, as Java's does), and with --owned each
+// record's key and value are built into fresh slices, as after serializing, instead of
+// sharing the loaded payloads.
 //
 // Understood properties: acks, enable.idempotence, compression.type, linger.ms,
 // batch.size, buffer.memory (others are refused). Prints the final line in the Java
@@ -43,6 +48,8 @@ func (r *rng) next() uint64 {
 func main() {
 	var bootstrap, topic, file string
 	var n int64 = -1
+	var keys int64
+	owned := false
 	size := -1
 	tput := -1.0
 	props := map[string]string{}
@@ -69,6 +76,10 @@ func main() {
 			file = val()
 		case "--throughput":
 			tput, err = strconv.ParseFloat(val(), 64)
+		case "--keys":
+			keys, err = strconv.ParseInt(val(), 10, 64)
+		case "--owned":
+			owned = true
 		case "--producer-props":
 			for i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
 				i++
@@ -173,6 +184,14 @@ func main() {
 	start := time.Now()
 	r := rng(0x2545F4914F6CDD1D)
 	ctx := context.Background()
+	// Shared keys for the static shape, built once like the payloads.
+	var staticKeys [][]byte
+	if !owned {
+		for k := int64(0); k < keys; k++ {
+			staticKeys = append(staticKeys, []byte("key-"+strconv.FormatInt(k, 10)))
+		}
+	}
+	var keyBuf []byte
 	for i := int64(0); i < n; i++ {
 		if tput > 0 {
 			due := start.Add(time.Duration(float64(i) / tput * float64(time.Second)))
@@ -184,8 +203,19 @@ func main() {
 		if len(payloads) > 1 {
 			p = payloads[r.next()%uint64(len(payloads))]
 		}
+		rec := &kgo.Record{Value: p}
+		if owned {
+			// Fresh buffers per record, as an application's serializer makes.
+			if keys > 0 {
+				keyBuf = strconv.AppendInt(append(keyBuf[:0], "key-"...), i%keys, 10)
+				rec.Key = append([]byte(nil), keyBuf...)
+			}
+			rec.Value = append([]byte(nil), p...)
+		} else if keys > 0 {
+			rec.Key = staticKeys[i%keys]
+		}
 		sent := time.Now()
-		cl.Produce(ctx, &kgo.Record{Value: p}, func(rec *kgo.Record, err error) {
+		cl.Produce(ctx, rec, func(rec *kgo.Record, err error) {
 			l := time.Since(sent).Microseconds()
 			mu.Lock()
 			lat = append(lat, uint32(l))

@@ -4,8 +4,13 @@
 //! ```text
 //! krafka-perf --bootstrap-server HOST:PORT --topic T --num-records N
 //!             (--record-size S | --payload-file F) [--throughput R]
-//!             [--producer-props k=v ...]
+//!             [--keys N] [--owned] [--producer-props k=v ...]
 //! ```
+//!
+//! `--keys N` and `--owned` are `courier perf`'s: keys `key-0` .. `key-{N-1}` in turn
+//! (krafka's default partitioner hashes keys with murmur2), and with `--owned` each
+//! record's key and value are built into fresh buffers, as after serializing, instead of
+//! sharing the loaded payloads.
 //!
 //! Understood properties: acks, enable.idempotence, compression.type, linger.ms,
 //! batch.size, buffer.memory (others are refused). Prints the final line in the Java
@@ -40,6 +45,7 @@ async fn main() {
     let (mut bootstrap, mut topic, mut n, mut size, mut file, mut tput) =
         (None, None, None::<u64>, None::<usize>, None, -1.0f64);
     let mut props = Vec::new();
+    let (mut keys, mut owned) = (0u64, false);
     while let Some(arg) = a.next() {
         let mut val = || {
             a.next()
@@ -56,6 +62,8 @@ async fn main() {
             }
             "--payload-file" => file = Some(val()),
             "--throughput" => tput = val().parse().unwrap_or_else(|_| usage("bad --throughput")),
+            "--keys" => keys = val().parse().unwrap_or_else(|_| usage("bad --keys")),
+            "--owned" => owned = true,
             "--producer-props" => {
                 while let Some(p) = a.next_if(|p| !p.starts_with("--")) {
                     let (k, v) = p
@@ -155,6 +163,11 @@ async fn main() {
 
     let start = Instant::now();
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    // Shared keys for the static shape, built once like the payloads.
+    let static_keys: Vec<Bytes> = (0..if owned { 0 } else { keys })
+        .map(|k| Bytes::from_static(format!("key-{k}").into_bytes().leak()))
+        .collect();
+    let mut key_buf = String::new();
     for i in 0..n {
         if tput > 0.0 {
             let due = start + Duration::from_secs_f64(i as f64 / tput);
@@ -163,13 +176,29 @@ async fn main() {
             }
         }
         let p = if payloads.len() == 1 {
-            payloads[0].clone()
+            &payloads[0]
         } else {
-            payloads[(rng.next() % payloads.len() as u64) as usize].clone()
+            &payloads[(rng.next() % payloads.len() as u64) as usize]
         };
-        let len = p.len();
+        let mut record = if owned {
+            // Fresh buffers per record, as an application's serializer makes.
+            let mut r = Record::new(topic.clone(), p.to_vec());
+            if keys > 0 {
+                use std::fmt::Write;
+                key_buf.clear();
+                let _ = write!(key_buf, "key-{}", i % keys);
+                r = r.key(key_buf.as_bytes().to_vec());
+            }
+            r
+        } else {
+            Record::new(topic.clone(), p.clone())
+        };
+        if keys > 0 && !owned {
+            record = record.key(static_keys[(i % keys) as usize].clone());
+        }
+        let len = record.value.as_ref().map_or(0, |v| v.len());
         let sent = Instant::now();
-        match producer.enqueue(Record::new(topic.clone(), p)).await {
+        match producer.enqueue(record).await {
             Ok(h) => {
                 let _ = tx.send((h, sent, len));
             }

@@ -4,8 +4,14 @@
 //! ```text
 //! rdkafka-perf --bootstrap-server HOST:PORT --topic T --num-records N
 //!              (--record-size S | --payload-file F) [--throughput R]
-//!              [--producer-props k=v ...]
+//!              [--keys N] [--owned] [--producer-props k=v ...]
 //! ```
+//!
+//! `--keys N` and `--owned` are `courier perf`'s: keys `key-0` .. `key-{N-1}` in turn
+//! (placed by murmur2: `partitioner=murmur2_random` unless the properties name one, as
+//! Java's and courier's default partitioners hash keys), and with `--owned` each record's
+//! key and value are built into fresh `Vec`s, as after serializing, and dropped after
+//! `send` (which copies them into librdkafka).
 //!
 //! Properties are librdkafka's. Prints a progress line every 5 s and the final line
 //! in the Java tool's format on stderr, then one JSON object on stdout.
@@ -26,13 +32,16 @@ struct Args {
     payloads: Vec<Vec<u8>>,
     throughput: f64,
     props: Vec<(String, String)>,
+    keys: u64,
+    owned: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("rdkafka-perf: {msg}");
     eprintln!(
         "usage: rdkafka-perf [--bootstrap-server B] --topic T --num-records N \
-         (--record-size S | --payload-file F) [--throughput R] [--producer-props k=v ...]"
+         (--record-size S | --payload-file F) [--throughput R] [--keys N] [--owned] \
+         [--producer-props k=v ...]"
     );
     std::process::exit(2)
 }
@@ -42,6 +51,7 @@ fn parse_args() -> Args {
     let (mut bootstrap, mut topic, mut n, mut size, mut file, mut tput) =
         (None, None, None, None, None, -1.0);
     let mut props = Vec::new();
+    let (mut keys, mut owned) = (0u64, false);
     while let Some(arg) = a.next() {
         let mut val = || {
             a.next()
@@ -62,6 +72,8 @@ fn parse_args() -> Args {
             }
             "--payload-file" => file = Some(val()),
             "--throughput" => tput = val().parse().unwrap_or_else(|_| usage("bad --throughput")),
+            "--keys" => keys = val().parse().unwrap_or_else(|_| usage("bad --keys")),
+            "--owned" => owned = true,
             "--producer-props" => {
                 while let Some(p) = a.next_if(|p| !p.starts_with("--")) {
                     let (k, v) = p
@@ -99,6 +111,8 @@ fn parse_args() -> Args {
         payloads,
         throughput: tput,
         props,
+        keys,
+        owned,
     }
 }
 
@@ -197,6 +211,9 @@ fn main() {
     if let Some(b) = &args.bootstrap {
         cfg.set("bootstrap.servers", b);
     }
+    if args.keys > 0 && !args.props.iter().any(|(k, _)| k == "partitioner") {
+        cfg.set("partitioner", "murmur2_random");
+    }
     for (k, v) in &args.props {
         cfg.set(k, v);
     }
@@ -205,6 +222,11 @@ fn main() {
         .unwrap_or_else(|e| usage(&format!("creating the producer: {e}")));
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let n = args.num_records;
+    // Shared keys for the static shape, built once like the payloads.
+    let static_keys: Vec<Vec<u8>> = (0..if args.owned { 0 } else { args.keys })
+        .map(|k| format!("key-{k}").into_bytes())
+        .collect();
+    let mut key_buf = String::new();
     for i in 0..n {
         if args.throughput > 0.0 {
             let due = Duration::from_secs_f64(i as f64 / args.throughput);
@@ -219,12 +241,33 @@ fn main() {
         } else {
             (rng.next() % args.payloads.len() as u64) as usize
         }];
+        // With --owned: fresh buffers per record, as an application's serializer makes.
+        let (owned_key, owned_value) = if args.owned {
+            let key = (args.keys > 0).then(|| {
+                use std::fmt::Write;
+                key_buf.clear();
+                let _ = write!(key_buf, "key-{}", i % args.keys);
+                key_buf.as_bytes().to_vec()
+            });
+            (key, Some(payload.to_vec()))
+        } else {
+            (None, None)
+        };
+        let key: Option<&[u8]> = match &owned_key {
+            Some(k) => Some(k),
+            None if args.keys > 0 && !args.owned => Some(&static_keys[(i % args.keys) as usize]),
+            None => None,
+        };
+        let value: &[u8] = owned_value.as_deref().unwrap_or(payload);
         let sent_us = stats.start.elapsed().as_micros() as u64;
         let mut rec = BaseRecord::<[u8], [u8], _>::with_opaque_to(
             &args.topic,
-            Box::new((sent_us, payload.len())),
+            Box::new((sent_us, value.len())),
         )
-        .payload(payload.as_slice());
+        .payload(value);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
