@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use courier::{Producer, ProducerConfig, ProducerRecord};
+use courier::{DeliveryHandler, Producer, ProducerConfig, ProducerRecord};
 
 use crate::observe::{MetricsArgs, Observer};
 use crate::props;
-use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary};
+use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary, Tag};
 use crate::SummaryFormat;
 
 /// Options of `courier perf` (kafka-producer-perf-test's flags).
@@ -104,6 +104,9 @@ pub enum PerfApi {
     Callback,
     /// `Producer::produce`, each future awaited in send order by another task.
     Future,
+    /// `Producer::produce_tagged`: one `DeliveryHandler` for every record, the send time
+    /// and value length packed into each record's tag.
+    Tagged,
 }
 
 /// Java's window and totals, fed from the delivery reports.
@@ -401,6 +404,18 @@ async fn send_all(
     } else {
         (None, None)
     };
+    let handler = DeliveryHandler::new(move |tag, r| {
+        let (sent, len) = Tag::unpack(tag);
+        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Ok(_) => {
+                let now = Instant::now();
+                let sent = start + sent;
+                s.record(now.saturating_duration_since(sent), len, now)
+            }
+            Err(e) => s.failures.add(&e),
+        }
+    });
     let mut key_buf = String::new();
     for i in 0..n {
         if args.throughput > 0.0 {
@@ -450,6 +465,18 @@ async fn send_all(
                     .add(&e),
             }
             continue;
+        }
+        if args.api == PerfApi::Tagged {
+            if let Some(tag) = Tag::pack(sent.saturating_duration_since(start), len) {
+                if let Err(e) = producer.produce_tagged(record, &handler, tag).await {
+                    stats
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .failures
+                        .add(&e);
+                }
+                continue;
+            }
         }
         let st = stats;
         let r = producer

@@ -35,7 +35,7 @@ use crate::input::{parse_delimiter, read_record, split_key};
 use crate::observe::{MetricsArgs, Observer};
 use crate::props;
 use crate::resend::{Dest, Reorder, Sink};
-use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary};
+use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary, Tag};
 use crate::SummaryFormat;
 
 /// Options of `courier produce` (kcat's producer flags).
@@ -178,28 +178,6 @@ impl Acc {
                 self.failures.add(&e);
             }
         }
-    }
-}
-
-/// A record's send time (microseconds since the run started, 40 bits: 12 days) and
-/// value length (24 bits: 16 MiB), packed into the tag of
-/// [`Producer::produce_tagged`]. A record outside either range goes with a callback.
-struct Tag;
-
-impl Tag {
-    const LEN_BITS: u32 = 24;
-
-    fn pack(since_start: Duration, len: u64) -> Option<u64> {
-        let us = u64::try_from(since_start.as_micros()).ok()?;
-        (us < 1 << (64 - Self::LEN_BITS) && len < 1 << Self::LEN_BITS)
-            .then_some(us << Self::LEN_BITS | len)
-    }
-
-    fn unpack(tag: u64) -> (Duration, u64) {
-        (
-            Duration::from_micros(tag >> Self::LEN_BITS),
-            tag & ((1 << Self::LEN_BITS) - 1),
-        )
     }
 }
 
@@ -952,24 +930,6 @@ mod tests {
         let big = vec![7u8; Slab::SMALL + 1];
         assert_eq!(slab.copy(&big), big);
         assert_eq!(slab.copy(b""), Bytes::new());
-    }
-
-    #[test]
-    fn a_tag_carries_send_time_and_length_or_declines() {
-        let t = Duration::from_micros(123_456_789);
-        assert_eq!(Tag::unpack(Tag::pack(t, 100).unwrap()), (t, 100));
-        let max_len = (1 << 24) - 1;
-        let late = Duration::from_micros((1 << 40) - 1);
-        assert_eq!(
-            Tag::unpack(Tag::pack(late, max_len).unwrap()),
-            (late, max_len)
-        );
-        assert_eq!(
-            Tag::pack(t, 1 << 24),
-            None,
-            "a 16 MiB value goes with a callback"
-        );
-        assert_eq!(Tag::pack(Duration::from_micros(1 << 40), 1), None);
     }
 
     type Kv = (Option<Bytes>, Option<Bytes>);

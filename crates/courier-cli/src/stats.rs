@@ -227,6 +227,31 @@ pub fn peak_rss_bytes() -> u64 {
     u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024
 }
 
+/// A record's send time (microseconds since the run started, 40 bits: 12 days) and
+/// value length (24 bits: 16 MiB), packed into the tag of
+/// [`courier::Producer::produce_tagged`]. A record outside either range goes with a
+/// callback.
+pub struct Tag;
+
+impl Tag {
+    const LEN_BITS: u32 = 24;
+
+    /// The tag, or `None` when either value is out of range.
+    pub fn pack(since_start: Duration, len: u64) -> Option<u64> {
+        let us = u64::try_from(since_start.as_micros()).ok()?;
+        (us < 1 << (64 - Self::LEN_BITS) && len < 1 << Self::LEN_BITS)
+            .then_some(us << Self::LEN_BITS | len)
+    }
+
+    /// The send time and length back.
+    pub fn unpack(tag: u64) -> (Duration, u64) {
+        (
+            Duration::from_micros(tag >> Self::LEN_BITS),
+            tag & ((1 << Self::LEN_BITS) - 1),
+        )
+    }
+}
+
 /// What a run did, for the final report and `--summary json`.
 pub struct Summary {
     /// Records handed to the producer (or that failed before it took them).
@@ -307,6 +332,24 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_carries_send_time_and_length_or_declines() {
+        let t = Duration::from_micros(123_456_789);
+        assert_eq!(Tag::unpack(Tag::pack(t, 100).unwrap()), (t, 100));
+        let max_len = (1 << 24) - 1;
+        let late = Duration::from_micros((1 << 40) - 1);
+        assert_eq!(
+            Tag::unpack(Tag::pack(late, max_len).unwrap()),
+            (late, max_len)
+        );
+        assert_eq!(
+            Tag::pack(t, 1 << 24),
+            None,
+            "a 16 MiB value goes with a callback"
+        );
+        assert_eq!(Tag::pack(Duration::from_micros(1 << 40), 1), None);
+    }
 
     #[test]
     fn histogram_buckets_round_trip_within_a_fifth_of_a_percent() {
