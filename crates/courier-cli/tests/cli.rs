@@ -321,6 +321,47 @@ fn perf_against_the_blackhole_delivers_every_record() {
     assert_eq!(bh.records(), 20000);
 }
 
+/// Every `--api` shape, keyed and owned, reports every record once: the blackhole's
+/// count grows by exactly the records each run says it delivered.
+#[test]
+fn perf_every_api_with_keys_and_owned_records_delivers_every_record() {
+    let bh = Blackhole::start(4).unwrap();
+    let mut total = 0;
+    for api in ["callback", "future", "tagged"] {
+        let out = courier(
+            &[
+                "perf",
+                "--topic",
+                "anything",
+                "--num-records",
+                "30000",
+                "--record-size",
+                "100",
+                "--keys",
+                "1000",
+                "--owned",
+                "--api",
+                api,
+                "--bootstrap-server",
+                &bh.bootstrap(),
+                "--summary",
+                "json",
+            ],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(0), "--api {api}");
+        let s = json_summary(&out);
+        assert_eq!(s["delivered"], 30000, "--api {api}");
+        assert_eq!(s["failed"], 0, "--api {api}");
+        assert!(
+            s["latency_ms"]["max"].as_f64().unwrap() > 0.0,
+            "--api {api}"
+        );
+        total += 30000;
+        assert_eq!(bh.records(), total, "--api {api}");
+    }
+}
+
 #[test]
 fn demo_against_a_given_cluster_verifies_with_the_console_consumer() {
     let cluster = KafkaCluster::shared(1);
