@@ -16,6 +16,7 @@ mod demo;
 mod doctor;
 mod input;
 mod logging;
+mod memory;
 mod observe;
 mod perf;
 mod produce;

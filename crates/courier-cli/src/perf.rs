@@ -372,6 +372,7 @@ async fn send_all(
 ) -> Result<(Option<String>, Option<String>), String> {
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
     let observer = Observer::start(&args.metrics, &producer).await?;
+    let trimmer = crate::memory::spawn_trimmer(producer.clone());
     let topic: Arc<str> = args.topic.as_str().into();
     let mut rng = XorShift::seeded();
     let n = args.num_records;
@@ -507,6 +508,7 @@ async fn send_all(
     // (they are counted); say why it stopped, once.
     let flushed = producer.flush().await;
     let closed = producer.close(Duration::from_secs(30)).await;
+    trimmer.abort();
     let metrics_error = observer.finish(&producer.metrics()).err();
     Ok((
         flushed.and(closed).err().map(|e| e.to_string()),

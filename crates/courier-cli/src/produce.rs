@@ -789,6 +789,7 @@ async fn produce_all(
 ) -> Result<Outcome, String> {
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
     let observer = Observer::start(&args.metrics, &producer).await?;
+    let trimmer = crate::memory::spawn_trimmer(producer.clone());
     let topic: Arc<str> = args.topic.as_str().into();
     let acc = Arc::new(Mutex::new(Acc::default()));
     let verbose = args.verbose;
@@ -900,6 +901,7 @@ async fn produce_all(
     let closed = producer.close(Duration::from_secs(30)).await;
     let stopped = flushed.and(closed).err().map(|e| e.to_string());
     let metrics = producer.metrics();
+    trimmer.abort();
     let metrics_error = observer.finish(&metrics).err();
     let acc = std::mem::take(&mut *acc.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Outcome {

@@ -624,6 +624,9 @@ const BATCH_ID_STEP: u64 = 1 << 24;
 /// Bytes of work areas the engine keeps for reuse (see `ProducerEngine::spare`).
 const SPARE_BYTES: usize = 4 << 20;
 
+/// Builders kept while nothing is in flight.
+const SPARE_IDLE: usize = 8;
+
 impl<T> ProducerEngine<T> {
     /// A new engine. `seed` drives the sticky partitioner and backoff jitter, so a
     /// simulation replays exactly.
@@ -993,6 +996,12 @@ impl<T> ProducerEngine<T> {
         self.compress_elsewhere(now, out);
         self.drain(now, out);
         out.append(&mut self.deliveries);
+        // Nothing in flight: no builder comes back soon, so a pool a backlog filled (a
+        // broker outage) shrinks to what a quiet producer needs, and the memory goes
+        // back (issue 19: RSS settles after the outage).
+        if self.inflight.is_empty() && self.spare.len() > SPARE_IDLE {
+            self.spare.truncate(SPARE_IDLE);
+        }
     }
 
     /// Hands closed batches out for compression (see
