@@ -731,6 +731,7 @@ fn metrics_are_served_while_running_and_match_the_log_at_exit() {
         "one broker, connected"
     );
     assert!(live["courier_batch_size_bytes_count"] >= 1.0);
+    assert!(live["courier_request_latency_seconds_count"] >= 1.0);
     // One replica: the durability audit says it is not aligned with acks=all.
     assert_eq!(live["courier_topic_durability_aligned"], 0.0);
     assert!(http_get(&addr, "/other").starts_with("HTTP/1.1 404"));

@@ -95,6 +95,8 @@ pub struct DeliveryMetrics {
     pub batches_sent: u64,
     /// The brokers the producer knows, by node id.
     pub brokers: Vec<BrokerMetrics>,
+    /// Per broker, the latency of Produce requests: from writing one to its answer.
+    pub request_latency: BTreeMap<i32, LatencyHistogram>,
     /// Per topic written to, the durability audit's last verdict (see [`crate::audit`]):
     /// true when replication, `min.insync.replicas` and `acks` agree.
     pub topic_durability_aligned: BTreeMap<String, bool>,
@@ -272,6 +274,33 @@ impl DeliveryMetrics {
             &(h.sum_ms as f64 / 1000.0).to_string(),
             h.count,
         );
+        let name = "courier_request_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from writing a Produce request to its answer, per broker."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (broker, h) in &self.request_latency {
+            let mut cumulative = 0;
+            for (i, le) in bounds.iter().enumerate() {
+                cumulative += h.buckets.get(i).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{broker=\"{broker}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{broker=\"{broker}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "{name}_sum{{broker=\"{broker}\"}} {}",
+                h.sum_ms as f64 / 1000.0
+            );
+            let _ = writeln!(out, "{name}_count{{broker=\"{broker}\"}} {}", h.count);
+        }
         let bounds: Vec<String> = BATCH_SIZE_BUCKETS.iter().map(u64::to_string).collect();
         histogram(
             &mut out,
@@ -411,6 +440,8 @@ pub(crate) struct Counters {
     pub(crate) batch_size_sum: AtomicU64,
     pub(crate) batches_sent: AtomicU64,
     pub(crate) durability: Mutex<BTreeMap<String, bool>>,
+    /// Per broker, Produce request latencies (buckets of [`LATENCY_BUCKETS_MS`]).
+    pub(crate) request_latency: Mutex<BTreeMap<i32, LatencyBatch>>,
     pub(crate) batches_split: AtomicU64,
     pub(crate) epoch_bumps: AtomicU64,
     pub(crate) resolved_persisted: AtomicU64,
@@ -422,8 +453,9 @@ pub(crate) struct Counters {
 }
 
 /// Latencies of one acknowledged batch, counted on the driver and added to the shared
-/// counters at once: three atomic additions per batch instead of per record.
-#[derive(Default)]
+/// counters at once: three atomic additions per batch instead of per record. Also the
+/// running histogram of one broker's request latencies.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct LatencyBatch {
     buckets: [u64; LATENCY_BUCKETS_MS.len() + 1],
     sum_ms: u64,
@@ -471,6 +503,16 @@ impl Counters {
         }
         self.batch_size_sum.fetch_add(bytes, Ordering::Relaxed);
         self.batches_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one Produce request's latency to `broker`.
+    pub(crate) fn add_request_latency(&self, broker: i32, latency: std::time::Duration) {
+        self.request_latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(broker)
+            .or_default()
+            .add(latency.as_millis() as u64);
     }
 
     /// Records the durability audit's verdict for `topic`.
@@ -523,6 +565,22 @@ impl Counters {
             batch_size_sum: self.batch_size_sum.load(Ordering::Relaxed),
             batches_sent: self.batches_sent.load(Ordering::Relaxed),
             brokers,
+            request_latency: self
+                .request_latency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(b, h)| {
+                    (
+                        *b,
+                        LatencyHistogram {
+                            buckets: h.buckets.to_vec(),
+                            sum_ms: h.sum_ms,
+                            count: h.count,
+                        },
+                    )
+                })
+                .collect(),
             topic_durability_aligned: self
                 .durability
                 .lock()
@@ -602,6 +660,8 @@ mod tests {
                 in_flight: 0,
             },
         ];
+        c.add_request_latency(1, std::time::Duration::from_millis(3));
+        c.add_request_latency(1, std::time::Duration::from_millis(700));
         let m = c.snapshot(1234, true, brokers, &NetCounters::default());
         let text = m.to_prometheus();
         let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -664,6 +724,11 @@ mod tests {
             ),
             0.0
         );
+        assert!(
+            text.contains("courier_request_latency_seconds_bucket{broker=\"1\",le=\"0.005\"} 1\n")
+        );
+        assert!(text.contains("courier_request_latency_seconds_bucket{broker=\"1\",le=\"1\"} 2\n"));
+        assert!(text.contains("courier_request_latency_seconds_sum{broker=\"1\"} 0.703\n"));
         assert_eq!(value("courier_batch_size_bytes_count", &[]), 4.0);
         assert_eq!(value("courier_batch_size_bytes_sum", &[]), 2_032_869.0);
         assert!(text.contains("courier_batch_size_bytes_bucket{le=\"16384\"} 2\n"));
@@ -761,6 +826,7 @@ mod tests {
         let mut want: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
         want.extend([
             "courier_delivery_latency_seconds",
+            "courier_request_latency_seconds",
             "courier_batch_size_bytes",
         ]);
         assert_eq!(declared, want);

@@ -63,6 +63,8 @@ pub(super) enum Event {
         broker: i32,
         result: ProduceResult,
         cause: Option<NetError>,
+        /// From writing the request to its answer; `None` when it was never sent.
+        latency: Option<Duration>,
     },
     Metadata(Result<Vec<TopicMetadata>, NetError>),
     ProducerId(Result<(i64, i16), (i16, Option<NetError>)>),
@@ -416,7 +418,11 @@ impl Driver {
                 broker,
                 result,
                 cause,
+                latency,
             } => {
+                if let Some(latency) = latency {
+                    self.counters.add_request_latency(broker, latency);
+                }
                 match (&result, cause) {
                     (_, Some(cause)) => {
                         self.on_net_error(&cause);

@@ -109,6 +109,7 @@ pub(super) fn not_sent(
             maybe_written: false,
         },
         cause,
+        latency: None,
     });
 }
 
@@ -126,6 +127,32 @@ pub(super) fn produce_on(
         timeout_ms,
         batches,
     } = req;
+    // One span per request; with no subscriber at debug level it is disabled, and its
+    // fields and the per-batch events below cost a branch (issue 18).
+    let span = tracing::debug_span!(
+        "produce",
+        broker,
+        request = id,
+        batches = batches.len(),
+        bytes = tracing::field::Empty
+    );
+    if !span.is_disabled() {
+        let bytes: usize = batches.iter().map(|(_, _, b)| b.len()).sum();
+        span.record("bytes", bytes);
+        span.in_scope(|| {
+            for (topic, partition, batch) in &batches {
+                let (base_sequence, records) = batch_header(batch);
+                tracing::trace!(
+                    %topic,
+                    partition,
+                    base_sequence,
+                    records,
+                    bytes = batch.len(),
+                    "batch"
+                );
+            }
+        });
+    }
     let mut topics: Vec<net::TopicRecords> = Vec::new();
     for (topic, partition, batch) in batches {
         match topics.iter_mut().find(|(t, _)| **t == *topic) {
@@ -140,7 +167,9 @@ pub(super) fn produce_on(
         topics,
     };
     let events = events.clone();
+    let written = std::time::Instant::now();
     conn.produce_with(permit, parts, move |outcome| {
+        let latency = written.elapsed();
         let mut cause = None;
         let result = match outcome {
             Ok(None) => ProduceResult::WrittenNoAck,
@@ -169,13 +198,33 @@ pub(super) fn produce_on(
                 ProduceResult::Transport { maybe_written }
             }
         };
+        span.in_scope(|| {
+            tracing::debug!(
+                latency_ms = latency.as_secs_f64() * 1000.0,
+                ok = cause.is_none(),
+                "answered"
+            )
+        });
         let _ = events.send(Event::Produced {
             id,
             broker,
             result,
             cause,
+            latency: Some(latency),
         });
     });
+}
+
+/// A sealed batch's base sequence and record count, from its header (RecordBatch v2:
+/// offsets 53 and 57), for the trace; -1 where the header is short.
+fn batch_header(batch: &[u8]) -> (i32, i32) {
+    let field = |at: usize| {
+        batch
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(-1, i32::from_be_bytes)
+    };
+    (field(53), field(57))
 }
 
 pub(super) async fn any_connection(
