@@ -2633,3 +2633,6 @@ fn valid_partitions(listed: &[PartitionMetadata]) -> Vec<&PartitionMetadata> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod txn_engine_tests;
