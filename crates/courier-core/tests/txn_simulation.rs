@@ -1029,11 +1029,16 @@ impl Sim {
                 TxnEvent::Completed(TxnOperation::SendOffsets) => unreachable!("no offsets"),
                 TxnEvent::Failed { operation, error } => {
                     if error.class() == TxnErrorClass::Abortable {
-                        self.stats.bump("abortable error, then aborted");
-                        self.engine
-                            .abort_transaction()
-                            .expect("an abortable transaction aborts");
-                        self.app = App::Aborting;
+                        // A later reply may have made it fatal since: then the check
+                        // below ends the instance.
+                        let state = self.engine.transaction_machine().map(|m| m.state());
+                        if state == Some(TxnState::AbortableError) {
+                            self.stats.bump("abortable error, then aborted");
+                            self.engine
+                                .abort_transaction()
+                                .expect("an abortable transaction aborts");
+                            self.app = App::Aborting;
+                        }
                     } else {
                         check!(
                             self,
