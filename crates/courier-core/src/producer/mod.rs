@@ -28,6 +28,19 @@
 //!   as possibly persisted instead (franz-go #1217 shows the silent loss that reusing a
 //!   possibly-written sequence causes; resending under a new epoch would duplicate).
 //! - Batches in flight never expire; queued ones expire after `delivery_timeout`.
+//!
+//! # Transactions
+//!
+//! [`ProducerEngine::transactional`] adds a [`TransactionMachine`] (KIP-98, issue 15; the
+//! design is `docs/TRANSACTIONS.md`). The rules above hold with these differences: the
+//! producer id and epoch come from the transaction coordinator, never from a local bump,
+//! so a sequence gap fails the batch and makes the transaction abortable, and the abort
+//! brings the new epoch (KIP-360 through the coordinator; KIP-890's per-transaction bump
+//! with version 2); records are accepted only inside a transaction, and any record that
+//! fails makes it abortable, so a transaction never commits with a record missing; a
+//! partition's batches wait until the coordinator has the partition (version 1); the
+//! commit sends without waiting for `linger.ms`, and the EndTxn waits until nothing of
+//! the transaction is queued or in flight.
 
 pub mod classify;
 pub mod txn;
@@ -907,7 +920,10 @@ impl<T> ProducerEngine<T> {
 
     /// `abortTransaction()`: fails every record of the transaction that is not in flight
     /// with [`FailureReason::TransactionAborted`], waits for those in flight, then aborts
-    /// at the coordinator. Completes with [`TxnEvent::Completed`]`(Abort)`.
+    /// at the coordinator. Completes with [`TxnEvent::Completed`]`(Abort)`. Records
+    /// acknowledged before keep their `Ok` delivery, as Java's callbacks have completed by
+    /// then: they are in the log, and the abort marker hides them from `read_committed`
+    /// consumers.
     pub fn abort_transaction(&mut self) -> Result<(), TxnCallError> {
         self.txn_machine(TxnCallKind::Abort)?
             .machine
