@@ -33,6 +33,9 @@ struct H {
     produced: Vec<ProduceRequest>,
     deliveries: Vec<Delivery<Token>>,
     next_offset: i64,
+    /// Leave metadata requests unanswered (records wait for it).
+    hold_metadata: bool,
+    metadata_asked: bool,
 }
 
 impl H {
@@ -48,6 +51,8 @@ impl H {
             produced: Vec::new(),
             deliveries: Vec::new(),
             next_offset: 0,
+            hold_metadata: false,
+            metadata_asked: false,
         }
     }
 
@@ -64,6 +69,9 @@ impl H {
                 match a {
                     Action::Produce(r) => self.produced.push(r),
                     Action::Deliver(d) => self.deliveries.push(d),
+                    Action::FetchMetadata { .. } if self.hold_metadata => {
+                        self.metadata_asked = true;
+                    }
                     Action::FetchMetadata { .. } => {
                         let md = vec![TopicMetadata {
                             name: TOPIC.into(),
@@ -123,6 +131,18 @@ impl H {
             }
             other => panic!("expected FindCoordinator, got {other:?}"),
         }
+        self.answer_find();
+        assert!(matches!(
+            self.request(),
+            Some(TxnRequest::InitProducerId {
+                producer_id: -1,
+                ..
+            })
+        ));
+        self.answer_init(pid, epoch);
+    }
+
+    fn answer_find(&mut self) {
         self.e.on_txn_find_coordinator(
             3,
             &FindCoordinatorResponse {
@@ -136,14 +156,6 @@ impl H {
             },
             self.now,
         );
-        assert!(matches!(
-            self.request(),
-            Some(TxnRequest::InitProducerId {
-                producer_id: -1,
-                ..
-            })
-        ));
-        self.answer_init(pid, epoch);
     }
 
     fn answer_init(&mut self, pid: i64, epoch: i16) {
@@ -644,4 +656,140 @@ fn idempotent_batches_carry_no_transactional_bit() {
         .0
         .header
         .is_transactional());
+}
+
+#[test]
+fn the_transaction_version_changes_only_between_transactions() {
+    let mut h = H::new(TransactionVersion::V1);
+    h.init(42, 0);
+    h.e.begin_transaction().unwrap();
+    h.e.set_transaction_version(TransactionVersion::V2);
+    // The open transaction keeps version 1's Produce versions and registration.
+    assert_eq!(h.e.produce_versions(), 3..=11);
+    h.append(1, 0);
+    assert!(h.produced.is_empty());
+    assert!(matches!(
+        h.request(),
+        Some(TxnRequest::AddPartitionsToTxn { .. })
+    ));
+    h.e.on_txn_request_failed(h.now);
+    h.e.abort_transaction().unwrap();
+    // The lost AddPartitionsToTxn may have opened the transaction: it is resent, then
+    // the abort ends it.
+    h.now += Duration::from_secs(1);
+    // No reply: the coordinator may have moved, so it is found again first.
+    assert!(matches!(
+        h.request(),
+        Some(TxnRequest::FindCoordinator { .. })
+    ));
+    h.answer_find();
+    let Some(TxnRequest::AddPartitionsToTxn { topics, .. }) = h.request() else {
+        panic!("expected the AddPartitionsToTxn again")
+    };
+    h.answer_add_partitions(&topics, 0);
+    assert!(matches!(
+        h.request(),
+        Some(TxnRequest::EndTxn {
+            committed: false,
+            ..
+        })
+    ));
+    h.answer_end(-1, -1);
+    assert_eq!(h.state(), TxnState::Ready);
+    h.e.begin_transaction().unwrap();
+    assert_eq!(h.e.produce_versions(), 12..=i16::MAX);
+    h.append(2, 0);
+    assert_eq!(
+        h.sent_batches().len(),
+        1,
+        "version 2 sends without registering"
+    );
+}
+
+#[test]
+fn a_record_still_waiting_for_metadata_at_commit_fails_the_commit() {
+    let mut h = H::new(TransactionVersion::V2);
+    h.init(42, 0);
+    h.hold_metadata = true;
+    h.e.begin_transaction().unwrap();
+    h.append(1, 0);
+    assert!(h.metadata_asked);
+    h.e.commit_transaction().unwrap();
+    // The record is part of the transaction: no EndTxn while it waits.
+    assert!(h.request().is_none());
+    h.hold_metadata = false;
+    let md = vec![TopicMetadata {
+        name: TOPIC.into(),
+        error_code: 0,
+        partitions: vec![PartitionMetadata {
+            partition: 0,
+            leader: 1,
+            error_code: 0,
+        }],
+    }];
+    h.e.on_metadata(&md, h.now);
+    h.poll();
+    // Too late to register its partition: the commit fails rather than leave it out.
+    assert_eq!(h.deliveries.len(), 1);
+    assert!(matches!(
+        reason(&h.deliveries[0]),
+        FailureReason::NotInTransaction {
+            state: TxnState::Committing,
+            ..
+        }
+    ));
+    assert_eq!(h.state(), TxnState::AbortableError);
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        TxnEvent::Failed {
+            operation: TxnOperation::Commit,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn abort_fails_records_waiting_for_metadata() {
+    let mut h = H::new(TransactionVersion::V1);
+    h.init(42, 0);
+    h.hold_metadata = true;
+    h.e.begin_transaction().unwrap();
+    h.append(1, 0);
+    h.append(2, 1);
+    assert!(h.deliveries.is_empty());
+    h.e.abort_transaction().unwrap();
+    h.poll();
+    assert_eq!(h.deliveries.len(), 2);
+    assert!(h
+        .deliveries
+        .iter()
+        .all(|d| reason(d) == &FailureReason::TransactionAborted));
+    assert!(h.e.is_idle());
+}
+
+#[test]
+fn send_offsets_goes_to_the_machine() {
+    let mut h = H::new(TransactionVersion::V1);
+    h.init(42, 0);
+    let offsets = vec![TxnOffset {
+        topic: "in".into(),
+        partition: 0,
+        offset: 10,
+        leader_epoch: -1,
+        metadata: None,
+    }];
+    assert!(matches!(
+        h.e.send_offsets_to_transaction(ConsumerGroupMetadata::new("g"), offsets.clone()),
+        Err(TxnCallError::WrongState {
+            operation: TxnCallKind::SendOffsets,
+            state: TxnState::Ready
+        })
+    ));
+    h.e.begin_transaction().unwrap();
+    h.e.send_offsets_to_transaction(ConsumerGroupMetadata::new("g"), offsets)
+        .unwrap();
+    assert!(matches!(
+        h.request(),
+        Some(TxnRequest::AddOffsetsToTxn { group_id, .. }) if group_id == "g"
+    ));
 }
