@@ -39,7 +39,8 @@
 //!   writes; Produce connections cut (answers lost; the request being handled may still
 //!   be applied later, a zombie), leaders moving; the application stalling with a
 //!   transaction open (so the coordinator's timeout fires) or aborting part-way; a
-//!   second instance with the same `transactional.id` fencing this one. A fatal error
+//!   second instance with the same `transactional.id` fencing this one; the group
+//!   coordinator moving. A fatal error
 //!   ends the instance; a new one starts with the same id (the application restarts),
 //!   and its `init_transactions` fences whatever the old one left.
 //!
@@ -54,6 +55,10 @@
 //!   not visible at all; one whose commit outcome is unknown is visible whole or not at
 //!   all;
 //! - no record is visible twice, and each partition shows its records in send order;
+//! - consumer offsets sent with a transaction are committed with it and never after
+//!   an abort (the group coordinator keeps them pending until the marker reaches the
+//!   offsets partition, which the transaction registers: AddOffsetsToTxn with version
+//!   1, TxnOffsetCommit v5 itself with version 2);
 //! - no partition is left with an open transaction (its last stable offset would stop);
 //! - every batch carries the transactional bit; the engine never asks for a producer id
 //!   of its own nor bumps an epoch itself;
@@ -72,8 +77,8 @@ use courier_core::errors::ErrorCode;
 use courier_core::partitioner::XorShiftRng;
 use courier_core::producer::classify::codes;
 use courier_core::producer::txn::{
-    OutgoingTxnRequest, TransactionVersion, TxnConfig, TxnErrorClass, TxnEvent, TxnOperation,
-    TxnRequest, TxnState, TxnTarget,
+    ConsumerGroupMetadata, OutgoingTxnRequest, TransactionVersion, TxnConfig, TxnErrorClass,
+    TxnEvent, TxnOffset, TxnOperation, TxnRequest, TxnState, TxnTarget,
 };
 use courier_core::producer::{
     Action, EngineConfig, PartitionMetadata, PartitionResponse, ProduceRequest, ProduceResult,
@@ -81,8 +86,10 @@ use courier_core::producer::{
 };
 use courier_core::sequence::increment_sequence;
 use courier_core::wire::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnTopicResult,
-    EndTxnResponse, FindCoordinatorResponse, InitProducerIdResponse,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse,
+    AddPartitionsToTxnTopicResult, EndTxnResponse, FindCoordinatorResponse, InitProducerIdResponse,
+    TxnOffsetCommitResponse, TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    KEY_TYPE_GROUP,
 };
 
 type Token = u64;
@@ -90,6 +97,9 @@ type Token = u64;
 const TOPIC: &str = "out";
 const BROKERS: i32 = 3;
 const TXN_ID: &str = "sim-txn";
+const GROUP: &str = "sim-group";
+/// The group's `__consumer_offsets` partition, in the coordinator's partition set.
+const OFFSETS_PARTITION: i32 = -1;
 /// Kafka's `ProducerStateEntry` keeps this many batches per producer.
 const DEDUPE_WINDOW: usize = 5;
 
@@ -372,6 +382,8 @@ struct AppTxn {
     tokens: Vec<Token>,
     outcome: Option<Outcome>,
     committing: bool,
+    /// The consumer offset sent with the transaction, if any (its index: increasing).
+    offset: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,6 +393,8 @@ enum App {
     Ready,
     /// In a transaction, with this many records still to send.
     InTxn(u32),
+    /// send_offsets_to_transaction is pending.
+    SendingOffsets,
     Committing,
     Aborting,
     /// The instance hit a fatal error; a new one starts at the time given.
@@ -423,6 +437,13 @@ struct Sim {
     zombies: Vec<(Instant, ProduceRequest)>,
     lost: Vec<(Instant, u32, u64, ProduceResult)>,
     coord: Coordinator,
+    /// The group coordinator's broker.
+    group_node: i32,
+    /// Offsets a TxnOffsetCommit stored for the open transaction (pending until its
+    /// marker reaches the offsets partition).
+    group_pending: Option<i64>,
+    /// Every offset the group committed, in order.
+    group_committed: Vec<i64>,
     txn_pending: Option<PendingTxn>,
     metadata_at: Option<Instant>,
     faulting: bool,
@@ -501,6 +522,9 @@ impl Sim {
                 timeout,
                 slow: false,
             },
+            group_node: 2,
+            group_pending: None,
+            group_committed: Vec::new(),
             txn_pending: None,
             metadata_at: None,
             faulting: true,
@@ -822,6 +846,16 @@ impl Sim {
             if now >= self.coord.complete_at {
                 let (pid, epoch) = (self.coord.producer_id, self.coord.marker_epoch);
                 for &p in &self.coord.partitions {
+                    if p == OFFSETS_PARTITION {
+                        // The marker on `__consumer_offsets` makes the pending offsets
+                        // the group's, or drops them.
+                        if let Some(o) = self.group_pending.take() {
+                            if commit {
+                                self.group_committed.push(o);
+                            }
+                        }
+                        continue;
+                    }
                     self.parts[p as usize].marker(pid, epoch, commit);
                 }
                 self.coord.partitions.clear();
@@ -863,6 +897,13 @@ impl Sim {
             return;
         }
         let request = p.out.request;
+        if let (TxnRequest::TxnOffsetCommit { .. }, TxnTarget::Coordinator(node)) =
+            (&request, &p.out.target)
+        {
+            let lose_reply = faults && self.rng.chance(7);
+            self.txn_offset_commit(node.node_id, &request, lose_reply);
+            return;
+        }
         if let TxnTarget::Coordinator(node) = &p.out.target {
             if node.node_id != self.coord.node {
                 self.stats.bump("NOT_COORDINATOR");
@@ -878,12 +919,16 @@ impl Sim {
         let lose_reply = faults && self.rng.chance(7);
         let delay = self.marker_delay();
         match &request {
-            TxnRequest::FindCoordinator { .. } => {
+            TxnRequest::FindCoordinator { key_type, .. } => {
                 if lose_reply {
                     self.engine.on_txn_request_failed(now);
                 } else {
-                    let r = found(self.coord.node);
-                    self.engine.on_txn_find_coordinator(3, &r, now);
+                    let node = if *key_type == KEY_TYPE_GROUP {
+                        self.group_node
+                    } else {
+                        self.coord.node
+                    };
+                    self.engine.on_txn_find_coordinator(3, &found(node), now);
                 }
             }
             TxnRequest::InitProducerId {
@@ -961,10 +1006,91 @@ impl Sim {
                     );
                 }
             }
-            TxnRequest::AddOffsetsToTxn { .. } | TxnRequest::TxnOffsetCommit { .. } => {
-                unreachable!("the simulation sends no offsets")
+            TxnRequest::AddOffsetsToTxn {
+                producer_id,
+                producer_epoch,
+                group_id,
+                ..
+            } => {
+                check!(
+                    self,
+                    self.version == TransactionVersion::V1,
+                    "AddOffsetsToTxn in version 2"
+                );
+                check!(self, group_id == GROUP, "offsets of another group");
+                let code = self.coord.add_partitions(
+                    *producer_id,
+                    *producer_epoch,
+                    &[OFFSETS_PARTITION],
+                    now,
+                );
+                if lose_reply {
+                    self.stats.bump("fault: AddOffsetsToTxn reply lost");
+                    self.engine.on_txn_request_failed(now);
+                } else {
+                    self.engine.on_txn_add_offsets(
+                        &AddOffsetsToTxnResponse {
+                            throttle_time_ms: 0,
+                            error_code: code.code(),
+                        },
+                        now,
+                    );
+                }
             }
+            TxnRequest::TxnOffsetCommit { .. } => unreachable!("sent to the group coordinator"),
         }
+    }
+
+    /// The group coordinator handles a TxnOffsetCommit: with version 1 the offsets
+    /// partition must be in the open transaction (AddOffsetsToTxn); with version 2 the
+    /// request adds it (TxnOffsetCommit v5, KIP-890).
+    fn txn_offset_commit(&mut self, node: i32, request: &TxnRequest, lose_reply: bool) {
+        let TxnRequest::TxnOffsetCommit {
+            producer_id,
+            producer_epoch,
+            group,
+            offsets,
+            ..
+        } = request
+        else {
+            unreachable!("called for TxnOffsetCommit")
+        };
+        let now = self.now;
+        let code = if node != self.group_node {
+            self.stats.bump("NOT_COORDINATOR (group)");
+            ErrorCode::NOT_COORDINATOR
+        } else {
+            check!(self, group.group_id == GROUP, "offsets of another group");
+            let code = match self.version {
+                TransactionVersion::V1 => {
+                    if self.coord.epoch_ok(*producer_id, *producer_epoch)
+                        && self.coord.state == CoordState::Ongoing
+                        && self.coord.partitions.contains(&OFFSETS_PARTITION)
+                    {
+                        codes::NONE
+                    } else if !self.coord.epoch_ok(*producer_id, *producer_epoch) {
+                        codes::PRODUCER_FENCED
+                    } else {
+                        ErrorCode::INVALID_TXN_STATE.code()
+                    }
+                }
+                TransactionVersion::V2 => {
+                    self.coord
+                        .verify(*producer_id, *producer_epoch, OFFSETS_PARTITION, now)
+                }
+            };
+            if code == codes::NONE {
+                self.group_pending = offsets.first().map(|o| o.offset);
+            }
+            ErrorCode::from_i16(code)
+        };
+        if lose_reply {
+            self.stats.bump("fault: TxnOffsetCommit reply lost");
+            self.engine.on_txn_request_failed(now);
+            return;
+        }
+        self.engine
+            .on_txn_offset_commit(&offset_commit_reply(offsets, code), now);
     }
 
     fn reply_error(&mut self, request: &TxnRequest, code: ErrorCode) {
@@ -992,9 +1118,16 @@ impl Sim {
                 },
                 now,
             ),
-            TxnRequest::AddOffsetsToTxn { .. } | TxnRequest::TxnOffsetCommit { .. } => {
-                unreachable!("the simulation sends no offsets")
-            }
+            TxnRequest::AddOffsetsToTxn { .. } => self.engine.on_txn_add_offsets(
+                &AddOffsetsToTxnResponse {
+                    throttle_time_ms: 0,
+                    error_code: code.code(),
+                },
+                now,
+            ),
+            TxnRequest::TxnOffsetCommit { offsets, .. } => self
+                .engine
+                .on_txn_offset_commit(&offset_commit_reply(offsets, code), now),
         }
     }
 
@@ -1026,7 +1159,11 @@ impl Sim {
                     self.finish_current(Outcome::Aborted);
                     self.app = App::Ready;
                 }
-                TxnEvent::Completed(TxnOperation::SendOffsets) => unreachable!("no offsets"),
+                TxnEvent::Completed(TxnOperation::SendOffsets) => {
+                    if self.app == App::SendingOffsets {
+                        self.app = App::InTxn(0);
+                    }
+                }
                 TxnEvent::Failed { operation, error } => {
                     if error.class() == TxnErrorClass::Abortable {
                         // A later reply may have made it fatal since: then the check
@@ -1083,7 +1220,9 @@ impl Sim {
             .transaction_machine()
             .expect("transactional")
             .state();
-        if matches!(self.app, App::InTxn(_)) && state == TxnState::AbortableError {
+        if matches!(self.app, App::InTxn(_) | App::SendingOffsets)
+            && state == TxnState::AbortableError
+        {
             // A batch failed with no operation pending to report it: the application
             // learns it from the state (Java: the next send or commit throws).
             self.stats.bump("abortable error, then aborted");
@@ -1114,6 +1253,31 @@ impl Sim {
                 self.current = Some(self.txns.len() - 1);
                 let n = 1 + self.rng.below(25) as u32;
                 self.app = App::InTxn(n);
+            }
+            App::InTxn(0)
+                if self.txns[self.current.expect("open")].offset.is_none()
+                    && self.rng.chance(40) =>
+            {
+                // Exactly-once processing: the consumer's position goes with the output.
+                let i = self.current.expect("open");
+                let offset = i as i64 + 1;
+                self.txns[i].offset = Some(offset);
+                let offsets = vec![TxnOffset {
+                    topic: "in".into(),
+                    partition: 0,
+                    offset,
+                    leader_epoch: -1,
+                    metadata: None,
+                }];
+                let group = ConsumerGroupMetadata::new(GROUP);
+                match self.engine.send_offsets_to_transaction(group, offsets) {
+                    Ok(()) => self.app = App::SendingOffsets,
+                    Err(e) => {
+                        // Abortable or fatal meanwhile: handled at the next step.
+                        self.txns[i].offset = None;
+                        self.log(format_args!("send offsets refused: {e}"));
+                    }
+                }
             }
             App::InTxn(0) => {
                 let i = self.current.expect("open");
@@ -1193,7 +1357,11 @@ impl Sim {
                 self.coord.node = 1 + self.coord.node % BROKERS;
                 self.stats.bump("fault: coordinator moved");
             }
-            65..=79 => {
+            65..=69 => {
+                self.group_node = 1 + self.group_node % BROKERS;
+                self.stats.bump("fault: group coordinator moved");
+            }
+            70..=79 => {
                 self.coord.slow = !self.coord.slow;
                 self.stats.bump("fault: marker writes slow or fast again");
             }
@@ -1343,6 +1511,43 @@ impl Sim {
             }
         }
         self.stats.add("records visible", visible.len() as u64);
+        // The offsets went with the records: committed with the transaction, never
+        // after an abort, in order.
+        check!(
+            self,
+            self.group_committed.windows(2).all(|w| w[0] < w[1]),
+            "the group's offsets went back: {:?}",
+            self.group_committed
+        );
+        for (i, txn) in self.txns.iter().enumerate() {
+            let Some(offset) = txn.offset else {
+                continue;
+            };
+            let committed = self.group_committed.contains(&offset);
+            let records_visible = txn.tokens.iter().any(|t| visible.contains_key(t));
+            match txn.outcome {
+                Some(Outcome::Committed) => check!(
+                    self,
+                    committed,
+                    "transaction {i} committed without its offset {offset}"
+                ),
+                Some(Outcome::Unknown) if !txn.tokens.is_empty() => check!(
+                    self,
+                    committed == records_visible,
+                    "transaction {i} of unknown outcome: offset committed {committed}, records visible {records_visible}"
+                ),
+                Some(Outcome::Unknown) => {}
+                _ => check!(
+                    self,
+                    !committed,
+                    "transaction {i} reported {:?}, its offset {offset} committed",
+                    txn.outcome
+                ),
+            }
+            if committed {
+                self.stats.bump("offsets committed with a transaction");
+            }
+        }
     }
 }
 
@@ -1379,6 +1584,22 @@ fn add_partitions_reply(
                         partition_error_code: code.code(),
                     })
                     .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn offset_commit_reply(offsets: &[TxnOffset], code: ErrorCode) -> TxnOffsetCommitResponse {
+    TxnOffsetCommitResponse {
+        throttle_time_ms: 0,
+        topics: offsets
+            .iter()
+            .map(|o| TxnOffsetCommitResponseTopic {
+                name: o.topic.clone(),
+                partitions: vec![TxnOffsetCommitResponsePartition {
+                    partition_index: o.partition,
+                    error_code: code.code(),
+                }],
             })
             .collect(),
     }
@@ -1466,6 +1687,11 @@ fn read_committed_sees_committed_transactions_exactly_once_and_aborted_ones_neve
             "fault: EndTxn reply lost",
             "fault: AddPartitionsToTxn reply lost",
             "fault: InitProducerId reply lost",
+            "fault: AddOffsetsToTxn reply lost",
+            "fault: TxnOffsetCommit reply lost",
+            "fault: group coordinator moved",
+            "NOT_COORDINATOR (group)",
+            "offsets committed with a transaction",
             "NOT_COORDINATOR",
             "Produce fenced by a newer epoch",
             "Produce refused by the leader's verification",
