@@ -2070,24 +2070,20 @@ impl<T> ProducerEngine<T> {
                     now,
                 );
             }
-            // A transactional producer cannot bump the epoch itself: the batch fails, the
-            // transaction becomes abortable, and the abort brings the new epoch (KIP-360
-            // through the coordinator; Java's `TransactionManager` does the same).
-            Disposition::SequenceDesync if self.cfg.idempotence && self.txn.is_none() => {
-                let p = &mut self.topics[ti].partitions[pi];
-                let b = &p.batches[idx];
-                let head = b.stamp.is_some_and(|(_, _, seq)| seq == p.acked_next);
-                // Refused out of order while a later batch is acknowledged: the broker
-                // took the later one without state for us (KIP-360 accepts any
-                // sequence then), so this one can never follow it. Were it in the log,
-                // it would be among the five latest batches the broker checks and be
-                // answered as a duplicate instead.
-                let passed_over = b.id < p.last_acked_batch;
-                if head || passed_over {
+            // A transactional producer cannot bump the epoch itself: at a real gap the
+            // batch fails (the arm below), the transaction becomes abortable, and the
+            // abort brings the new epoch (KIP-360 through the coordinator). A batch
+            // refused only because one ahead of it is unresolved is resent as usual
+            // (Java's `TransactionManager.canRetry` makes the same distinction).
+            Disposition::SequenceDesync
+                if self.cfg.idempotence
+                    && !(self.txn.is_some() && self.sequence_gap_at(ti, pi, idx)) =>
+            {
+                if self.sequence_gap_at(ti, pi, idx) {
                     // The broker lost our state or a batch before this one failed:
                     // a real gap. KIP-360: bump the partition's epoch and restart its
                     // sequence.
-                    p.bump_required = true;
+                    self.topics[ti].partitions[pi].bump_required = true;
                 }
                 // Rejected, so not written by this attempt; resend once the batches
                 // ahead (or the bump) are settled.
@@ -2125,6 +2121,21 @@ impl<T> ProducerEngine<T> {
                 );
             }
         }
+    }
+
+    /// Whether OUT_OF_ORDER_SEQUENCE_NUMBER / UNKNOWN_PRODUCER_ID for the batch at `idx`
+    /// is a real gap in the partition's sequence, not a refusal behind an unresolved
+    /// batch: it is the batch the broker expects next, or a later batch is acknowledged
+    /// while it was refused - the broker took the later one without state for us
+    /// (KIP-360 accepts any sequence then), so this one can never follow it. Were it in
+    /// the log, it would be among the five latest batches the broker checks and be
+    /// answered as a duplicate instead.
+    fn sequence_gap_at(&self, ti: usize, pi: usize, idx: usize) -> bool {
+        let p = &self.topics[ti].partitions[pi];
+        let b = &p.batches[idx];
+        let head = b.stamp.is_some_and(|(_, _, seq)| seq == p.acked_next);
+        let passed_over = b.id < p.last_acked_batch;
+        head || passed_over
     }
 
     /// Splits a batch the broker refused as too large (MESSAGE_TOO_LARGE,

@@ -793,3 +793,60 @@ fn send_offsets_goes_to_the_machine() {
         Some(TxnRequest::AddOffsetsToTxn { group_id, .. }) if group_id == "g"
     ));
 }
+
+#[test]
+fn a_batch_refused_behind_an_unresolved_one_is_resent_not_failed() {
+    let mut h = H::new(TransactionVersion::V2);
+    h.init(42, 0);
+    h.e.begin_transaction().unwrap();
+    h.append(1, 0);
+    h.answer_produce(0);
+    // Confirmed: the next two are pipelined.
+    h.append(2, 0);
+    h.append(3, 0);
+    assert_eq!(
+        h.sent_batches(),
+        vec![(0, 42, 0, 1, true), (0, 42, 0, 2, true)]
+    );
+    let reqs = std::mem::take(&mut h.produced);
+    let answer = |code: i16| {
+        ProduceResult::Response(vec![PartitionResponse {
+            topic: TOPIC.into(),
+            partition: 0,
+            error_code: code,
+            base_offset: -1,
+            log_append_time: -1,
+            error_message: None,
+        }])
+    };
+    // The leader moved: the first is refused, the second is out of order behind it.
+    h.e.on_produce_result(reqs[0].id, answer(codes::NOT_LEADER_OR_FOLLOWER), h.now);
+    h.e.on_produce_result(
+        reqs[1].id,
+        answer(codes::OUT_OF_ORDER_SEQUENCE_NUMBER),
+        h.now,
+    );
+    h.poll();
+    assert!(
+        h.deliveries.iter().all(|d| d.result.is_ok()),
+        "failed: {:?}",
+        h.deliveries
+    );
+    assert_eq!(h.state(), TxnState::InTransaction);
+    // Both are resent in order with their sequences, and the transaction commits.
+    for _ in 0..4 {
+        h.now += Duration::from_secs(1);
+        h.poll();
+        h.answer_produce(0);
+    }
+    assert_eq!(h.deliveries.len(), 3);
+    assert!(h.deliveries.iter().all(|d| d.result.is_ok()));
+    h.e.commit_transaction().unwrap();
+    assert!(matches!(
+        h.request(),
+        Some(TxnRequest::EndTxn {
+            committed: true,
+            ..
+        })
+    ));
+}
