@@ -850,3 +850,39 @@ fn a_batch_refused_behind_an_unresolved_one_is_resent_not_failed() {
         })
     ));
 }
+
+#[test]
+fn after_the_coordinators_timeout_version_2_aborts_and_carries_on() {
+    let mut h = H::new(TransactionVersion::V2);
+    h.init(42, 5);
+    h.e.begin_transaction().unwrap();
+    h.append(1, 0);
+    // The coordinator aborted the transaction at transaction.timeout.ms and bumped the
+    // epoch; the partition's marker carries it, so the batch is fenced (KIP-588:
+    // abortable for Produce).
+    h.answer_produce(codes::INVALID_PRODUCER_EPOCH);
+    assert!(matches!(
+        reason(&h.deliveries[0]),
+        FailureReason::Broker {
+            code: codes::INVALID_PRODUCER_EPOCH,
+            ..
+        }
+    ));
+    assert_eq!(h.state(), TxnState::AbortableError);
+    h.e.abort_transaction().unwrap();
+    assert!(matches!(
+        h.request(),
+        Some(TxnRequest::EndTxn {
+            committed: false,
+            producer_epoch: 5,
+            ..
+        })
+    ));
+    // Taken as a retry of the abort the coordinator made: the next epoch comes back.
+    h.answer_end(42, 6);
+    assert_eq!(h.state(), TxnState::Ready);
+    assert_eq!(h.e.producer_id(), Some((42, 6)));
+    h.e.begin_transaction().unwrap();
+    h.append(2, 0);
+    assert_eq!(h.sent_batches(), vec![(0, 42, 6, 0, true)]);
+}
