@@ -15,7 +15,9 @@
 //!
 //! Transactions (issue 15): [`producer::txn::TransactionMachine`] is the transactional
 //! producer's state machine, which says which coordinator request to send next and how
-//! each reply moves the transaction.
+//! each reply moves the transaction; [`producer::ProducerEngine::transactional`] runs it
+//! with the engine's batches (producer id and epoch from the coordinator, partitions
+//! registered before their batches go, aborts failing what was not sent).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -28,11 +28,25 @@
 //!   as possibly persisted instead (franz-go #1217 shows the silent loss that reusing a
 //!   possibly-written sequence causes; resending under a new epoch would duplicate).
 //! - Batches in flight never expire; queued ones expire after `delivery_timeout`.
+//!
+//! # Transactions
+//!
+//! [`ProducerEngine::transactional`] adds a [`TransactionMachine`] (KIP-98, issue 15; the
+//! design is `docs/TRANSACTIONS.md`). The rules above hold with these differences: the
+//! producer id and epoch come from the transaction coordinator, never from a local bump,
+//! so a sequence gap fails the batch and makes the transaction abortable, and the abort
+//! brings the new epoch (KIP-360 through the coordinator; KIP-890's per-transaction bump
+//! with version 2); records are accepted only inside a transaction, and any record that
+//! fails makes it abortable, so a transaction never commits with a record missing; a
+//! partition's batches wait until the coordinator has the partition (version 1); the
+//! commit sends without waiting for `linger.ms`, and the EndTxn waits until nothing of
+//! the transaction is queued or in flight.
 
 pub mod classify;
 pub mod txn;
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,11 +57,20 @@ use crate::batch::{
 };
 use crate::compression::{Compression, Compressor};
 use crate::decode::decode_batch;
+use crate::errors::ErrorCode;
 use crate::partitioner::{
     PartitionerKind, Placement, StickyPartitioner, TopicPartitions, XorShiftRng,
 };
 use crate::sequence::increment_sequence;
+use crate::wire::{
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, EndTxnResponse, FindCoordinatorResponse,
+    InitProducerIdResponse, TxnOffsetCommitResponse,
+};
 use classify::{classify_produce_error, codes, Disposition};
+use txn::{
+    ConsumerGroupMetadata, OutgoingTxnRequest, TransactionMachine, TransactionVersion, TxnApi,
+    TxnCallError, TxnCallKind, TxnConfig, TxnError, TxnEvent, TxnOffset, TxnState,
+};
 
 /// How the engine behaves; the async producer fills it from `ProducerConfig`.
 #[derive(Debug, Clone)]
@@ -231,6 +254,21 @@ pub enum FailureReason {
     Stopped {
         /// Why, as the caller said it.
         reason: String,
+    },
+    /// A transactional producer's transaction was aborted before this record was
+    /// answered (Java's `TransactionAbortedException`): the record is not part of any
+    /// committed transaction, and a `read_committed` consumer never sees it, even when
+    /// an earlier attempt reached the log ([`Persistence::PossiblyPersisted`] then).
+    TransactionAborted,
+    /// A transactional producer refused the record: no open transaction takes it in
+    /// `state` (none begun, or it is committing or aborting: Java's rule that `send` is
+    /// only valid inside a transaction), or the transaction or the producer failed with
+    /// `error` (abort the transaction; drop the producer if the error is fatal).
+    NotInTransaction {
+        /// The transaction's state when the record came.
+        state: TxnState,
+        /// The error that put the transaction or the producer in an error state.
+        error: Option<TxnError>,
     },
 }
 
@@ -497,6 +535,11 @@ struct PartitionQueue<T> {
     /// A retriable failure happened: send nothing until in-flight requests answer.
     blocked: bool,
     retry_at: Option<Instant>,
+    /// Transactional producer: the transaction (`EngineTxn::generation`) in which the
+    /// partition was registered with the machine (`add_partition`), and the one in which
+    /// the machine let its batches go (`may_send`). 0: none yet.
+    txn_added: u64,
+    txn_cleared: u64,
 }
 
 impl<T> PartitionQueue<T> {
@@ -526,6 +569,8 @@ impl<T> PartitionQueue<T> {
             inflight: 0,
             blocked: false,
             retry_at: None,
+            txn_added: 0,
+            txn_cleared: 0,
         }
     }
 }
@@ -614,6 +659,20 @@ pub struct ProducerEngine<T> {
     /// Whether batches are handed out for compression now (see
     /// [`ProducerEngine::set_compress_elsewhere`]).
     compress_elsewhere: bool,
+    /// The transactional producer's part, if it has a `transactional.id`.
+    txn: Option<Box<EngineTxn>>,
+}
+
+/// What a transactional engine keeps beside its idempotent state (KIP-98): the
+/// transaction state machine, which owns the producer id and epoch, and the events for
+/// the application.
+struct EngineTxn {
+    machine: TransactionMachine,
+    /// Transactions begun so far; the current one's number. A partition whose
+    /// `txn_added` differs has had no record in the current transaction.
+    generation: u64,
+    /// Events of the machine for the application, in order.
+    events: VecDeque<TxnEvent>,
 }
 
 /// Batch ids grow by this much, so that the halves of a split batch can take ids between
@@ -669,7 +728,33 @@ impl<T> ProducerEngine<T> {
             spare_max: (SPARE_BYTES / cfg_batch_size).clamp(2, 256),
             records_hint: 0,
             compress_elsewhere: true,
+            txn: None,
         }
+    }
+
+    /// A transactional engine (`transactional.id`, KIP-98): its producer id and epoch come
+    /// from the transaction coordinator through the [`TransactionMachine`] it runs, never
+    /// from an InitProducerId of its own ([`Action::InitProducerId`] is not used), records
+    /// are accepted only inside a transaction, and its batches carry the transactional
+    /// bit. Transactions need idempotence and `acks=all` (Java refuses a configuration
+    /// without them), so both are set whatever `cfg` says.
+    ///
+    /// The I/O layer drives the machine through the engine: it sends what
+    /// [`Self::poll_transaction`] returns, hands the replies to the `on_txn_*` methods,
+    /// and reports [`Self::poll_txn_event`]'s events to the application. The
+    /// application calls [`Self::init_transactions`], [`Self::begin_transaction`],
+    /// [`Self::send_offsets_to_transaction`], [`Self::commit_transaction`] and
+    /// [`Self::abort_transaction`].
+    pub fn transactional(mut cfg: EngineConfig, txn: TxnConfig, seed: u64) -> Self {
+        cfg.idempotence = true;
+        cfg.acks = -1;
+        let mut engine = Self::new(cfg, seed);
+        engine.txn = Some(Box::new(EngineTxn {
+            machine: TransactionMachine::new(txn),
+            generation: 0,
+            events: VecDeque::new(),
+        }));
+        engine
     }
 
     /// The configuration.
@@ -750,6 +835,273 @@ impl<T> ProducerEngine<T> {
         self.batches_split
     }
 
+    /// Whether the engine is transactional ([`Self::transactional`]).
+    pub fn is_transactional(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// The transaction state machine of a transactional engine, to read its state.
+    pub fn transaction_machine(&self) -> Option<&TransactionMachine> {
+        self.txn.as_ref().map(|t| &t.machine)
+    }
+
+    /// The `transactional.id`, for the Produce requests' `transactional_id` field (v3+).
+    pub fn transactional_id(&self) -> Option<&str> {
+        self.txn
+            .as_ref()
+            .map(|t| t.machine.config().transactional_id.as_str())
+    }
+
+    /// The Produce versions the engine's requests may be sent at, to intersect with the
+    /// broker's. Any for a producer without transactions. A transactional one sends v3
+    /// at least (the first with `transactional_id`, KIP-98) and follows its
+    /// transaction's protocol: v12 and above for version 2, where the Produce adds the
+    /// partition to the transaction, at most v11 for version 1 (KIP-890). The version
+    /// changes only between transactions, when no Produce is queued or in flight, so it
+    /// holds for every request the engine has handed out.
+    pub fn produce_versions(&self) -> RangeInclusive<i16> {
+        match &self.txn {
+            None => 0..=i16::MAX,
+            Some(t) => {
+                let r = t
+                    .machine
+                    .transaction_version()
+                    .request_versions(TxnApi::Produce);
+                (*r.start()).max(3)..=*r.end()
+            }
+        }
+    }
+
+    /// Switches the transaction protocol from the next transaction on (see
+    /// [`TransactionMachine::set_transaction_version`]). No effect without transactions.
+    pub fn set_transaction_version(&mut self, version: TransactionVersion) {
+        if let Some(t) = &mut self.txn {
+            t.machine.set_transaction_version(version);
+        }
+    }
+
+    fn txn_machine(&mut self, operation: TxnCallKind) -> Result<&mut EngineTxn, TxnCallError> {
+        self.txn
+            .as_deref_mut()
+            .ok_or(TxnCallError::NotTransactional { operation })
+    }
+
+    /// `initTransactions()`: gets the producer id and epoch from the coordinator, which
+    /// fences older instances with the same `transactional.id` and aborts their open
+    /// transaction. Completes with [`TxnEvent::Completed`]`(Init)`; no record is sent
+    /// before.
+    pub fn init_transactions(&mut self) -> Result<(), TxnCallError> {
+        self.txn_machine(TxnCallKind::Init)?
+            .machine
+            .init_transactions()
+    }
+
+    /// `beginTransaction()`: opens a transaction; records are accepted from now until
+    /// commit or abort.
+    pub fn begin_transaction(&mut self) -> Result<(), TxnCallError> {
+        let t = self.txn_machine(TxnCallKind::Begin)?;
+        t.machine.begin_transaction()?;
+        t.generation += 1;
+        Ok(())
+    }
+
+    /// `sendOffsetsToTransaction()`: commits the consumer's offsets with the transaction
+    /// (exactly-once processing; the group's generation and member id fence a zombie
+    /// consumer, KIP-447). Completes with [`TxnEvent::Completed`]`(SendOffsets)`.
+    pub fn send_offsets_to_transaction(
+        &mut self,
+        group: ConsumerGroupMetadata,
+        offsets: Vec<TxnOffset>,
+    ) -> Result<(), TxnCallError> {
+        self.txn_machine(TxnCallKind::SendOffsets)?
+            .machine
+            .send_offsets_to_transaction(group, offsets)
+    }
+
+    /// `commitTransaction()`: sends the transaction's batches without waiting for
+    /// `linger.ms` (Java flushes too), waits until every one is answered, then commits.
+    /// Completes with [`TxnEvent::Completed`]`(Commit)`, or fails with the error that made
+    /// the transaction abortable (a batch that failed: a transaction never commits with
+    /// a record missing). Calling it again while it is pending resumes it.
+    pub fn commit_transaction(&mut self) -> Result<(), TxnCallError> {
+        self.txn_machine(TxnCallKind::Commit)?
+            .machine
+            .commit_transaction()
+    }
+
+    /// `abortTransaction()`: fails every record of the transaction that is not in flight
+    /// with [`FailureReason::TransactionAborted`], waits for those in flight, then aborts
+    /// at the coordinator. Completes with [`TxnEvent::Completed`]`(Abort)`. Records
+    /// acknowledged before keep their `Ok` delivery, as Java's callbacks have completed by
+    /// then: they are in the log, and the abort marker hides them from `read_committed`
+    /// consumers.
+    pub fn abort_transaction(&mut self) -> Result<(), TxnCallError> {
+        self.txn_machine(TxnCallKind::Abort)?
+            .machine
+            .abort_transaction()?;
+        self.fail_unsent_of_aborted();
+        self.absorb_txn_events();
+        Ok(())
+    }
+
+    /// The transactional request to send now, if one is due; call after [`Self::poll`]
+    /// and when [`Self::next_wakeup`] passes, and answer it with the matching `on_txn_*`
+    /// method ([`Self::on_txn_request_failed`] when no reply came). One is in flight at a
+    /// time. EndTxn waits until the engine has nothing of the transaction queued or in
+    /// flight. `None` for an engine without transactions.
+    pub fn poll_transaction(&mut self, now: Instant) -> Option<OutgoingTxnRequest> {
+        let batches_done = self.is_idle();
+        let request = self.txn.as_mut()?.machine.poll_request(now, batches_done);
+        self.absorb_txn_events();
+        request
+    }
+
+    /// The next transaction event for the application: an operation completed or
+    /// failed, or the producer id or epoch changed (the engine has applied it already).
+    pub fn poll_txn_event(&mut self) -> Option<TxnEvent> {
+        self.txn.as_mut()?.events.pop_front()
+    }
+
+    /// The FindCoordinator reply (decoded at `version`) to the transactional request in
+    /// flight.
+    pub fn on_txn_find_coordinator(
+        &mut self,
+        version: i16,
+        response: &FindCoordinatorResponse,
+        now: Instant,
+    ) {
+        if let Some(t) = &mut self.txn {
+            t.machine.on_find_coordinator(version, response, now);
+        }
+        self.absorb_txn_events();
+    }
+
+    /// The InitProducerId reply to the transactional request in flight.
+    pub fn on_txn_init_producer_id(&mut self, response: &InitProducerIdResponse, now: Instant) {
+        if let Some(t) = &mut self.txn {
+            t.machine.on_init_producer_id(response, now);
+        }
+        self.absorb_txn_events();
+    }
+
+    /// The AddPartitionsToTxn reply to the transactional request in flight.
+    pub fn on_txn_add_partitions(&mut self, response: &AddPartitionsToTxnResponse, now: Instant) {
+        if let Some(t) = &mut self.txn {
+            t.machine.on_add_partitions_to_txn(response, now);
+        }
+        self.absorb_txn_events();
+    }
+
+    /// The AddOffsetsToTxn reply to the transactional request in flight.
+    pub fn on_txn_add_offsets(&mut self, response: &AddOffsetsToTxnResponse, now: Instant) {
+        if let Some(t) = &mut self.txn {
+            t.machine.on_add_offsets_to_txn(response, now);
+        }
+        self.absorb_txn_events();
+    }
+
+    /// The TxnOffsetCommit reply to the transactional request in flight.
+    pub fn on_txn_offset_commit(&mut self, response: &TxnOffsetCommitResponse, now: Instant) {
+        if let Some(t) = &mut self.txn {
+            t.machine.on_txn_offset_commit(response, now);
+        }
+        self.absorb_txn_events();
+    }
+
+    /// The EndTxn reply to the transactional request in flight.
+    pub fn on_txn_end(&mut self, response: &EndTxnResponse, now: Instant) {
+        if let Some(t) = &mut self.txn {
+            t.machine.on_end_txn(response, now);
+        }
+        self.absorb_txn_events();
+    }
+
+    /// The transactional request in flight got no reply (see
+    /// [`TransactionMachine::on_request_failed`]).
+    pub fn on_txn_request_failed(&mut self, now: Instant) {
+        if let Some(t) = &mut self.txn {
+            t.machine.on_request_failed(now);
+        }
+        self.absorb_txn_events();
+    }
+
+    /// Applies what the machine said: a new producer id or epoch restarts every
+    /// partition's sequence at 0 (the coordinator gave it: after InitProducerId, the
+    /// KIP-360 bump after an abort, and every EndTxn of version 2, KIP-890); a fatal error
+    /// fails everything not in flight, as the producer can send nothing more. The
+    /// events are kept for the application.
+    fn absorb_txn_events(&mut self) {
+        let Some(t) = self.txn.as_deref_mut() else {
+            return;
+        };
+        let mut changed = None;
+        while let Some(e) = t.machine.poll_event() {
+            if let TxnEvent::ProducerIdChanged { producer_id, epoch } = e {
+                changed = Some((producer_id, epoch));
+            }
+            t.events.push_back(e);
+        }
+        let fatal = (t.machine.state() == TxnState::FatalError).then(|| t.machine.last_error());
+        if let Some((id, epoch)) = changed {
+            self.reset_producer(id, epoch);
+        }
+        if let (Some(error), None) = (fatal, &self.fatal) {
+            let failure = Failure {
+                reason: FailureReason::NotInTransaction {
+                    state: TxnState::FatalError,
+                    error,
+                },
+                persistence: Persistence::NotPersisted,
+            };
+            self.fatal = Some(failure.clone());
+            self.fail_all(failure.reason);
+        }
+    }
+
+    /// An aborting transaction's records that are not in flight fail with
+    /// [`FailureReason::TransactionAborted`]: those waiting for metadata, never sent, or
+    /// waiting to be resent. Java aborts only batches never sent and keeps resending the
+    /// others; here a batch that comes back for a retry while the transaction aborts is
+    /// dropped too, since nothing can commit it, and waiting for it could wait on a
+    /// partition that needs a new epoch first (a sequence gap, KIP-360), which only the
+    /// abort brings. An earlier attempt that lands later is refused: with version 2 by
+    /// the epoch the EndTxn bumps, with version 1 by the leader's check that the
+    /// partition is in an open transaction (KIP-890 part 1) and, after a gap, by the
+    /// epoch bump the abort asks for.
+    fn fail_unsent_of_aborted(&mut self) {
+        for ti in 0..self.topics.len() {
+            let parked: Vec<Parked<T>> = self.topics[ti].parked.drain(..).collect();
+            for pk in parked {
+                self.fail_record(
+                    pk.record,
+                    Failure {
+                        reason: FailureReason::TransactionAborted,
+                        persistence: Persistence::NotPersisted,
+                    },
+                );
+            }
+            for pi in 0..self.topics[ti].partitions.len() {
+                let p = &mut self.topics[ti].partitions[pi];
+                if p.batches.iter().all(|b| b.state != BatchState::Ready) {
+                    continue;
+                }
+                let mut keep = VecDeque::with_capacity(p.inflight);
+                let mut gone = Vec::new();
+                for b in p.batches.drain(..) {
+                    if matches!(b.state, BatchState::InFlight(_)) {
+                        keep.push_back(b);
+                    } else {
+                        gone.push(b);
+                    }
+                }
+                p.batches = keep;
+                for b in gone {
+                    self.finish_failed(ti, pi as i32, b, FailureReason::TransactionAborted);
+                }
+            }
+        }
+    }
+
     fn topic_slot(&mut self, topic: &Arc<str>) -> usize {
         // Most producers write one topic at a time: comparing with the last one (the
         // pointer first, when records share one `Arc`) saves hashing the name per
@@ -791,6 +1143,21 @@ impl<T> ProducerEngine<T> {
             self.fail_record(record, f);
             return;
         }
+        if let Some(t) = &self.txn {
+            // Java's rule: a transactional producer sends only inside a transaction.
+            let state = t.machine.state();
+            if state != TxnState::InTransaction {
+                let error = t.machine.last_error();
+                self.fail_record(
+                    record,
+                    Failure {
+                        reason: FailureReason::NotInTransaction { state, error },
+                        persistence: Persistence::NotPersisted,
+                    },
+                );
+                return;
+            }
+        }
         let size = crate::batch::encoded_record_size(
             0,
             0,
@@ -827,6 +1194,7 @@ impl<T> ProducerEngine<T> {
     }
 
     fn fail_record(&mut self, record: Record<T>, failure: Failure) {
+        self.txn_record_failed(&failure.reason, false);
         self.deliveries.push(Action::Deliver(Delivery {
             topic: record.topic,
             partition: record.partition.unwrap_or(-1),
@@ -882,6 +1250,41 @@ impl<T> ProducerEngine<T> {
                 }
             }
         };
+        if let Some(t) = self.txn.as_deref_mut() {
+            // The transaction's first record for the partition registers it (Java's
+            // `maybeAddPartition`): version 1 queues an AddPartitionsToTxn and holds the
+            // partition's batches until the coordinator has it; version 2 lets Produce
+            // v12 add it (KIP-890).
+            let topic = &mut self.topics[ti];
+            let p = &mut topic.partitions[partition as usize];
+            if p.txn_added != t.generation {
+                match t.machine.add_partition(&topic.name, partition) {
+                    Ok(()) => p.txn_added = t.generation,
+                    Err(e) => {
+                        let error = match e {
+                            TxnCallError::Failed(error) => Some(error),
+                            _ => None,
+                        };
+                        let state = t.machine.state();
+                        if state == TxnState::Committing {
+                            // Accepted inside the transaction, it waited for metadata
+                            // past the commit call (Java's `send` blocks for it instead):
+                            // the commit cannot include it, so it must not succeed.
+                            t.machine.on_batch_failed(None, false);
+                        }
+                        let reason = FailureReason::NotInTransaction { state, error };
+                        self.fail_record(
+                            record,
+                            Failure {
+                                reason,
+                                persistence: Persistence::NotPersisted,
+                            },
+                        );
+                        return;
+                    }
+                }
+            }
+        }
         let batch_size = self.topics[ti]
             .max_batch
             .map_or(self.cfg.batch_size, |m| self.cfg.batch_size.min(m));
@@ -911,10 +1314,13 @@ impl<T> ProducerEngine<T> {
                 last.closed = true;
             }
             started = true;
-            let builder = self
+            let mut builder = self
                 .spare
                 .pop()
                 .unwrap_or_else(|| RecordBatchBuilder::with_capacity(batch_size));
+            // The attributes' transactional bit (KIP-98): the broker keeps the batch out
+            // of read_committed reads until the transaction's marker.
+            builder.set_transactional(self.txn.is_some());
             p.batches.push_back(Batch {
                 id: new_batch_id,
                 payload: Payload::Open(builder),
@@ -990,11 +1396,20 @@ impl<T> ProducerEngine<T> {
     /// [`Self::next_wakeup`] passes; then take the actions from `out`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
         self.last_poll = Some(now);
+        if self
+            .txn
+            .as_ref()
+            .is_some_and(|t| t.machine.state() == TxnState::Aborting)
+        {
+            self.fail_unsent_of_aborted();
+        }
         self.expire(now);
         self.poll_metadata(now, out);
         self.poll_producer_id(now, out);
         self.compress_elsewhere(now, out);
         self.drain(now, out);
+        // Failures reported to the machine above may have made it fatal.
+        self.absorb_txn_events();
         out.append(&mut self.deliveries);
         // Nothing in flight: no builder comes back soon, so a pool a backlog filled (a
         // broker outage) shrinks to what a quiet producer needs, and the memory goes
@@ -1111,6 +1526,12 @@ impl<T> ProducerEngine<T> {
     }
 
     fn poll_producer_id(&mut self, now: Instant, out: &mut Vec<Action<T>>) {
+        if self.txn.is_some() {
+            // The coordinator owns a transactional producer's id and epoch: no
+            // InitProducerId of the engine's own, and no local epoch bump (KIP-360's
+            // bump for transactions goes through the coordinator).
+            return;
+        }
         if self.pid_state == PidState::Known {
             if !self.new_pid_required {
                 self.bump_partitions(out);
@@ -1322,6 +1743,7 @@ impl<T> ProducerEngine<T> {
     }
 
     fn finish_failed(&mut self, ti: usize, partition: i32, b: Batch<T>, reason: FailureReason) {
+        self.txn_record_failed(&reason, b.stamp.is_some());
         let persistence = if b.maybe_written {
             Persistence::PossiblyPersisted
         } else {
@@ -1339,6 +1761,38 @@ impl<T> ProducerEngine<T> {
         }));
     }
 
+    /// A transaction is committing: its batches go without waiting for `linger.ms`, as
+    /// Java's `commitTransaction` flushes.
+    fn txn_committing(&self) -> bool {
+        self.txn
+            .as_ref()
+            .is_some_and(|t| t.machine.state() == TxnState::Committing)
+    }
+
+    /// Tells the machine that a record or batch of the transaction failed for good
+    /// (Java's `maybeTransitionToErrorState`): the transaction cannot commit with it
+    /// missing. A batch that held a sequence leaves a gap only a new epoch can close
+    /// (KIP-360). Records refused outside a transaction are not part of it.
+    fn txn_record_failed(&mut self, reason: &FailureReason, sequence_gap: bool) {
+        let Some(t) = self.txn.as_deref_mut() else {
+            return;
+        };
+        let code = match reason {
+            FailureReason::NotInTransaction { .. } => return,
+            FailureReason::TransactionAborted => {
+                // Already aborting; a batch dropped with a sequence still needs the
+                // new epoch.
+                if sequence_gap {
+                    t.machine.on_batch_failed(None, true);
+                }
+                return;
+            }
+            FailureReason::Broker { code, .. } => Some(ErrorCode::from_i16(*code)),
+            _ => None,
+        };
+        t.machine.on_batch_failed(code, sequence_gap);
+    }
+
     fn batch_ready(&self, b: &Batch<T>, now: Instant) -> bool {
         match &b.payload {
             Payload::Sealed(_) | Payload::Prepared(_) => true,
@@ -1347,6 +1801,7 @@ impl<T> ProducerEngine<T> {
                 !builder.is_empty()
                     && (b.closed
                         || self.flushing
+                        || self.txn_committing()
                         || now.duration_since(b.created) >= self.cfg.linger
                         || builder.size_in_bytes() >= self.cfg.batch_size)
             }
@@ -1360,10 +1815,23 @@ impl<T> ProducerEngine<T> {
         // Group ready partitions by leader.
         let mut by_broker: HashMap<i32, Vec<(usize, usize)>> = HashMap::new();
         let inflight = &self.inflight;
+        let txn = self.txn.as_deref();
         for (ti, t) in self.topics.iter_mut().enumerate() {
             for (pi, p) in t.partitions.iter_mut().enumerate() {
                 if p.blocked && p.inflight == 0 {
                     p.blocked = false;
+                }
+                if let Some(txn) = txn {
+                    // Version 1: the partition's batches wait until AddPartitionsToTxn
+                    // has put it in the transaction (KIP-98); a batch the coordinator
+                    // does not expect would be refused or, on older brokers, open a
+                    // transaction no EndTxn closes.
+                    if p.txn_cleared != txn.generation {
+                        if !txn.machine.may_send(&t.name, pi as i32) {
+                            continue;
+                        }
+                        p.txn_cleared = txn.generation;
+                    }
                 }
                 if p.leader < 0
                     || p.blocked
@@ -1443,6 +1911,11 @@ impl<T> ProducerEngine<T> {
                 }
                 if batches.is_empty() {
                     break;
+                }
+                if let Some(t) = &mut self.txn {
+                    // Version 2: this Produce adds the partitions to the transaction at
+                    // the coordinator (KIP-890), so ending it takes an EndTxn from now.
+                    t.machine.on_batch_sent();
                 }
                 self.next_request_id += 1;
                 *self.broker_inflight.entry(broker).or_default() += 1;
@@ -1614,21 +2087,20 @@ impl<T> ProducerEngine<T> {
                     now,
                 );
             }
-            Disposition::SequenceDesync if self.cfg.idempotence => {
-                let p = &mut self.topics[ti].partitions[pi];
-                let b = &p.batches[idx];
-                let head = b.stamp.is_some_and(|(_, _, seq)| seq == p.acked_next);
-                // Refused out of order while a later batch is acknowledged: the broker
-                // took the later one without state for us (KIP-360 accepts any
-                // sequence then), so this one can never follow it. Were it in the log,
-                // it would be among the five latest batches the broker checks and be
-                // answered as a duplicate instead.
-                let passed_over = b.id < p.last_acked_batch;
-                if head || passed_over {
+            // A transactional producer cannot bump the epoch itself: at a real gap the
+            // batch fails (the arm below), the transaction becomes abortable, and the
+            // abort brings the new epoch (KIP-360 through the coordinator). A batch
+            // refused only because one ahead of it is unresolved is resent as usual
+            // (Java's `TransactionManager.canRetry` makes the same distinction).
+            Disposition::SequenceDesync
+                if self.cfg.idempotence
+                    && !(self.txn.is_some() && self.sequence_gap_at(ti, pi, idx)) =>
+            {
+                if self.sequence_gap_at(ti, pi, idx) {
                     // The broker lost our state or a batch before this one failed:
                     // a real gap. KIP-360: bump the partition's epoch and restart its
                     // sequence.
-                    p.bump_required = true;
+                    self.topics[ti].partitions[pi].bump_required = true;
                 }
                 // Rejected, so not written by this attempt; resend once the batches
                 // ahead (or the bump) are settled.
@@ -1668,6 +2140,21 @@ impl<T> ProducerEngine<T> {
         }
     }
 
+    /// Whether OUT_OF_ORDER_SEQUENCE_NUMBER / UNKNOWN_PRODUCER_ID for the batch at `idx`
+    /// is a real gap in the partition's sequence, not a refusal behind an unresolved
+    /// batch: it is the batch the broker expects next, or a later batch is acknowledged
+    /// while it was refused - the broker took the later one without state for us
+    /// (KIP-360 accepts any sequence then), so this one can never follow it. Were it in
+    /// the log, it would be among the five latest batches the broker checks and be
+    /// answered as a duplicate instead.
+    fn sequence_gap_at(&self, ti: usize, pi: usize, idx: usize) -> bool {
+        let p = &self.topics[ti].partitions[pi];
+        let b = &p.batches[idx];
+        let head = b.stamp.is_some_and(|(_, _, seq)| seq == p.acked_next);
+        let passed_over = b.id < p.last_acked_batch;
+        head || passed_over
+    }
+
     /// Splits a batch the broker refused as too large (MESSAGE_TOO_LARGE,
     /// RECORD_LIST_TOO_LARGE) into two, by record count, in its place in the queue. The
     /// halves carry consecutive sequences from the batch's own, so the sequences of the
@@ -1681,6 +2168,7 @@ impl<T> ProducerEngine<T> {
     /// written (the bytes were the same, but the topic's limit may have changed since),
     /// or no room left between batch ids.
     fn split_refused(&mut self, ti: usize, pi: usize, idx: usize, now: Instant) -> bool {
+        let transactional = self.txn.is_some();
         let compression = self.cfg.compression;
         let idempotent = self.cfg.idempotence;
         let p = &mut self.topics[ti].partitions[pi];
@@ -1710,6 +2198,9 @@ impl<T> ProducerEngine<T> {
             RecordBatchBuilder::with_capacity(sealed.len()),
             RecordBatchBuilder::with_capacity(sealed.len()),
         ];
+        for b in &mut builders {
+            b.set_transactional(transactional);
+        }
         for (i, r) in decoded.records.iter().enumerate() {
             let mut headers = Vec::with_capacity(r.headers.len());
             for h in &r.headers {
@@ -2005,23 +2496,7 @@ impl<T> ProducerEngine<T> {
     /// Reports an InitProducerId answer: `Ok((id, epoch))` or the error code.
     pub fn on_producer_id(&mut self, result: Result<(i64, i16), i16>, now: Instant) {
         match result {
-            Ok((id, epoch)) => {
-                self.producer_id = id;
-                self.epoch = epoch;
-                self.pid_state = PidState::Known;
-                self.pid_retry_at = None;
-                for t in &mut self.topics {
-                    for p in &mut t.partitions {
-                        p.next_sequence = 0;
-                        p.acked_next = 0;
-                        p.confirmed = false;
-                        p.last_acked_batch = 0;
-                        p.epoch = None;
-                        p.bump_required = false;
-                        p.unwritten_from = None;
-                    }
-                }
-            }
+            Ok((id, epoch)) => self.reset_producer(id, epoch),
             Err(code) if classify::init_producer_id_retriable(code) => {
                 self.pid_state = PidState::Needed;
                 self.pid_retry_at = Some(now + self.cfg.retry_backoff);
@@ -2035,6 +2510,25 @@ impl<T> ProducerEngine<T> {
                 };
                 self.fatal = Some(failure.clone());
                 self.fail_all(failure.reason);
+            }
+        }
+    }
+
+    /// Takes a new producer id and epoch: every partition's sequence restarts at 0.
+    fn reset_producer(&mut self, id: i64, epoch: i16) {
+        self.producer_id = id;
+        self.epoch = epoch;
+        self.pid_state = PidState::Known;
+        self.pid_retry_at = None;
+        for t in &mut self.topics {
+            for p in &mut t.partitions {
+                p.next_sequence = 0;
+                p.acked_next = 0;
+                p.confirmed = false;
+                p.last_acked_batch = 0;
+                p.epoch = None;
+                p.bump_required = false;
+                p.unwritten_from = None;
             }
         }
     }
@@ -2143,6 +2637,9 @@ impl<T> ProducerEngine<T> {
                 consider(t);
             }
         }
+        if let Some(t) = self.txn.as_ref().and_then(|t| t.machine.next_wakeup()) {
+            consider(t);
+        }
         let park_limit = self.cfg.max_block.min(self.cfg.delivery_timeout);
         for t in &self.topics {
             if let Some(pk) = t.parked.front() {
@@ -2182,3 +2679,6 @@ fn valid_partitions(listed: &[PartitionMetadata]) -> Vec<&PartitionMetadata> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod txn_engine_tests;

@@ -334,6 +334,12 @@ pub enum TxnCallError {
         /// The state it was called in.
         state: TxnState,
     },
+    /// A transaction call on a producer that has no `transactional.id`
+    /// ([`super::ProducerEngine::transactional`] was not used).
+    NotTransactional {
+        /// What was called.
+        operation: TxnCallKind,
+    },
 }
 
 impl fmt::Display for TxnCallError {
@@ -342,6 +348,12 @@ impl fmt::Display for TxnCallError {
             TxnCallError::Failed(e) => e.fmt(f),
             TxnCallError::WrongState { operation, state } => {
                 write!(f, "cannot {operation:?} in state {state:?}")
+            }
+            TxnCallError::NotTransactional { operation } => {
+                write!(
+                    f,
+                    "cannot {operation:?}: the producer has no transactional.id"
+                )
             }
         }
     }
@@ -818,6 +830,11 @@ impl TransactionMachine {
         }
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &TxnConfig {
+        &self.config
+    }
+
     /// The current state.
     pub fn state(&self) -> TxnState {
         self.state
@@ -1041,6 +1058,36 @@ impl TransactionMachine {
             },
         };
         self.apply_error(disposition, code, TxnApi::Produce);
+    }
+
+    /// A record or batch of the transaction failed for good, as the engine saw it:
+    /// `code` is the broker's error if one decided it (`None`: the record failed before
+    /// it reached a broker, or the batch expired or its outcome stayed unknown), and
+    /// `sequence_gap` says whether the batch held a sequence the broker will never
+    /// acknowledge. The classification is [`on_produce_failed`](Self::on_produce_failed)'s,
+    /// except that no code means no epoch bump unless there is a gap, and a gap always
+    /// asks for one: the partition's sequence can only restart under a new epoch
+    /// (KIP-360), which with version 1 the abort's InitProducerId brings and with version 2
+    /// the EndTxn (KIP-890). Java's `TransactionManager.handleFailedBatch` makes the same
+    /// distinction.
+    pub fn on_batch_failed(&mut self, code: Option<ErrorCode>, sequence_gap: bool) {
+        let mut disposition = match code {
+            Some(code) => classify(TxnApi::Produce, code),
+            None => TxnDisposition::Abortable {
+                kind: TxnErrorKind::ProduceFailed,
+                bump_epoch: false,
+            },
+        };
+        if let TxnDisposition::Abortable { bump_epoch, .. } = &mut disposition {
+            *bump_epoch |= sequence_gap;
+        }
+        self.apply_error(disposition, code, TxnApi::Produce);
+    }
+
+    /// When the next request may go, if the machine waits out a retry backoff: the
+    /// I/O layer polls again then.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.not_before.filter(|_| self.in_flight.is_none())
     }
 
     /// The next request to send, if one is due: none while one is in flight or the
