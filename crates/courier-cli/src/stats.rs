@@ -117,6 +117,8 @@ pub fn error_name(e: &ProducerError) -> String {
         ProducerError::ClosedInFlight { .. } => "CLOSED_IN_FLIGHT",
         ProducerError::Unresolved { .. } => "UNRESOLVED",
         ProducerError::UnresolvedAfterEpochBump { .. } => "UNRESOLVED_AFTER_EPOCH_BUMP",
+        ProducerError::TransactionAborted { .. } => "TRANSACTION_ABORTED",
+        ProducerError::NotInTransaction { .. } => "NOT_IN_TRANSACTION",
         ProducerError::Fatal { code: None, .. } => "FATAL",
         _ => match e.code_name() {
             Some(name) => return name.to_string(),

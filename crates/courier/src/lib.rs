@@ -378,6 +378,7 @@
 //! | [`AuthenticationFailed`](ProducerError::AuthenticationFailed), [`Tls`](ProducerError::Tls) | refused credentials or certificates (fatal) | fix the settings, create a new producer |
 //! | [`Fatal`](ProducerError::Fatal) | a state the producer cannot recover from (fatal) | create a new producer |
 //! | [`Closed`](ProducerError::Closed), [`ClosedInFlight`](ProducerError::ClosedInFlight) | sent after `close`, or still pending when it timed out | see [Shutdown](#shutdown) |
+//! | [`TransactionAborted`](ProducerError::TransactionAborted), [`NotInTransaction`](ProducerError::NotInTransaction) | (transactions, being built: docs/TRANSACTIONS.md) the record's transaction was aborted, or no transaction was open | send it in the next transaction; begin one first |
 //!
 //! A fatal error stops the producer: the records it holds fail (those not yet sent with that
 //! error), later sends return it at once, and [`Producer::flush`] and [`Producer::close`]

@@ -407,6 +407,41 @@ pub enum ProducerError {
         /// The partition.
         partition: i32,
     },
+
+    /// The record's transaction was aborted before the record was answered (Java's
+    /// `TransactionAbortedException`): it is in no committed transaction, and a
+    /// `read_committed` consumer never sees it, even if an earlier attempt reached the
+    /// log. Send it again in the next transaction.
+    #[error(
+        "{topic}-{partition}: the transaction was aborted before the record was answered, so \
+         it is in no committed transaction (read_committed consumers never see it); send it \
+         again in the next transaction"
+    )]
+    TransactionAborted {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Whether an attempt may be in the log (aborted, so invisible to
+        /// `read_committed` readers).
+        persistence: Persistence,
+    },
+
+    /// A transactional producer takes records only inside a transaction (Java's rule):
+    /// none was begun, it is committing or aborting, or it failed.
+    #[error(
+        "no open transaction takes the record: the transactional producer is {state}{}; call \
+         begin_transaction first, abort_transaction after an abortable error, or drop the \
+         producer after a fatal one",
+        error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+    )]
+    NotInTransaction {
+        /// The transaction's state (`Ready`, `Committing`, `AbortableError`, ...: the
+        /// names of Java's `TransactionManager.State`).
+        state: String,
+        /// The error that put the transaction or the producer in an error state.
+        error: Option<String>,
+    },
 }
 
 impl ProducerError {
@@ -517,7 +552,9 @@ impl ProducerError {
             | ProducerError::DurabilityMisaligned { .. }
             | ProducerError::DurabilityUnverified { .. }
             | ProducerError::ClosedInFlight { .. }
-            | ProducerError::UnresolvedAfterEpochBump { .. } => None,
+            | ProducerError::UnresolvedAfterEpochBump { .. }
+            | ProducerError::NotInTransaction { .. }
+            | ProducerError::TransactionAborted { .. } => None,
         }
     }
 
@@ -558,6 +595,8 @@ impl ProducerError {
             ProducerError::Closed => "CLOSED",
             ProducerError::ClosedInFlight { .. } => "CLOSED_IN_FLIGHT",
             ProducerError::UnresolvedAfterEpochBump { .. } => "UNRESOLVED_AFTER_EPOCH_BUMP",
+            ProducerError::TransactionAborted { .. } => "TRANSACTION_ABORTED",
+            ProducerError::NotInTransaction { .. } => "NOT_IN_TRANSACTION",
         }
     }
 
@@ -584,7 +623,8 @@ impl ProducerError {
             ProducerError::Broker { persistence, .. }
             | ProducerError::DeliveryTimeout { persistence, .. }
             | ProducerError::Transport { persistence, .. }
-            | ProducerError::ClosedInFlight { persistence } => *persistence,
+            | ProducerError::ClosedInFlight { persistence }
+            | ProducerError::TransactionAborted { persistence, .. } => *persistence,
             ProducerError::UnresolvedAfterEpochBump { .. } | ProducerError::Unresolved { .. } => {
                 Persistence::PossiblyPersisted
             }

@@ -470,3 +470,47 @@ fn the_engines_classification_agrees_with_this_one_for_every_code() {
         }
     }
 }
+
+/// The transactional producer's two record errors: a stable name, the persistence the
+/// engine gave (an aborted record may have reached the log, invisibly), not retriable
+/// as they are, and a text that says what to do.
+#[test]
+fn transaction_errors_name_the_cause_and_the_next_step() {
+    let aborted = ProducerError::TransactionAborted {
+        topic: "orders".into(),
+        partition: 3,
+        persistence: Persistence::PossiblyPersisted,
+    };
+    assert_eq!(aborted.name(), "TRANSACTION_ABORTED");
+    assert_eq!(aborted.persistence(), Persistence::PossiblyPersisted);
+    assert!(!aborted.is_retriable());
+    let text = aborted.to_string();
+    assert!(
+        text.starts_with("orders-3: the transaction was aborted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("send it again in the next transaction"),
+        "{text}"
+    );
+
+    let refused = ProducerError::NotInTransaction {
+        state: "Ready".into(),
+        error: None,
+    };
+    assert_eq!(refused.name(), "NOT_IN_TRANSACTION");
+    assert_eq!(refused.persistence(), Persistence::NotPersisted);
+    let text = refused.to_string();
+    assert!(text.contains("producer is Ready;"), "{text}");
+    assert!(text.contains("call begin_transaction first"), "{text}");
+    let failed = ProducerError::NotInTransaction {
+        state: "AbortableError".into(),
+        error: Some("TRANSACTION_ABORTABLE".into()),
+    };
+    assert!(
+        failed
+            .to_string()
+            .contains("producer is AbortableError (TRANSACTION_ABORTABLE);"),
+        "{failed}"
+    );
+}

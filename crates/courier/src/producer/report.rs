@@ -336,5 +336,14 @@ pub(super) fn to_producer_error(
             code: None,
             reason: reason.clone(),
         },
+        FailureReason::TransactionAborted => ProducerError::TransactionAborted {
+            topic: topic.to_string(),
+            partition,
+            persistence: f.persistence,
+        },
+        FailureReason::NotInTransaction { state, error } => ProducerError::NotInTransaction {
+            state: format!("{state:?}"),
+            error: error.as_ref().map(ToString::to_string),
+        },
     }
 }
