@@ -5,11 +5,11 @@
 //! it: a 90 s soak at 10,000 records/s went from 20.5 MB of RSS before a broker restart
 //! to 43.7 MB after it, for good (`tests/soak.rs`). glibc returns it only when asked
 //! (`malloc_trim`), so the command asks once the backlog has drained: when the records
-//! held fall below an eighth of `buffer.memory` after having reached half of it, and
-//! twice more at the next checks, since the producer lets go of its spare batch buffers
-//! only once nothing is in flight. With both, the same soak ends at 21.8 MB for 21.3 MB
-//! before the restart. The static musl binary's mimalloc purges freed memory by itself
-//! (see `main.rs`).
+//! held fall below an eighth of `buffer.memory` after having reached half of it, and at
+//! each check for four seconds after, since the producer lets go of its spare batch
+//! buffers once they sat unused for a second. With both, the same soak ends at 22.3 MB
+//! for 21.5 MB before the restart. The static musl binary's mimalloc purges freed memory
+//! by itself (see `main.rs`).
 
 use std::time::Duration;
 
@@ -26,8 +26,8 @@ pub fn spawn_trimmer(producer: Producer) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut high = false;
-        // Trims left to do: the producer lets go of its spare batch buffers once
-        // nothing is in flight, which may come a little after the backlog drained.
+        // Trims left to do: the producer lets go of the spare batch buffers that sat
+        // unused for a second, up to two seconds after the backlog drained.
         let mut pending = 0;
         loop {
             tick.tick().await;
@@ -37,7 +37,7 @@ pub fn spawn_trimmer(producer: Producer) -> tokio::task::JoinHandle<()> {
                 pending = 0;
             } else if high && queued <= limit / 8 {
                 high = false;
-                pending = 3;
+                pending = 8;
             }
             if pending > 0 {
                 pending -= 1;

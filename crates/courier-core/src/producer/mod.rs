@@ -654,6 +654,10 @@ pub struct ProducerEngine<T> {
     /// `BufferPool` for the same reason). At most `spare_max` are kept.
     spare: Vec<RecordBatchBuilder>,
     spare_max: usize,
+    /// The fewest builders the pool held since the last decay: that many sat unused.
+    spare_low: usize,
+    /// When the pool next lets go of the builders that sat unused.
+    spare_decay_at: Option<Instant>,
     /// Records in the last batch sealed, to size the next one's token list.
     records_hint: usize,
     /// Whether batches are handed out for compression now (see
@@ -683,8 +687,11 @@ const BATCH_ID_STEP: u64 = 1 << 24;
 /// Bytes of work areas the engine keeps for reuse (see `ProducerEngine::spare`).
 const SPARE_BYTES: usize = 4 << 20;
 
-/// Builders kept while nothing is in flight.
+/// Builders the pool keeps however long they sit unused.
 const SPARE_IDLE: usize = 8;
+
+/// How often the pool lets go of builders that sat unused since the last time.
+const SPARE_DECAY: Duration = Duration::from_secs(1);
 
 impl<T> ProducerEngine<T> {
     /// A new engine. `seed` drives the sticky partitioner and backoff jitter, so a
@@ -726,6 +733,8 @@ impl<T> ProducerEngine<T> {
             last_poll: None,
             spare: Vec::new(),
             spare_max: (SPARE_BYTES / cfg_batch_size).clamp(2, 256),
+            spare_low: 0,
+            spare_decay_at: None,
             records_hint: 0,
             compress_elsewhere: true,
             txn: None,
@@ -1318,6 +1327,7 @@ impl<T> ProducerEngine<T> {
                 .spare
                 .pop()
                 .unwrap_or_else(|| RecordBatchBuilder::with_capacity(batch_size));
+            self.spare_low = self.spare_low.min(self.spare.len());
             // The attributes' transactional bit (KIP-98): the broker keeps the batch out
             // of read_committed reads until the transaction's marker.
             builder.set_transactional(self.txn.is_some());
@@ -1411,12 +1421,7 @@ impl<T> ProducerEngine<T> {
         // Failures reported to the machine above may have made it fatal.
         self.absorb_txn_events();
         out.append(&mut self.deliveries);
-        // Nothing in flight: no builder comes back soon, so a pool a backlog filled (a
-        // broker outage) shrinks to what a quiet producer needs, and the memory goes
-        // back (issue 19: RSS settles after the outage).
-        if self.inflight.is_empty() && self.spare.len() > SPARE_IDLE {
-            self.spare.truncate(SPARE_IDLE);
-        }
+        self.decay_spare(now);
     }
 
     /// Hands closed batches out for compression (see
@@ -1994,6 +1999,31 @@ impl<T> ProducerEngine<T> {
             unreachable!("sealed above")
         };
         (s.bytes().clone(), batch.id)
+    }
+
+    /// Builders kept for reuse right now (see [`SPARE_IDLE`]; for tests and memory
+    /// accounting).
+    pub fn spare_builders(&self) -> usize {
+        self.spare.len()
+    }
+
+    /// Lets go of the spare builders that sat unused for a whole [`SPARE_DECAY`] (beyond
+    /// [`SPARE_IDLE`]): after a backlog (a broker outage) fills the pool to `spare_max`,
+    /// it shrinks back to what the load uses, and the memory goes back (issue 19: RSS
+    /// settles after the outage). Under load the low-water mark stays near zero and
+    /// nothing goes: a fresh builder's zero-filled pages cost more than its records.
+    fn decay_spare(&mut self, now: Instant) {
+        let due = self.spare_decay_at.is_none_or(|at| now >= at);
+        if !due {
+            return;
+        }
+        let unused = self.spare_low.min(self.spare.len());
+        if unused > SPARE_IDLE {
+            let keep = self.spare.len() - (unused - SPARE_IDLE);
+            self.spare.truncate(keep);
+        }
+        self.spare_low = self.spare.len();
+        self.spare_decay_at = Some(now + SPARE_DECAY);
     }
 
     /// Keeps a sealed batch's builder for the next batch, unless the pool is full or

@@ -1442,3 +1442,38 @@ fn batches_close_below_the_topics_max_message_bytes() {
     assert!(sizes.iter().all(|&s| s <= 2000), "{sizes:?}");
     assert_eq!(h.delivered.len(), 200);
 }
+
+/// After a backlog the pool of spare batch builders is full; once the load is gone it
+/// shrinks back to a few within two decay periods, while a pool in use keeps its
+/// builders (issue 19: memory settles after a broker outage).
+#[test]
+fn spare_builders_a_backlog_left_are_let_go_once_they_sit_unused() {
+    let mut h = Harness::new(cfg(), 1);
+    // About 40 batches of 1 KiB: a backlog.
+    for t in 0..2_000 {
+        h.append(Some("k"), t);
+    }
+    h.advance(Duration::from_millis(20));
+    let mut broker = SimBroker::default();
+    while let Some(req) = h.produce.pop_front() {
+        let resp = broker.handle(&req);
+        h.engine
+            .on_produce_result(req.id, ProduceResult::Response(resp), h.now);
+        h.poll();
+    }
+    assert_eq!(h.delivered.len(), 2_000);
+    let full = h.engine.spare_builders();
+    assert!(full > SPARE_IDLE, "the backlog's builders are kept: {full}");
+    // Still in use within the period: a batch a few milliseconds later takes one.
+    h.append(Some("k"), 10_000);
+    h.advance(Duration::from_millis(20));
+    assert!(h.engine.spare_builders() >= full - 1);
+    // Unused for two whole periods: back to the idle few.
+    h.advance(SPARE_DECAY);
+    h.advance(SPARE_DECAY);
+    assert!(
+        h.engine.spare_builders() <= SPARE_IDLE,
+        "{} spare builders left",
+        h.engine.spare_builders()
+    );
+}
