@@ -8,6 +8,12 @@
 //! linger.ms=5, batch.size=16384) and waits for every delivery report. The producer
 //! and its connections are set up once per benchmark, outside the measurement.
 //!
+//! Shapes (issue 16): `100B_json_lz4_{p}p` sends unkeyed records of shared static
+//! payloads with a future each (Java's perf tool's shape); the `keyed_owned_*` ones send
+//! what applications send, keys among 1,000 (murmur2) and a key and value built into
+//! fresh buffers per record, with a future each, a callback each, or `produce_tagged`
+//! (blackhole, 6 partitions).
+//!
 //! ```text
 //! cargo bench -p courier-benches --bench producer               # blackhole and Kafka
 //! cargo bench -p courier-benches --bench producer -- blackhole  # no JVM needed
@@ -77,6 +83,96 @@ async fn send_all(p: &Producer, topic: &Arc<str>, payloads: &[Bytes]) {
     }
 }
 
+/// How a keyed, owned shape gets its reports.
+#[derive(Clone, Copy)]
+enum Api {
+    Future,
+    Callback,
+    Tagged,
+}
+
+/// Sends `RECORDS` keyed records, key and value in fresh buffers, and waits for every
+/// report; panics unless all were delivered.
+async fn send_keyed_owned(p: &Producer, topic: &Arc<str>, payloads: &[Bytes], api: Api) {
+    let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handler = {
+        let delivered = delivered.clone();
+        courier::DeliveryHandler::new(move |_, r| {
+            r.expect("delivered");
+            delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let mut pending = Vec::new();
+    for i in 0..RECORDS {
+        let record = ProducerRecord::new(topic)
+            .key(format!("key-{}", i % 1000).into_bytes())
+            .value(payloads[i % payloads.len()].to_vec());
+        match api {
+            Api::Future => pending.push(p.produce(record).await.expect("queued")),
+            Api::Callback => {
+                let delivered = delivered.clone();
+                p.produce_with_callback(record, move |r| {
+                    r.expect("delivered");
+                    delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+                .await
+                .expect("queued")
+            }
+            Api::Tagged => p
+                .produce_tagged(record, &handler, i as u64)
+                .await
+                .expect("queued"),
+        }
+    }
+    for f in pending {
+        f.await.expect("delivered");
+        delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    p.flush().await.expect("flushed");
+    assert_eq!(
+        delivered.load(std::sync::atomic::Ordering::Relaxed),
+        RECORDS,
+        "every record reported delivered"
+    );
+}
+
+fn keyed_owned(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let payloads = payloads();
+    let bh = Blackhole::start(6).expect("blackhole broker");
+    let mut g = c.benchmark_group("producer/blackhole");
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(10));
+    for (name, api) in [
+        ("future", Api::Future),
+        ("callback", Api::Callback),
+        ("tagged", Api::Tagged),
+    ] {
+        let p = {
+            let _guard = rt.enter();
+            producer(&bh.bootstrap())
+        };
+        let topic: Arc<str> = "bench".into();
+        rt.block_on(send_keyed_owned(&p, &topic, &payloads, api));
+        g.bench_function(format!("keyed_owned_{name}_100B_json_lz4_6p"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    rt.block_on(send_keyed_owned(&p, &topic, &payloads, api));
+                }
+                start.elapsed()
+            })
+        });
+        rt.block_on(p.close(Duration::from_secs(30)))
+            .expect("close");
+    }
+    g.finish();
+}
+
 fn run(c: &mut Criterion, group: &str, bootstrap: &str, topics: &[(String, i32)]) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -139,5 +235,5 @@ fn kafka(c: &mut Criterion) {
     run(c, "producer/kafka", &cluster.bootstrap(), &topics);
 }
 
-criterion_group!(benches, blackhole, kafka);
+criterion_group!(benches, blackhole, keyed_owned, kafka);
 criterion_main!(benches);
