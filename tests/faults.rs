@@ -182,6 +182,9 @@ async fn traffic(
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut done_at: Option<Instant> = None;
+    // Records `produce_with_callback` refused at once: the caller's error, never counted
+    // by the producer's metrics.
+    let mut refused = 0u64;
     loop {
         tick.tick().await;
         if done.load(Ordering::SeqCst) {
@@ -221,6 +224,7 @@ async fn traffic(
                 })
                 .await;
             if let Err(e) = queued {
+                refused += 1;
                 let _ = tx.send((id, (Err(e), Instant::now())));
             }
         }
@@ -236,6 +240,7 @@ async fn traffic(
             "record {id} got a second delivery report"
         );
     }
+    check_metrics(&metrics, &reports, sent.len() as u64, refused);
     Traffic {
         sent,
         reports,
@@ -244,6 +249,41 @@ async fn traffic(
         connections_opened: metrics.connections_opened,
         resolved_persisted: metrics.resolved_persisted,
         unresolved: metrics.unresolved,
+    }
+}
+
+/// The producer's own counters (issue 18) agree with the delivery reports the
+/// application got, under the fault: records sent, delivered and failed, failures by
+/// error name, the latency histogram's count, and no fewer records retried than batches.
+fn check_metrics(
+    m: &courier::DeliveryMetrics,
+    reports: &HashMap<u64, Report>,
+    sent: u64,
+    refused: u64,
+) {
+    let delivered = reports.values().filter(|(r, _)| r.is_ok()).count() as u64;
+    let failed = reports.len() as u64 - delivered - refused;
+    assert_eq!(m.sent, sent - refused, "metrics: records sent");
+    assert_eq!(m.delivered, delivered, "metrics: records delivered");
+    assert_eq!(m.failed, failed, "metrics: records failed");
+    assert_eq!(m.delivery_latency.count, delivered, "metrics: latencies counted");
+    assert_eq!(m.pending(), 0, "metrics: nothing pending after close");
+    assert!(m.records_retried >= m.retries, "{m:?}");
+    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+    for (r, _) in reports.values() {
+        if let Err(e) = r {
+            *by_name.entry(e.name().to_string()).or_default() += 1;
+        }
+    }
+    // The refused ones are not the producer's failures: take them out by name.
+    let counted: u64 = m.failed_by_error.values().sum();
+    assert_eq!(counted, failed, "metrics: failures by error add up");
+    for (name, n) in &m.failed_by_error {
+        assert!(
+            by_name.get(name).is_some_and(|seen| seen >= n),
+            "metrics: {n} {name} failures, the reports say {:?}",
+            by_name.get(name)
+        );
     }
 }
 
