@@ -732,6 +732,11 @@ fn metrics_are_served_while_running_and_match_the_log_at_exit() {
     );
     assert!(live["courier_batch_size_bytes_count"] >= 1.0);
     assert!(live["courier_request_latency_seconds_count"] >= 1.0);
+    assert!(live["courier_compression_ratio"] > 0.0);
+    assert_eq!(
+        live["courier_oldest_queued_record_age_seconds"], 0.0,
+        "nothing waits"
+    );
     // One replica: the durability audit says it is not aligned with acks=all.
     assert_eq!(live["courier_topic_durability_aligned"], 0.0);
     assert!(http_get(&addr, "/other").starts_with("HTTP/1.1 404"));

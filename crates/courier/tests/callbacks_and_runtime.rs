@@ -154,3 +154,30 @@ async fn a_panicking_delivery_handler_costs_no_other_report() {
     assert_eq!(got, [0, 1, 2, 3, 4, 5], "every tag reported once");
     producer.close(Duration::from_secs(5)).await.unwrap();
 }
+
+/// While a record waits (here for a cluster that never answers), the age of the oldest
+/// pending record grows, and the metric says so (issue 18).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_pending_record_age_grows_while_it_waits() {
+    let config = unreachable_cluster(&[
+        ("delivery.timeout.ms", "5000"),
+        ("request.timeout.ms", "1000"),
+        ("linger.ms", "0"),
+    ]);
+    let producer = Producer::new(config).unwrap();
+    let _report = producer
+        .produce(ProducerRecord::new("t").value("waits"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let m = producer.metrics();
+    assert!(
+        (500..5000).contains(&m.oldest_pending_ms),
+        "oldest pending {} ms",
+        m.oldest_pending_ms
+    );
+    assert!(m.to_prometheus().lines().any(|l| l
+        .starts_with("courier_oldest_queued_record_age_seconds 0.")
+        || l.starts_with("courier_oldest_queued_record_age_seconds 1")));
+    producer.close(Duration::from_secs(1)).await.ok();
+}

@@ -641,6 +641,9 @@ pub struct ProducerEngine<T> {
     retries_total: u64,
     /// Records in those batches, one per record and attempt (for metrics).
     records_retried_total: u64,
+    /// Bytes of the batches sent, before and after compression (for metrics).
+    bytes_before_compression: u64,
+    bytes_after_compression: u64,
     /// Batches split after MESSAGE_TOO_LARGE (for metrics).
     batches_split: u64,
     /// The topic of the last append and its slot.
@@ -728,6 +731,8 @@ impl<T> ProducerEngine<T> {
             deliveries: Vec::new(),
             retries_total: 0,
             records_retried_total: 0,
+            bytes_before_compression: 0,
+            bytes_after_compression: 0,
             batches_split: 0,
             last_topic: None,
             last_poll: None,
@@ -1998,7 +2003,32 @@ impl<T> ProducerEngine<T> {
         let Payload::Sealed(s) = &batch.payload else {
             unreachable!("sealed above")
         };
+        if batch.attempts == 1 {
+            self.bytes_before_compression += s.uncompressed_size() as u64;
+            self.bytes_after_compression += s.len() as u64;
+        }
         (s.bytes().clone(), batch.id)
+    }
+
+    /// The bytes of the batches sent so far (each once, retries aside): before and after
+    /// compression, headers included (for the compression ratio metric).
+    pub fn compression_totals(&self) -> (u64, u64) {
+        (self.bytes_before_compression, self.bytes_after_compression)
+    }
+
+    /// When the oldest batch still held (queued, in flight or waiting for its topic's
+    /// metadata) was started: its first record's arrival, within `linger.ms`. `None`
+    /// when nothing is held. Walks every partition: call it now and then, not per record.
+    pub fn oldest_pending(&self) -> Option<Instant> {
+        self.topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter_map(|p| p.batches.front().map(|b| b.created))
+                    .chain(t.parked.front().map(|r| r.since))
+            })
+            .min()
     }
 
     /// Builders kept for reuse right now (see [`SPARE_IDLE`]; for tests and memory

@@ -31,6 +31,9 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Their delivery latencies added up."
     );
+    for (name, help, _) in DeliveryMetrics::default().float_gauges() {
+        metrics::describe_gauge!(name, help);
+    }
     metrics::describe_counter!("courier_batch_size_bytes_count", "Record batches sent.");
     metrics::describe_counter!(
         "courier_batch_size_bytes_sum",
@@ -54,6 +57,9 @@ pub fn record(m: &DeliveryMetrics) {
             Kind::Counter => metrics::counter!(f.name, labels).absolute(s.value),
             Kind::Gauge => metrics::gauge!(f.name, labels).set(s.value as f64),
         }
+    }
+    for (name, _, value) in m.float_gauges() {
+        metrics::gauge!(name).set(value);
     }
     let h = &m.delivery_latency;
     metrics::counter!("courier_delivery_latency_seconds_count").absolute(h.count);
@@ -145,7 +151,7 @@ mod tests {
         assert_eq!(
             find(
                 MetricKind::Gauge,
-                "courier_broker_inflight_requests",
+                "courier_inflight_requests",
                 &[("broker", "3")]
             ),
             &DebugValue::Gauge(2.0.into())

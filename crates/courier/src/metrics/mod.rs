@@ -95,6 +95,13 @@ pub struct DeliveryMetrics {
     pub batches_sent: u64,
     /// The brokers the producer knows, by node id.
     pub brokers: Vec<BrokerMetrics>,
+    /// Bytes of the batches sent (each once), before compression, headers included.
+    pub bytes_before_compression: u64,
+    /// The same batches' bytes as sent.
+    pub bytes_after_compression: u64,
+    /// How long the oldest record still held has waited, in milliseconds (from its
+    /// batch's start; refreshed ten times a second); 0 when nothing is held.
+    pub oldest_pending_ms: u64,
     /// Per broker, the latency of Produce requests: from writing one to its answer.
     pub request_latency: BTreeMap<i32, LatencyHistogram>,
     /// Per topic written to, the durability audit's last verdict (see [`crate::audit`]):
@@ -182,11 +189,10 @@ impl DeliveryMetrics {
         one(10, self.dead_letter_failures);
         one(11, self.pending());
         one(12, self.queued_bytes);
-        one(13, self.requests_in_flight);
         one(14, u64::from(self.fatal));
-        one(17, self.connections_opened);
-        one(18, self.connect_failures);
-        one(20, self.reauthentications);
+        one(16, self.connections_opened);
+        one(17, self.connect_failures);
+        one(19, self.reauthentications);
         for ((error, persistence), n) in &self.failed_by_error_and_persistence {
             out.push(Sample {
                 family: 2,
@@ -205,7 +211,7 @@ impl DeliveryMetrics {
                 value: u64::from(b.connected),
             });
             out.push(Sample {
-                family: 16,
+                family: 13,
                 labels: broker,
                 value: b.in_flight,
             });
@@ -217,20 +223,43 @@ impl DeliveryMetrics {
             ("protocol_error", self.protocol_errors),
         ] {
             out.push(Sample {
-                family: 19,
+                family: 18,
                 labels: vec![("reason", reason.to_string())],
                 value: n,
             });
         }
         for (topic, aligned) in &self.topic_durability_aligned {
             out.push(Sample {
-                family: 21,
+                family: 20,
                 labels: vec![("topic", topic.clone())],
                 value: u64::from(*aligned),
             });
         }
         out.sort_by_key(|s| s.family);
         out
+    }
+
+    /// The gauges whose values are not whole numbers: the oldest queued record's age in
+    /// seconds, and the compression ratio of the batches sent (bytes before over bytes
+    /// after; 1 before any batch went).
+    pub fn float_gauges(&self) -> [(&'static str, &'static str, f64); 2] {
+        let ratio = if self.bytes_after_compression == 0 {
+            1.0
+        } else {
+            self.bytes_before_compression as f64 / self.bytes_after_compression as f64
+        };
+        [
+            (
+                "courier_oldest_queued_record_age_seconds",
+                "How long the oldest record not yet reported has waited (0 when none).",
+                self.oldest_pending_ms as f64 / 1000.0,
+            ),
+            (
+                "courier_compression_ratio",
+                "Bytes of the batches sent before compression over their bytes as sent.",
+                ratio,
+            ),
+        ]
     }
 
     /// These metrics in the Prometheus text exposition format (version 0.0.4), for a
@@ -259,6 +288,11 @@ impl DeliveryMetrics {
                 }
                 let _ = writeln!(out, " {}", s.value);
             }
+        }
+        for (name, help, value) in self.float_gauges() {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {value}");
         }
         let h = &self.delivery_latency;
         let bounds: Vec<String> = LATENCY_BUCKETS_MS
@@ -386,10 +420,13 @@ pub const FAMILIES: &[Family] = &[
     Family { name: "courier_dead_letter_failures_total", kind: Kind::Counter, help: "Failed records the dead letter queue could not take either." },
     Family { name: "courier_queued_records", kind: Kind::Gauge, help: "Records accepted and not yet reported either way." },
     Family { name: "courier_queued_bytes", kind: Kind::Gauge, help: "Bytes of buffer.memory held by records not yet reported." },
-    Family { name: "courier_inflight_requests", kind: Kind::Gauge, help: "Produce requests sent and not yet answered." },
+    Family {
+        name: "courier_inflight_requests",
+        kind: Kind::Gauge,
+        help: "Produce requests sent to the broker and not yet answered.",
+    },
     Family { name: "courier_producer_fatal", kind: Kind::Gauge, help: "1 once the producer stopped on a fatal error and takes no more records." },
     Family { name: "courier_broker_connected", kind: Kind::Gauge, help: "1 while the producer has an open connection to the broker, else 0." },
-    Family { name: "courier_broker_inflight_requests", kind: Kind::Gauge, help: "Requests sent to the broker and not yet answered." },
     Family { name: "courier_connections_opened_total", kind: Kind::Counter, help: "Broker connections opened." },
     Family { name: "courier_connect_failures_total", kind: Kind::Counter, help: "Broker connection attempts that failed." },
     Family { name: "courier_connections_closed_total", kind: Kind::Counter, help: "Broker connections closed, by reason." },
@@ -440,6 +477,12 @@ pub(crate) struct Counters {
     pub(crate) batch_size_sum: AtomicU64,
     pub(crate) batches_sent: AtomicU64,
     pub(crate) durability: Mutex<BTreeMap<String, bool>>,
+    pub(crate) bytes_before_compression: AtomicU64,
+    pub(crate) bytes_after_compression: AtomicU64,
+    /// When the oldest batch still held was started (wall-clock ms), 0 for none; and
+    /// when that was last looked at.
+    pub(crate) oldest_pending_ms: std::sync::atomic::AtomicI64,
+    pub(crate) oldest_checked_ms: std::sync::atomic::AtomicI64,
     /// Per broker, Produce request latencies (buckets of [`LATENCY_BUCKETS_MS`]).
     pub(crate) request_latency: Mutex<BTreeMap<i32, LatencyBatch>>,
     pub(crate) batches_split: AtomicU64,
@@ -565,6 +608,17 @@ impl Counters {
             batch_size_sum: self.batch_size_sum.load(Ordering::Relaxed),
             batches_sent: self.batches_sent.load(Ordering::Relaxed),
             brokers,
+            bytes_before_compression: self.bytes_before_compression.load(Ordering::Relaxed),
+            bytes_after_compression: self.bytes_after_compression.load(Ordering::Relaxed),
+            oldest_pending_ms: match self.oldest_pending_ms.load(Ordering::Relaxed) {
+                0 => 0,
+                since => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    now.saturating_sub(since).max(0) as u64
+                }
+            },
             request_latency: self
                 .request_latency
                 .lock()
@@ -662,6 +716,8 @@ mod tests {
         ];
         c.add_request_latency(1, std::time::Duration::from_millis(3));
         c.add_request_latency(1, std::time::Duration::from_millis(700));
+        c.bytes_before_compression.store(3000, Ordering::Relaxed);
+        c.bytes_after_compression.store(1200, Ordering::Relaxed);
         let m = c.snapshot(1234, true, brokers, &NetCounters::default());
         let text = m.to_prometheus();
         let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -709,10 +765,7 @@ mod tests {
         assert_eq!(value("courier_producer_fatal", &[]), 1.0);
         assert_eq!(value("courier_broker_connected", &[("broker", "1")]), 1.0);
         assert_eq!(value("courier_broker_connected", &[("broker", "2")]), 0.0);
-        assert_eq!(
-            value("courier_broker_inflight_requests", &[("broker", "1")]),
-            3.0
-        );
+        assert_eq!(value("courier_inflight_requests", &[("broker", "1")]), 3.0);
         assert_eq!(
             value("courier_topic_durability_aligned", &[("topic", "orders")]),
             1.0
@@ -729,6 +782,8 @@ mod tests {
         );
         assert!(text.contains("courier_request_latency_seconds_bucket{broker=\"1\",le=\"1\"} 2\n"));
         assert!(text.contains("courier_request_latency_seconds_sum{broker=\"1\"} 0.703\n"));
+        assert_eq!(value("courier_compression_ratio", &[]), 2.5);
+        assert_eq!(value("courier_oldest_queued_record_age_seconds", &[]), 0.0);
         assert_eq!(value("courier_batch_size_bytes_count", &[]), 4.0);
         assert_eq!(value("courier_batch_size_bytes_sum", &[]), 2_032_869.0);
         assert!(text.contains("courier_batch_size_bytes_bucket{le=\"16384\"} 2\n"));
@@ -805,7 +860,6 @@ mod tests {
             "courier_dead_letter_failures_total 11",
             "courier_queued_records 47",
             "courier_queued_bytes 13",
-            "courier_inflight_requests 14",
             "courier_producer_fatal 1",
             "courier_connections_opened_total 17",
             "courier_connect_failures_total 18",
@@ -825,6 +879,8 @@ mod tests {
             .collect();
         let mut want: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
         want.extend([
+            "courier_oldest_queued_record_age_seconds",
+            "courier_compression_ratio",
             "courier_delivery_latency_seconds",
             "courier_request_latency_seconds",
             "courier_batch_size_bytes",

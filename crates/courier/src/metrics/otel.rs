@@ -20,6 +20,7 @@ pub struct Instruments {
     _counters: Vec<ObservableCounter<u64>>,
     _gauges: Vec<ObservableGauge<u64>>,
     _sums: Vec<ObservableCounter<f64>>,
+    _float_gauges: Vec<ObservableGauge<f64>>,
 }
 
 impl std::fmt::Debug for Instruments {
@@ -96,6 +97,25 @@ pub fn register(
             obs.observe(read().delivery_latency.sum_ms as f64 / 1000.0, &[]);
         })
         .build();
+    let mut float_gauges = Vec::new();
+    for (i, (name, help, _)) in DeliveryMetrics::default()
+        .float_gauges()
+        .into_iter()
+        .enumerate()
+    {
+        let read = source.clone();
+        float_gauges.push(
+            meter
+                .f64_observable_gauge(name)
+                .with_description(help)
+                .with_callback(move |obs| {
+                    if let Some((_, _, v)) = read().float_gauges().get(i) {
+                        obs.observe(*v, &[]);
+                    }
+                })
+                .build(),
+        );
+    }
     let read = source;
     let batch_sum = meter
         .f64_observable_counter("courier_batch_size_bytes_sum")
@@ -107,6 +127,7 @@ pub fn register(
         _counters: counters,
         _gauges: gauges,
         _sums: vec![latency_sum, batch_sum],
+        _float_gauges: float_gauges,
     }
 }
 
@@ -189,10 +210,7 @@ mod tests {
         assert_eq!(get("courier_records_delivered", &[]), 9);
         assert_eq!(get("courier_queued_records", &[]), 3);
         assert_eq!(
-            get(
-                "courier_broker_inflight_requests",
-                &[KeyValue::new("broker", "2")]
-            ),
+            get("courier_inflight_requests", &[KeyValue::new("broker", "2")]),
             4
         );
         assert!(f64s.contains(&("courier_batch_size_bytes_sum".to_string(), 4096.0)));

@@ -276,6 +276,29 @@ impl Driver {
             self.counters
                 .records_retried
                 .store(self.engine.records_retried_total(), Ordering::Relaxed);
+            let (before, after) = self.engine.compression_totals();
+            self.counters
+                .bytes_before_compression
+                .store(before, Ordering::Relaxed);
+            self.counters
+                .bytes_after_compression
+                .store(after, Ordering::Relaxed);
+            // The oldest record's age walks every partition: ten times a second at most,
+            // and whenever nothing is in flight (the last delivery must clear it).
+            let wall = super::now_ms();
+            let checked = self.counters.oldest_checked_ms.load(Ordering::Relaxed);
+            if wall.saturating_sub(checked) >= 100 || self.engine.requests_in_flight() == 0 {
+                self.counters
+                    .oldest_checked_ms
+                    .store(wall, Ordering::Relaxed);
+                let since = self.engine.oldest_pending().map_or(0, |created| {
+                    let age = now.into_std().saturating_duration_since(created);
+                    wall - age.as_millis() as i64
+                });
+                self.counters
+                    .oldest_pending_ms
+                    .store(since, Ordering::Relaxed);
+            }
             self.counters
                 .batches_split
                 .store(self.engine.batches_split(), Ordering::Relaxed);
