@@ -260,3 +260,47 @@ fn of_two_live_producers_with_one_transactional_id_the_older_is_fenced() {
         ["old-committed", "new-committed"]
     );
 }
+
+/// `max.block.ms` bounds each call: with no broker to reach, init_transactions gives up
+/// with a retriable TimedOut (Java's TimeoutException), and calling it again resumes.
+/// A producer without transactional.id refuses transactional calls.
+#[test]
+fn a_call_that_cannot_complete_times_out_at_max_block_ms_and_is_retriable() {
+    runtime().block_on(async {
+        let config = ProducerConfig::builder()
+            .bootstrap_servers("127.0.0.1:1")
+            .transactional_id("txn-no-broker")
+            .max_block(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let p = Producer::new(config).unwrap();
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            let err = p.init_transactions().await.unwrap_err();
+            assert!(
+                matches!(err, TransactionError::TimedOut { .. }) && err.is_retriable(),
+                "{err}"
+            );
+            assert!(err.to_string().contains("max.block.ms (300 ms)"), "{err}");
+            assert!(started.elapsed() < Duration::from_secs(5));
+        }
+        let err = p.begin_transaction().await.unwrap_err();
+        assert_eq!(err.java_name(), "IllegalStateException", "{err}");
+        let _ = p.close(Duration::from_millis(100)).await;
+
+        let plain = Producer::new(
+            ProducerConfig::builder()
+                .bootstrap_servers("127.0.0.1:1")
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        let err = plain.init_transactions().await.unwrap_err();
+        assert!(
+            matches!(err, TransactionError::NotTransactional { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("transactional.id"), "{err}");
+        let _ = plain.close(Duration::from_millis(100)).await;
+    });
+}

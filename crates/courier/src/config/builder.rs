@@ -559,7 +559,9 @@ impl ProducerConfigBuilder {
         let acks = self.acks.unwrap_or(defaults::ACKS);
         if enable_idempotence {
             if max_in_flight > MAX_IN_FLIGHT_WITH_IDEMPOTENCE {
-                let why = if explicit_idempotence.is_some() {
+                let why = if self.transactional_id.is_some() {
+                    "lower it: transactional.id requires idempotence"
+                } else if explicit_idempotence.is_some() {
                     "lower it, or set enable.idempotence=false"
                 } else {
                     "idempotence is on by default: lower it, or set enable.idempotence=false \

@@ -753,7 +753,10 @@ fn transactional_id_implies_idempotence_and_refuses_what_conflicts_with_it() {
         ("max.in.flight.requests.per.connection", "6"),
     ])
     .to_string();
-    assert!(e.contains("at most 5"), "{e}");
+    assert!(
+        e.contains("at most 5") && e.contains("transactional.id requires"),
+        "{e}"
+    );
     let e = err(&[("transactional.id", "")]).to_string();
     assert!(e.contains("non-empty"), "{e}");
     let e = err(&[("transaction.timeout.ms", "9000")]).to_string();
