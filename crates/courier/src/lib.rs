@@ -362,6 +362,47 @@
 //! # Ok::<(), courier::ConfigError>(())
 //! ```
 //!
+//! # Transactions
+//!
+//! With `transactional.id`, records sent between [`Producer::begin_transaction`] and
+//! [`Producer::commit_transaction`] become visible to `read_committed` consumers together
+//! or not at all, across topics and partitions, with consumer offsets if
+//! [`Producer::send_offsets_to_transaction`] adds them (exactly-once processing, KIP-98).
+//! The seed's atomic write of a task and its audit entry:
+//!
+//! ```no_run
+//! # use courier::{Producer, ProducerConfig, ProducerRecord, TransactionError};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let producer = Producer::new(
+//!     ProducerConfig::builder()
+//!         .bootstrap_servers("localhost:9092")
+//!         .transactional_id("task-service-1") // implies idempotence and acks=all
+//!         .build()?,
+//! )?;
+//! producer.init_transactions().await?; // once: fences older instances with this id
+//! producer.begin_transaction().await?;
+//! producer.produce(ProducerRecord::new("task-created").key("t-42").value("{}")).await?;
+//! producer.produce(ProducerRecord::new("audit-log").key("t-42").value("created")).await?;
+//! match producer.commit_transaction().await {
+//!     Ok(()) => {}
+//!     Err(e) if e.is_abortable() => producer.abort_transaction().await?, // then retry
+//!     Err(e) => return Err(e.into()), // fatal (e.g. fenced): drop the producer
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! [`TransactionError`] says what to do: [`is_retriable`](TransactionError::is_retriable)
+//! (`max.block.ms` passed: call the same operation again, it resumes),
+//! [`is_abortable`](TransactionError::is_abortable) (abort, then start a new transaction)
+//! or [`is_fatal`](TransactionError::is_fatal) (drop the producer: another instance with
+//! the same `transactional.id` fenced it, or it is not authorized);
+//! [`java_name`](TransactionError::java_name) gives the Java exception
+//! (`ProducerFencedException`, ...). A record sent outside a transaction fails with
+//! [`ProducerError::NotInTransaction`]; one dropped by an abort with
+//! [`ProducerError::TransactionAborted`]. Closing the producer aborts an open
+//! transaction. This version speaks transaction protocol version 1 (AddPartitionsToTxn;
+//! every Kafka since 0.11, Kafka 4 included); see docs/TRANSACTIONS.md.
+//!
 //! # Errors
 //!
 //! [`ProducerError`]'s messages say what happened and what to change. The main variants:
@@ -378,7 +419,7 @@
 //! | [`AuthenticationFailed`](ProducerError::AuthenticationFailed), [`Tls`](ProducerError::Tls) | refused credentials or certificates (fatal) | fix the settings, create a new producer |
 //! | [`Fatal`](ProducerError::Fatal) | a state the producer cannot recover from (fatal) | create a new producer |
 //! | [`Closed`](ProducerError::Closed), [`ClosedInFlight`](ProducerError::ClosedInFlight) | sent after `close`, or still pending when it timed out | see [Shutdown](#shutdown) |
-//! | [`TransactionAborted`](ProducerError::TransactionAborted), [`NotInTransaction`](ProducerError::NotInTransaction) | (transactions, being built: docs/TRANSACTIONS.md) the record's transaction was aborted, or no transaction was open | send it in the next transaction; begin one first |
+//! | [`TransactionAborted`](ProducerError::TransactionAborted), [`NotInTransaction`](ProducerError::NotInTransaction) | (see [Transactions](#transactions)) the record's transaction was aborted, or no transaction was open | send it in the next transaction; begin one first |
 //!
 //! A fatal error stops the producer: the records it holds fail (those not yet sent with that
 //! error), later sends return it at once, and [`Producer::flush`] and [`Producer::close`]
@@ -461,6 +502,6 @@ pub use metrics::{
     BrokerMetrics, DeliveryMetrics, LatencyHistogram, BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_MS,
 };
 pub use producer::{
-    DeliveryFuture, DeliveryHandler, DeliveryResult, IntoTopic, Producer, ProducerRecord,
-    RecordMetadata,
+    ConsumerGroupMetadata, DeliveryFuture, DeliveryHandler, DeliveryResult, IntoTopic, Producer,
+    ProducerRecord, RecordMetadata, TransactionError, TxnOffset,
 };

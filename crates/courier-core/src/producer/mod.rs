@@ -816,6 +816,15 @@ impl<T> ProducerEngine<T> {
                 .all(|t| t.parked.is_empty() && t.partitions.iter().all(|p| p.batches.is_empty()))
     }
 
+    /// Whether records wait for their topic's metadata (they have no partition yet). A
+    /// transactional driver holds a commit back until they have one: Java's `send` blocks
+    /// for the metadata, so a record sent before `commitTransaction()` is always in the
+    /// transaction, whereas here one still waiting when the commit begins fails it
+    /// (see [`Self::commit_transaction`]).
+    pub fn records_awaiting_metadata(&self) -> bool {
+        self.topics.iter().any(|t| !t.parked.is_empty())
+    }
+
     /// Number of Produce requests in flight.
     pub fn requests_in_flight(&self) -> usize {
         self.inflight.len()

@@ -568,6 +568,20 @@ pub struct TxnOffset {
     pub metadata: Option<String>,
 }
 
+impl TxnOffset {
+    /// The next offset to consume from `topic`'s `partition`, with no leader epoch and no
+    /// metadata.
+    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+        TxnOffset {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+}
+
 /// A coordinator's address, from FindCoordinator.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CoordinatorNode {

@@ -56,6 +56,8 @@ pub struct ProducerConfigBuilder {
     durability_check: Option<DurabilityCheck>,
     profile: Option<Profile>,
     dlq_topic: Option<String>,
+    transactional_id: Option<String>,
+    transaction_timeout: Option<Duration>,
     dlq_possibly_persisted: Option<DlqPossiblyPersisted>,
     /// `security.protocol`, TLS and SASL: resolved by `config::security`.
     security: SecuritySettings,
@@ -108,6 +110,23 @@ impl ProducerConfigBuilder {
     /// `dlq.topic`: where records that failed for good are written (off when unset).
     pub fn dlq_topic(mut self, topic: impl Into<String>) -> Self {
         self.dlq_topic = Some(topic.into());
+        self
+    }
+
+    /// `transactional.id`: makes the producer transactional (see
+    /// [`Producer::init_transactions`](crate::Producer::init_transactions)). It implies
+    /// idempotence and `acks=all`; setting `enable.idempotence=false`, `acks` other than
+    /// `all` or `retries=0` with it is an error, as in the Java client.
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+
+    /// `transaction.timeout.ms`: how long the transaction coordinator lets a transaction
+    /// stay open before it aborts it (default 60 s; the broker caps it at its
+    /// `transaction.max.timeout.ms`). Only with `transactional.id`.
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = Some(timeout);
         self
     }
 
@@ -339,6 +358,14 @@ impl ProducerConfigBuilder {
                 }
                 self.dlq_topic = Some(topic.to_string())
             }
+            Key::TransactionalId => {
+                // Java refuses an empty id (it would mean "not transactional" there).
+                if value.is_empty() {
+                    return Err(invalid("a non-empty transactional id".to_string()));
+                }
+                self.transactional_id = Some(value.to_string())
+            }
+            Key::TransactionTimeoutMs => self.transaction_timeout = Some(millis()?),
             Key::DlqPossiblyPersisted => {
                 self.dlq_possibly_persisted = Some(choice(
                     value,
@@ -473,12 +500,68 @@ impl ProducerConfigBuilder {
         // (true) gives way to an incompatible acks or retries, an explicit true does not. The
         // in-flight limit is checked against the default too, before giving way, exactly like
         // Java: a config that asks for more than 5 in flight must say enable.idempotence=false.
-        let explicit_idempotence = self.enable_idempotence;
+        let mut explicit_idempotence = self.enable_idempotence;
+        // Transactions need idempotence (KIP-98): Java refuses a transactional.id with
+        // enable.idempotence=false, acks other than all, or retries=0, whether or not
+        // enable.idempotence was set, instead of turning idempotence off.
+        if let Some(id) = &self.transactional_id {
+            if explicit_idempotence == Some(false) {
+                return Err(invalid(
+                    Key::EnableIdempotence,
+                    format!(
+                        "transactional.id={id} requires idempotence, got \
+                         enable.idempotence=false: remove enable.idempotence (or set it to \
+                         true), or remove transactional.id"
+                    ),
+                ));
+            }
+            let acks = self.acks.unwrap_or(defaults::ACKS);
+            if acks != Acks::All {
+                return Err(invalid(
+                    Key::Acks,
+                    format!(
+                        "transactional.id={id} requires acks=all, got acks={acks}: set \
+                         acks=all (or remove acks), or remove transactional.id"
+                    ),
+                ));
+            }
+            if retries == 0 {
+                return Err(invalid(
+                    Key::Retries,
+                    format!(
+                        "transactional.id={id} requires retries >= 1, got 0: remove retries \
+                         (delivery.timeout.ms bounds retrying), or remove transactional.id"
+                    ),
+                ));
+            }
+            explicit_idempotence = Some(true);
+        } else if self.transaction_timeout.is_some() {
+            return Err(invalid(
+                Key::TransactionTimeoutMs,
+                "transaction.timeout.ms has no effect without transactional.id: set \
+                 transactional.id to make the producer transactional, or remove \
+                 transaction.timeout.ms"
+                    .to_string(),
+            ));
+        }
+        let transaction_timeout = self
+            .transaction_timeout
+            .unwrap_or(defaults::TRANSACTION_TIMEOUT);
+        if transaction_timeout.is_zero() {
+            return Err(invalid(
+                Key::TransactionTimeoutMs,
+                "must be at least 1 ms, got 0: the coordinator would abort every \
+                 transaction at once; remove it for the default (60000)"
+                    .to_string(),
+            ));
+        }
         let mut enable_idempotence = explicit_idempotence.unwrap_or(defaults::ENABLE_IDEMPOTENCE);
         let acks = self.acks.unwrap_or(defaults::ACKS);
         if enable_idempotence {
             if max_in_flight > MAX_IN_FLIGHT_WITH_IDEMPOTENCE {
-                let why = if explicit_idempotence.is_some() {
+                let why = if self.transactional_id.is_some() {
+                    "lower it: transactional.id requires idempotence"
+                } else if explicit_idempotence.is_some() {
                     "lower it, or set enable.idempotence=false"
                 } else {
                     "idempotence is on by default: lower it, or set enable.idempotence=false \
@@ -704,6 +787,8 @@ impl ProducerConfigBuilder {
             durability_check,
             profile,
             dlq_topic: self.dlq_topic,
+            transactional_id: self.transactional_id,
+            transaction_timeout,
             dlq_possibly_persisted: self.dlq_possibly_persisted.unwrap_or_default(),
             security_protocol,
             tls,

@@ -35,6 +35,8 @@ pub(crate) enum Key {
     DurabilityCheck,
     Profile,
     DlqTopic,
+    TransactionalId,
+    TransactionTimeoutMs,
     DlqPossiblyPersisted,
     SecurityProtocol,
     SaslMechanism,
@@ -170,6 +172,8 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec(Key::DurabilityCheck, "durability.check", &[]),
     spec(Key::Profile, "profile", &[]),
     spec(Key::DlqTopic, "dlq.topic", &[]),
+    spec(Key::TransactionalId, "transactional.id", &[]),
+    spec(Key::TransactionTimeoutMs, "transaction.timeout.ms", &[]),
     spec(Key::DlqPossiblyPersisted, "dlq.possibly.persisted", &[]),
     spec(Key::SecurityProtocol, "security.protocol", &[]),
     spec(Key::SaslMechanism, "sasl.mechanism", &["sasl.mechanisms"]),
@@ -307,8 +311,6 @@ pub(crate) const UNSUPPORTED: &[(&str, &str)] = &[
         "value.serializer",
         "courier sends bytes: serialize values before calling send",
     ),
-    ("transactional.id", "transactions are not implemented yet"),
-    ("transaction.timeout.ms", "transactions are not implemented yet"),
     (
         "partitioner.class",
         "there are no pluggable partitioner classes; set partitioner to one of default, ignore_keys, \

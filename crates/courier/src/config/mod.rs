@@ -58,6 +58,8 @@
 //! | `reconnect.backoff.max.ms` | | 1000 |
 //! | `connections.max.idle.ms` (0: idle connections stay open) | | 540000 (9 minutes, below the broker's 10) |
 //! | `durability.check` (`off`, `warn`, `enforce`; courier's own) | | `warn` |
+//! | `transactional.id` (implies idempotence and `acks=all`; see [`crate::Producer::init_transactions`]) | | none |
+//! | `transaction.timeout.ms` (only with `transactional.id`) | | 60000 |
 //! | `profile` (`critical`, `analytics`, `metrics`; courier's own presets, see [`Profile`]) | | none |
 //! | `dlq.topic` (courier's own: dead letter queue for records that failed for good) | | none |
 //! | `dlq.possibly.persisted` (`application`, `dead-letter`; see [`DlqPossiblyPersisted`]) | | `application` |
@@ -122,7 +124,7 @@
 //! Aliases are accepted only where the librdkafka setting has the same meaning and unit.
 //! Keys that look alike but differ (`queue.buffering.max.kbytes` is in KiB,
 //! `batch.num.messages` counts records) are rejected with a pointer to the courier key, as are
-//! Java settings courier does not implement (`transactional.id`, `key.serializer`, ...).
+//! Java settings courier does not implement (`key.serializer`, `interceptor.classes`, ...).
 //! Unknown keys are errors, with a suggestion for near misses: a typo must not silently
 //! leave a default in place. When a key is given twice (or as a key and its alias), the last
 //! value wins, as with Java `Properties` and librdkafka.
@@ -231,6 +233,8 @@ pub mod defaults {
     pub const METADATA_MAX_AGE: Duration = Duration::from_secs(300);
     /// `max.block.ms`.
     pub const MAX_BLOCK: Duration = Duration::from_secs(60);
+    /// `transaction.timeout.ms` (Java's and librdkafka's).
+    pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
     /// `partitioner`.
     pub const PARTITIONER: Partitioner = Partitioner::Default;
     /// `socket.connection.setup.timeout.ms`.
@@ -308,6 +312,8 @@ pub struct ProducerConfig {
     pub(crate) durability_check: DurabilityCheck,
     pub(crate) profile: Option<Profile>,
     pub(crate) dlq_topic: Option<String>,
+    pub(crate) transactional_id: Option<String>,
+    pub(crate) transaction_timeout: Duration,
     pub(crate) dlq_possibly_persisted: DlqPossiblyPersisted,
     pub(crate) security_protocol: SecurityProtocol,
     pub(crate) tls: Option<TlsConfig>,
@@ -491,6 +497,16 @@ impl ProducerConfig {
     /// `dlq.topic`: the dead letter queue for records that failed for good, if any.
     pub fn dlq_topic(&self) -> Option<&str> {
         self.dlq_topic.as_deref()
+    }
+
+    /// `transactional.id`, if the producer is transactional.
+    pub fn transactional_id(&self) -> Option<&str> {
+        self.transactional_id.as_deref()
+    }
+
+    /// `transaction.timeout.ms`.
+    pub const fn transaction_timeout(&self) -> Duration {
+        self.transaction_timeout
     }
 
     /// `dlq.possibly.persisted`.

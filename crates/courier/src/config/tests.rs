@@ -715,9 +715,58 @@ fn known_but_unsupported_keys_say_what_to_use_instead() {
         "configuration key 'queue.buffering.max.kbytes' is not supported by courier: use \
          buffer.memory, which is in bytes (kbytes * 1024)"
     );
-    let e = err(&[("transactional.id", "tx")]);
+    let e = err(&[("interceptor.classes", "x.Y")]);
     assert!(matches!(e, ConfigError::UnsupportedKey { .. }), "{e:?}");
-    assert!(e.to_string().contains("transactions are not implemented"));
+}
+
+#[test]
+fn transactional_id_implies_idempotence_and_refuses_what_conflicts_with_it() {
+    let c = props(&[("transactional.id", "tx-1")]).unwrap();
+    assert_eq!(c.transactional_id(), Some("tx-1"));
+    assert_eq!(c.transaction_timeout(), ms(60_000));
+    assert!(c.enable_idempotence());
+    assert_eq!(c.acks(), Acks::All);
+    let c = props(&[
+        ("transactional.id", "tx-1"),
+        ("transaction.timeout.ms", "9000"),
+    ])
+    .unwrap();
+    assert_eq!(c.transaction_timeout(), ms(9_000));
+    assert_eq!(props(&[]).unwrap().transactional_id(), None);
+
+    // Java's rules: explicit settings that turn idempotence off are errors, not notices.
+    let e = err(&[
+        ("transactional.id", "tx-1"),
+        ("enable.idempotence", "false"),
+    ])
+    .to_string();
+    assert!(
+        e.contains("enable.idempotence") && e.contains("requires idempotence"),
+        "{e}"
+    );
+    let e = err(&[("transactional.id", "tx-1"), ("acks", "1")]).to_string();
+    assert!(e.contains("requires acks=all, got acks=1"), "{e}");
+    let e = err(&[("transactional.id", "tx-1"), ("retries", "0")]).to_string();
+    assert!(e.contains("requires retries >= 1"), "{e}");
+    let e = err(&[
+        ("transactional.id", "tx-1"),
+        ("max.in.flight.requests.per.connection", "6"),
+    ])
+    .to_string();
+    assert!(
+        e.contains("at most 5") && e.contains("transactional.id requires"),
+        "{e}"
+    );
+    let e = err(&[("transactional.id", "")]).to_string();
+    assert!(e.contains("non-empty"), "{e}");
+    let e = err(&[("transaction.timeout.ms", "9000")]).to_string();
+    assert!(e.contains("no effect without transactional.id"), "{e}");
+    let e = err(&[
+        ("transactional.id", "tx-1"),
+        ("transaction.timeout.ms", "0"),
+    ])
+    .to_string();
+    assert!(e.contains("at least 1 ms"), "{e}");
 }
 
 #[test]

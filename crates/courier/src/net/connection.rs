@@ -860,9 +860,36 @@ impl BrokerConnection {
         parts: ProduceRequestParts,
         on_done: impl FnOnce(Result<Option<wire::ProduceResponse>, NetError>) + Send + 'static,
     ) {
+        self.produce_within(permit, parts, 0..=i16::MAX, on_done)
+    }
+
+    /// [`produce_with`](Self::produce_with) at the highest version that both sides speak
+    /// and that lies within `allowed`. A transactional producer needs this: the Produce
+    /// version tells the broker which transaction protocol the batch follows (v12 and up
+    /// add the partition to the transaction themselves, KIP-890), so a transaction
+    /// version 1 producer must stay at v11 or below, and a version 2 one at v12 or above.
+    /// No common version within `allowed` fails the request with
+    /// [`NetError::UnsupportedVersion`], before anything is written.
+    pub fn produce_within(
+        &self,
+        permit: InFlightPermit,
+        parts: ProduceRequestParts,
+        allowed: std::ops::RangeInclusive<i16>,
+        on_done: impl FnOnce(Result<Option<wire::ProduceResponse>, NetError>) + Send + 'static,
+    ) {
         let permit = self.own_permit(permit);
-        let version = match self.versions().version(ApiKey::Produce) {
-            Ok(v) => v,
+        let version = match self.versions().range(ApiKey::Produce) {
+            Ok((lo, hi)) => {
+                let v = hi.min(*allowed.end());
+                if v < lo || v < *allowed.start() {
+                    return on_done(Err(NetError::UnsupportedVersion {
+                        api: "Produce",
+                        broker: self.versions().broker_range(ApiKey::Produce),
+                        ours: (lo.max(*allowed.start()), hi.min(*allowed.end())),
+                    }));
+                }
+                v
+            }
             Err(e) => return on_done(Err(e)),
         };
         let correlation_id = self.next_correlation_id();

@@ -12,12 +12,12 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, EndTxnRequest,
-    FindCoordinatorRequest, GroupId, ProducerId, TopicName, TransactionalId,
+    FindCoordinatorRequest, GroupId, InitProducerIdRequest, ProducerId, TopicName, TransactionalId,
     TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use courier_core::producer::txn::{TransactionVersion, TxnApi};
+use courier_core::producer::txn::{TransactionVersion, TxnApi, TxnOffset};
 use courier_core::wire::{
     self, AddPartitionsToTxnResponse, Coordinator, EndTxnResponse, TxnOffsetCommitResponse,
 };
@@ -59,6 +59,23 @@ pub async fn find_coordinator(
     key_type: i8,
     key: &str,
 ) -> Result<Coordinator, NetError> {
+    let (version, resp) = find_coordinator_reply(conn, key_type, key).await?;
+    resp.for_key(version, key).ok_or_else(|| NetError::Decode {
+        addr: conn.addr().to_string(),
+        api: "FindCoordinator",
+        version,
+        message: format!("the reply has no coordinator for the key asked for ({key})"),
+    })
+}
+
+/// [`find_coordinator`]'s request, with the reply as it came and the version it was
+/// decoded at (the transaction machine reads the entry for its key itself, and treats a
+/// reply without one as Java does).
+pub async fn find_coordinator_reply(
+    conn: &BrokerConnection,
+    key_type: i8,
+    key: &str,
+) -> Result<(i16, wire::FindCoordinatorResponse), NetError> {
     let version = conn.version(ApiKey::FindCoordinator)?;
     let mut req = FindCoordinatorRequest::default().with_key_type(key_type);
     req = if version >= 4 {
@@ -67,13 +84,26 @@ pub async fn find_coordinator(
     } else {
         req.with_key(StrBytes::from_string(key.to_owned()))
     };
-    let resp: wire::FindCoordinatorResponse = conn.send(req, version).await?;
-    resp.for_key(version, key).ok_or_else(|| NetError::Decode {
-        addr: conn.addr().to_string(),
-        api: "FindCoordinator",
-        version,
-        message: format!("the reply has no coordinator for the key asked for ({key})"),
-    })
+    Ok((version, conn.send(req, version).await?))
+}
+
+/// InitProducerId for a transactional producer, sent to its coordinator: a new id and
+/// epoch (`producer_id` and `producer_epoch` -1), which fences older instances, or the
+/// epoch bump of the current ones after an abort (KIP-360, v3+).
+pub async fn init_producer_id(
+    conn: &BrokerConnection,
+    transactional_id: &str,
+    transaction_timeout_ms: i32,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<wire::InitProducerIdResponse, NetError> {
+    let version = conn.version(ApiKey::InitProducerId)?;
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(txn_id(transactional_id)))
+        .with_transaction_timeout_ms(transaction_timeout_ms)
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch);
+    conn.send(req, version).await
 }
 
 /// Registers partitions with the transaction (transaction version 1 only: with version
@@ -157,25 +187,60 @@ pub async fn txn_offset_commit(
     group: &GroupMember,
     offsets: &[(&str, Vec<PartitionOffset>)],
 ) -> Result<TxnOffsetCommitResponse, NetError> {
-    let version = txn_version(conn, ApiKey::TxnOffsetCommit, txn, TxnApi::TxnOffsetCommit)?;
-    let topics = offsets
+    let offsets: Vec<TxnOffset> = offsets
         .iter()
-        .map(|(topic, parts)| {
-            TxnOffsetCommitRequestTopic::default()
-                .with_name(TopicName(StrBytes::from_string((*topic).to_owned())))
-                .with_partitions(
-                    parts
-                        .iter()
-                        .map(|&(p, offset, leader_epoch)| {
-                            TxnOffsetCommitRequestPartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(offset)
-                                .with_committed_leader_epoch(leader_epoch)
-                        })
-                        .collect(),
-                )
+        .flat_map(|(topic, parts)| {
+            parts
+                .iter()
+                .map(move |&(partition, offset, leader_epoch)| TxnOffset {
+                    topic: (*topic).to_owned(),
+                    partition,
+                    offset,
+                    leader_epoch,
+                    metadata: None,
+                })
         })
         .collect();
+    txn_offset_commit_offsets(
+        conn,
+        txn,
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        group,
+        &offsets,
+    )
+    .await
+}
+
+/// [`txn_offset_commit`] for offsets as the transaction machine keeps them, with each
+/// one's metadata string; partitions of one topic go together.
+pub async fn txn_offset_commit_offsets(
+    conn: &BrokerConnection,
+    txn: TransactionVersion,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    group: &GroupMember,
+    offsets: &[TxnOffset],
+) -> Result<TxnOffsetCommitResponse, NetError> {
+    let version = txn_version(conn, ApiKey::TxnOffsetCommit, txn, TxnApi::TxnOffsetCommit)?;
+    let mut topics: Vec<TxnOffsetCommitRequestTopic> = Vec::new();
+    for o in offsets {
+        let partition = TxnOffsetCommitRequestPartition::default()
+            .with_partition_index(o.partition)
+            .with_committed_offset(o.offset)
+            .with_committed_leader_epoch(o.leader_epoch)
+            .with_committed_metadata(o.metadata.clone().map(StrBytes::from_string));
+        match topics.iter_mut().find(|t| *t.name.0 == *o.topic) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(o.topic.clone())))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
     let req = TxnOffsetCommitRequest::default()
         .with_transactional_id(txn_id(transactional_id))
         .with_group_id(GroupId(StrBytes::from_string(group.group_id.clone())))

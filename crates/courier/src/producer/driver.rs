@@ -25,12 +25,15 @@ use crate::queue::BatchQueue;
 use super::compress::Duty;
 use super::report::{to_producer_error, Token};
 use super::sink::{fetch_metadata, init_producer_id, BrokerSink};
+use super::txn::{ProduceTxn, TxnCall, TxnDriver, TxnReply, TxnReplyTo};
 use super::{DeadLetterQueue, RecordMetadata};
 
 pub(super) enum Command {
     Send(Staged),
     Flush(oneshot::Sender<()>),
     Close(Duration, oneshot::Sender<()>),
+    /// A transaction call; answered when it is done or refused.
+    Txn(TxnCall, TxnReplyTo),
 }
 
 /// A record on its way to the driver. Its key and value, when small, were copied into the
@@ -73,6 +76,8 @@ pub(super) enum Event {
     Compressed(Compressed, bool),
     /// A record sent to the dead letter queue has its report.
     DeadLetterDone,
+    /// A transaction coordinator's reply, or why there is none.
+    Txn(TxnReply),
 }
 
 /// The durability audit of one topic, as the driver tracks it.
@@ -123,6 +128,8 @@ pub(super) struct Driver {
     pub(super) dead_letters_pending: usize,
     /// The producer's fatal error, once there is one (shared with the handles).
     pub(super) fatal: Arc<std::sync::OnceLock<ProducerError>>,
+    /// Transactions: the pending calls and the coordinator request out.
+    pub(super) txn: TxnDriver,
     #[cfg(feature = "fault-injection")]
     pub(super) fault: InjectedFault,
 }
@@ -238,6 +245,7 @@ impl Driver {
                     commands_open = false;
                     if self.close.is_none() {
                         self.engine.set_flushing(true);
+                        self.abort_open_transaction();
                     }
                 }
             }
@@ -260,10 +268,17 @@ impl Driver {
                     }
                 }
             }
+            self.run_deferred_txn_calls();
+            // Before the engine's poll, so that what a request changes (a partition added,
+            // a new epoch) counts in it; after, for the EndTxn once the last batch is in.
+            self.drive_transaction(now);
             self.engine.poll(now.into_std(), &mut actions);
             for action in actions.drain(..) {
                 self.on_action(action);
             }
+            // Records that waited for metadata have been placed by the poll.
+            self.run_deferred_txn_calls();
+            self.drive_transaction(now);
             if self.fatal.get().is_none() {
                 if let Some(f) = self.engine.fatal() {
                     let err = to_producer_error("", -1, f, self.engine.config(), None);
@@ -309,7 +324,12 @@ impl Driver {
             // has run out of time.
             let dead_letters_done = self.dead_letters_pending == 0
                 || self.close.as_ref().is_some_and(|(at, _)| now >= *at);
-            if self.engine.is_idle() && !self.holds_records() && dead_letters_done {
+            // A commit or abort under way (the close's abort, too) keeps the driver up, as
+            // long as close allows.
+            let txn_done = self.txn_settled()
+                || self.close.as_ref().is_some_and(|(at, _)| now >= *at)
+                || (!commands_open && self.close.is_none() && !self.txn.in_flight);
+            if self.engine.is_idle() && !self.holds_records() && dead_letters_done && txn_done {
                 for w in self.flush_waiters.drain(..) {
                     let _ = w.send(());
                 }
@@ -373,6 +393,16 @@ impl Driver {
             Command::Close(timeout, done) => {
                 self.engine.set_flushing(true);
                 self.close = Some((Instant::now() + timeout, done));
+                self.abort_open_transaction();
+            }
+            Command::Txn(call, reply) => {
+                if self.close.is_some() {
+                    let _ = reply.send(Err(super::txn::TransactionError::Producer(
+                        ProducerError::Closed,
+                    )));
+                } else {
+                    self.on_txn_call(call, reply);
+                }
             }
         }
     }
@@ -393,7 +423,15 @@ impl Driver {
                 let sink = self.sinks.entry(broker).or_insert_with(|| {
                     BrokerSink::spawn(broker, self.pool.clone(), events.clone())
                 });
-                sink.send(req, &self.pool, events);
+                let txn = self.engine.transactional_id().map(|id| ProduceTxn {
+                    transactional_id: self
+                        .txn
+                        .transactional_id
+                        .clone()
+                        .unwrap_or_else(|| id.into()),
+                    versions: self.engine.produce_versions(),
+                });
+                sink.send(req, txn, &self.pool, events);
             }
             Action::FetchMetadata { topics } => {
                 tracing::debug!(topics = topics.len(), "refreshing metadata");
@@ -488,6 +526,7 @@ impl Driver {
                 self.engine.on_metadata_failed(now);
             }
             Event::Audit(topic, result) => self.on_audit(topic, result),
+            Event::Txn(reply) => self.on_txn_reply(reply),
             Event::DeadLetterDone => {
                 self.dead_letters_pending = self.dead_letters_pending.saturating_sub(1)
             }

@@ -20,6 +20,12 @@ mod compress;
 mod driver;
 mod report;
 mod sink;
+mod txn;
+
+pub use courier_core::producer::txn::{
+    ConsumerGroupMetadata, TxnError, TxnErrorClass, TxnErrorKind, TxnOffset, TxnState,
+};
+pub use txn::TransactionError;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +36,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use courier_core::producer::txn::{TransactionVersion, TxnConfig};
 use courier_core::producer::{EngineConfig, ProducerEngine, Record};
 use courier_core::Compression;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -363,8 +370,21 @@ impl Producer {
             }),
             None => None,
         };
+        let engine = match config.transactional_id() {
+            Some(id) => {
+                // Transaction version 1 (AddPartitionsToTxn, AddOffsetsToTxn) works with
+                // every broker that has transactions, Kafka 4 with transaction.version=2
+                // included; choosing version 2 (KIP-890) needs the cluster's finalized
+                // features, which the connection does not keep yet.
+                let mut txn = TxnConfig::new(id, TransactionVersion::V1);
+                txn.transaction_timeout = config.transaction_timeout();
+                txn.retry_backoff = config.retry_backoff();
+                ProducerEngine::transactional(engine_cfg, txn, seed)
+            }
+            None => ProducerEngine::new(engine_cfg, seed),
+        };
         let driver = Driver {
-            engine: ProducerEngine::new(engine_cfg, seed),
+            engine,
             pool: pool.clone(),
             memory: memory.clone(),
             sinks: HashMap::new(),
@@ -387,6 +407,7 @@ impl Producer {
             inline_compressor: None,
             dead_letters_pending: 0,
             fatal: fatal.clone(),
+            txn: txn::TxnDriver::new(config.transactional_id()),
             #[cfg(feature = "fault-injection")]
             fault: driver::InjectedFault::from_env(),
         };
@@ -681,6 +702,92 @@ impl Producer {
         Ok(())
     }
 
+    /// `initTransactions()`: registers the producer's `transactional.id` with its
+    /// transaction coordinator and gets the producer id and epoch for its transactions.
+    /// This fences any older producer with the same id (its next transactional call fails
+    /// with [`TxnErrorKind::ProducerFenced`]) and completes or aborts a transaction it
+    /// left open. Call it once, before the first [`begin_transaction`](Self::begin_transaction).
+    ///
+    /// Waits at most `max.block.ms`; a [`TransactionError::TimedOut`] means the
+    /// coordinator was not reached or is still busy, and calling it again resumes.
+    pub async fn init_transactions(&self) -> Result<(), TransactionError> {
+        self.txn_call(txn::TxnCall::Init).await
+    }
+
+    /// `beginTransaction()`: opens a transaction. Records sent from now until
+    /// [`commit_transaction`](Self::commit_transaction) or
+    /// [`abort_transaction`](Self::abort_transaction) belong to it; a record sent outside
+    /// a transaction fails with [`ProducerError::NotInTransaction`]. Nothing is sent to the
+    /// coordinator yet.
+    pub async fn begin_transaction(&self) -> Result<(), TransactionError> {
+        self.txn_call(txn::TxnCall::Begin).await
+    }
+
+    /// `sendOffsetsToTransaction()`: commits a consumer group's offsets with the
+    /// transaction, so that consuming, processing and producing happen exactly once
+    /// (KIP-98). `offsets` are the next offsets to consume (the last processed one plus
+    /// 1). `group` carries the consumer's generation and member id so that a consumer that
+    /// lost its partitions in a rebalance cannot commit (KIP-447;
+    /// [`ConsumerGroupMetadata::new`] sends the group id alone). The offsets become
+    /// visible only if the transaction commits.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: impl IntoIterator<Item = TxnOffset>,
+        group: ConsumerGroupMetadata,
+    ) -> Result<(), TransactionError> {
+        let offsets = offsets.into_iter().collect();
+        self.txn_call(txn::TxnCall::SendOffsets(group, offsets))
+            .await
+    }
+
+    /// `commitTransaction()`: sends the transaction's records without waiting for
+    /// `linger.ms`, waits until every one is acknowledged, then commits the transaction at
+    /// its coordinator, and returns once the commit is known to have happened. If a
+    /// record failed, the transaction cannot commit: the error is abortable
+    /// ([`TransactionError::is_abortable`]), and [`abort_transaction`](Self::abort_transaction)
+    /// comes next.
+    ///
+    /// Waits at most `max.block.ms`; after a [`TransactionError::TimedOut`] the commit
+    /// goes on, and calling this again waits for it (an abort is refused meanwhile, as in
+    /// Java: the commit may already have been decided).
+    pub async fn commit_transaction(&self) -> Result<(), TransactionError> {
+        self.txn_call(txn::TxnCall::Commit).await
+    }
+
+    /// `abortTransaction()`: drops the transaction's records that are not sent yet (they
+    /// fail with [`ProducerError::TransactionAborted`]), waits for those in flight, then
+    /// aborts the transaction at its coordinator: nothing of it is visible to
+    /// `read_committed` consumers, and its offsets are not committed. Records already
+    /// acknowledged keep their `Ok` reports (they are in the log, hidden by the abort
+    /// marker). After it, [`begin_transaction`](Self::begin_transaction) starts the next.
+    ///
+    /// Waits at most `max.block.ms`; after a [`TransactionError::TimedOut`], call it
+    /// again to wait for the abort.
+    pub async fn abort_transaction(&self) -> Result<(), TransactionError> {
+        self.txn_call(txn::TxnCall::Abort).await
+    }
+
+    async fn txn_call(&self, call: txn::TxnCall) -> Result<(), TransactionError> {
+        let operation = call.name();
+        let (tx, rx) = oneshot::channel();
+        if self.shared.commands.push(Command::Txn(call, tx)).is_err() {
+            self.driver_finished().await;
+            return Err(TransactionError::Producer(self.stopped()));
+        }
+        let max_block = self.shared.config.max_block();
+        match tokio::time::timeout(max_block, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => {
+                self.driver_finished().await;
+                Err(TransactionError::Producer(self.stopped()))
+            }
+            Err(_) => Err(TransactionError::TimedOut {
+                operation,
+                max_block,
+            }),
+        }
+    }
+
     /// Sends every queued record without waiting for `linger.ms` and waits until each
     /// has its delivery report (delivered or failed: the reports say which).
     ///
@@ -741,6 +848,9 @@ fn dead_letter_config(config: &ProducerConfig) -> ProducerConfig {
     c.retries = c.retries.max(1);
     c.max_in_flight_requests_per_connection = c.max_in_flight_requests_per_connection.clamp(1, 5);
     c.dlq_topic = None;
+    // Dead letters are written outside any transaction: a second producer with the same
+    // transactional.id would fence the first.
+    c.transactional_id = None;
     c.durability_check = DurabilityCheck::Off;
     c.client_id = format!("{}-dlq", c.client_id);
     c

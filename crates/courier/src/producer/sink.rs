@@ -12,6 +12,7 @@ use crate::error::ErrorCode;
 use crate::net::{self, ConnectionPool, NetError, ProduceRequestParts};
 
 use super::driver::Event;
+use super::txn::ProduceTxn;
 
 /// Where the driver hands one broker's Produce requests, in the order the engine issued
 /// them.
@@ -26,7 +27,7 @@ pub(super) struct BrokerSink {
     broker: i32,
     /// Requests handed to the slow path and not yet queued on a connection.
     backlog: Arc<std::sync::atomic::AtomicUsize>,
-    slow: mpsc::UnboundedSender<ProduceRequest>,
+    slow: mpsc::UnboundedSender<(ProduceRequest, Option<ProduceTxn>)>,
 }
 
 impl BrokerSink {
@@ -48,6 +49,7 @@ impl BrokerSink {
     pub(super) fn send(
         &self,
         req: ProduceRequest,
+        txn: Option<ProduceTxn>,
         pool: &ConnectionPool,
         events: &mpsc::UnboundedSender<Event>,
     ) {
@@ -56,13 +58,13 @@ impl BrokerSink {
         if self.backlog.load(Ordering::Acquire) == 0 {
             if let Some(conn) = pool.ready(self.broker) {
                 if let Some(permit) = conn.try_reserve() {
-                    produce_on(&conn, permit, req, events);
+                    produce_on(&conn, permit, req, txn.as_ref(), events);
                     return;
                 }
             }
         }
         self.backlog.fetch_add(1, Ordering::Relaxed);
-        if let Err(mpsc::error::SendError(req)) = self.slow.send(req) {
+        if let Err(mpsc::error::SendError((req, _))) = self.slow.send((req, txn)) {
             self.backlog.fetch_sub(1, Ordering::Relaxed);
             not_sent(events, req.id, self.broker, None);
         }
@@ -74,11 +76,11 @@ impl BrokerSink {
 pub(super) async fn slow_sink(
     broker: i32,
     pool: Arc<ConnectionPool>,
-    mut requests: mpsc::UnboundedReceiver<ProduceRequest>,
+    mut requests: mpsc::UnboundedReceiver<(ProduceRequest, Option<ProduceTxn>)>,
     events: mpsc::UnboundedSender<Event>,
     backlog: Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    while let Some(req) = requests.recv().await {
+    while let Some((req, txn)) = requests.recv().await {
         let id = req.id;
         match pool.get(broker).await {
             Err(e) => {
@@ -86,7 +88,7 @@ pub(super) async fn slow_sink(
                 not_sent(&events, id, broker, Some(e));
             }
             Ok(conn) => match conn.reserve().await {
-                Ok(permit) => produce_on(&conn, permit, req, &events),
+                Ok(permit) => produce_on(&conn, permit, req, txn.as_ref(), &events),
                 Err(e) => not_sent(&events, id, broker, Some(e)),
             },
         }
@@ -118,6 +120,7 @@ pub(super) fn produce_on(
     conn: &net::BrokerConnection,
     permit: net::InFlightPermit,
     req: ProduceRequest,
+    txn: Option<&ProduceTxn>,
     events: &mpsc::UnboundedSender<Event>,
 ) {
     let ProduceRequest {
@@ -160,15 +163,19 @@ pub(super) fn produce_on(
             None => topics.push((topic.to_string(), vec![(partition, Some(batch))])),
         }
     }
+    // A transactional producer's requests name its transactional.id (KIP-98) and stay
+    // within its transaction protocol's Produce versions (KIP-890: v12 and up add the
+    // partition to the transaction, so version 1 must stay at v11 or below).
+    let versions = txn.map_or(0..=i16::MAX, |t| t.versions.clone());
     let parts = ProduceRequestParts {
-        transactional_id: None,
+        transactional_id: txn.map(|t| t.transactional_id.to_string()),
         acks,
         timeout_ms,
         topics,
     };
     let events = events.clone();
     let written = std::time::Instant::now();
-    conn.produce_with(permit, parts, move |outcome| {
+    conn.produce_within(permit, parts, versions, move |outcome| {
         let latency = written.elapsed();
         let mut cause = None;
         let result = match outcome {
