@@ -266,7 +266,10 @@ fn check_metrics(
     assert_eq!(m.sent, sent - refused, "metrics: records sent");
     assert_eq!(m.delivered, delivered, "metrics: records delivered");
     assert_eq!(m.failed, failed, "metrics: records failed");
-    assert_eq!(m.delivery_latency.count, delivered, "metrics: latencies counted");
+    assert_eq!(
+        m.delivery_latency.count, delivered,
+        "metrics: latencies counted"
+    );
     assert_eq!(m.pending(), 0, "metrics: nothing pending after close");
     assert!(m.records_retried >= m.retries, "{m:?}");
     let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
