@@ -200,33 +200,30 @@ impl Failures {
     }
 }
 
-/// User plus system CPU time of this process so far (getrusage RUSAGE_SELF).
-pub fn cpu_time() -> Duration {
+/// This process's resource usage so far (getrusage RUSAGE_SELF); `None` if the call
+/// fails.
+fn rusage() -> Option<libc::rusage> {
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a complete `rusage` into the pointer it is given;
     // the struct is zero-initialised and only read after a 0 return.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
     // SAFETY: initialised by the successful call above.
-    let ru = unsafe { ru.assume_init() };
+    (rc == 0).then(|| unsafe { ru.assume_init() })
+}
+
+/// User plus system CPU time of this process so far.
+pub fn cpu_time() -> Duration {
+    let Some(ru) = rusage() else {
+        return Duration::ZERO;
+    };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// The most resident memory this process has had so far, in bytes (getrusage's
-/// `ru_maxrss`, which Linux gives in KiB); 0 if the call fails.
+/// The most resident memory this process has had so far, in bytes (`ru_maxrss`, which
+/// Linux gives in KiB); 0 if the call fails.
 pub fn peak_rss_bytes() -> u64 {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: as in `cpu_time`.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return 0;
-    }
-    // SAFETY: initialised by the successful call above.
-    let ru = unsafe { ru.assume_init() };
-    u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024
+    rusage().map_or(0, |ru| u64::try_from(ru.ru_maxrss).unwrap_or(0) * 1024)
 }
 
 /// A record's send time (microseconds since the run started, 40 bits: 12 days) and

@@ -309,31 +309,21 @@ impl DeliveryMetrics {
             h.count,
         );
         let name = "courier_request_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from writing a Produce request to its answer, per broker."
+        histogram_header(
+            &mut out,
+            name,
+            "Time from writing a Produce request to its answer, per broker.",
         );
-        let _ = writeln!(out, "# TYPE {name} histogram");
         for (broker, h) in &self.request_latency {
-            let mut cumulative = 0;
-            for (i, le) in bounds.iter().enumerate() {
-                cumulative += h.buckets.get(i).copied().unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{broker=\"{broker}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{broker=\"{broker}\",le=\"+Inf\"}} {}",
-                h.count
+            histogram_series(
+                &mut out,
+                name,
+                &format!("broker=\"{broker}\""),
+                &bounds,
+                &h.buckets,
+                &(h.sum_ms as f64 / 1000.0).to_string(),
+                h.count,
             );
-            let _ = writeln!(
-                out,
-                "{name}_sum{{broker=\"{broker}\"}} {}",
-                h.sum_ms as f64 / 1000.0
-            );
-            let _ = writeln!(out, "{name}_count{{broker=\"{broker}\"}} {}", h.count);
         }
         let bounds: Vec<String> = BATCH_SIZE_BUCKETS.iter().map(u64::to_string).collect();
         histogram(
@@ -349,8 +339,7 @@ impl DeliveryMetrics {
     }
 }
 
-/// Writes one histogram: cumulative buckets from per-bucket `counts`, `+Inf`, sum and
-/// count.
+/// Writes one unlabelled histogram: its HELP and TYPE lines, then its series.
 fn histogram(
     out: &mut String,
     name: &str,
@@ -360,16 +349,39 @@ fn histogram(
     sum: &str,
     count: u64,
 ) {
+    histogram_header(out, name, help);
+    histogram_series(out, name, "", bounds, counts, sum, count);
+}
+
+fn histogram_header(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
+}
+
+/// One series of a histogram, `labels` (e.g. `broker="1"`, or empty) on every line:
+/// cumulative buckets from per-bucket `counts`, `+Inf`, sum and count.
+fn histogram_series(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[String],
+    counts: &[u64],
+    sum: &str,
+    count: u64,
+) {
+    let (with_le, alone) = if labels.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (format!("{labels},"), format!("{{{labels}}}"))
+    };
     let mut cumulative = 0;
     for (i, le) in bounds.iter().enumerate() {
         cumulative += counts.get(i).copied().unwrap_or(0);
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_bucket{{{with_le}le=\"{le}\"}} {cumulative}");
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(out, "{name}_sum {sum}");
-    let _ = writeln!(out, "{name}_count {count}");
+    let _ = writeln!(out, "{name}_bucket{{{with_le}le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum{alone} {sum}");
+    let _ = writeln!(out, "{name}_count{alone} {count}");
 }
 
 /// Whether a metric only grows or goes up and down.
