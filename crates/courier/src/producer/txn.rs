@@ -576,7 +576,8 @@ impl Driver {
                 finalized_features_epoch = features.epoch,
                 produce_max,
                 end_txn_max,
-                "transaction protocol {chosen:?} (KIP-890) {applies}: {why}"
+                "transaction protocol version {} (KIP-890) {applies}: {why}",
+                version_to_u8(chosen)
             );
             self.txn.chosen = Some(chosen);
         }
