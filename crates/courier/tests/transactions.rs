@@ -555,6 +555,11 @@ fn a_call_that_cannot_complete_times_out_at_max_block_ms_and_is_retriable() {
         }
         let err = p.begin_transaction().await.unwrap_err();
         assert_eq!(err.java_name(), "IllegalStateException", "{err}");
+        assert_eq!(
+            p.transaction_version(),
+            None,
+            "no version without a producer id"
+        );
         let _ = p.close(Duration::from_millis(100)).await;
 
         let plain = Producer::new(
@@ -570,6 +575,7 @@ fn a_call_that_cannot_complete_times_out_at_max_block_ms_and_is_retriable() {
             "{err}"
         );
         assert!(err.to_string().contains("transactional.id"), "{err}");
+        assert_eq!(plain.transaction_version(), None);
         let _ = plain.close(Duration::from_millis(100)).await;
     });
 }
