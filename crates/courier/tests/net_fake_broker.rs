@@ -263,6 +263,38 @@ async fn finalized_features_are_kept_and_count_only_with_an_epoch() {
     assert_eq!(conn.finalized_features().transaction_version(), None);
 }
 
+/// The pool keeps the finalized features with the highest epoch any connection
+/// reported, as Java's `ApiVersions.update` does: a broker that lags behind a change
+/// (a lower epoch) does not make the view go back.
+#[tokio::test]
+async fn the_pool_keeps_the_newest_finalized_features_by_epoch() {
+    let newer = fake_broker(|mut s| async move {
+        handshake_with_features(&mut s, modern_apis(), 10, &[("transaction.version", 2)]).await
+    })
+    .await;
+    let older = fake_broker(|mut s| async move {
+        let mut apis = modern_apis();
+        apis[0] = api(ApiKey::Produce, 3, 9);
+        handshake_with_features(&mut s, apis, 5, &[("transaction.version", 1)]).await
+    })
+    .await;
+    let pool = ConnectionPool::new(
+        &format!("{newer},{older}"),
+        opts(),
+        ReconnectBackoff::default(),
+    );
+    assert_eq!(pool.finalized_features().epoch, -1, "nothing known yet");
+    assert_eq!(pool.lowest_max_version(ApiKey::Produce), None);
+    let a = pool.get_bootstrap().await.unwrap();
+    let b = pool.get_bootstrap().await.unwrap();
+    assert_ne!(a.addr(), b.addr());
+    let f = pool.finalized_features();
+    assert_eq!((f.epoch, f.transaction_version()), (10, Some(2)));
+    // What a request to any open connection can count on: the older broker's Produce.
+    assert_eq!(pool.lowest_max_version(ApiKey::Produce), Some(9));
+    assert_eq!(pool.lowest_max_version(ApiKey::EndTxn), Some(-1));
+}
+
 /// A broker that lists one finalized feature twice (which level holds?) fails the
 /// connection with a protocol error, never a guess or a panic.
 #[tokio::test]
