@@ -1334,6 +1334,42 @@ fn a_new_transaction_version_applies_from_the_next_transaction() {
 }
 
 #[test]
+fn the_upgrades_epoch_bump_is_retried_with_the_same_epoch_when_its_reply_is_lost() {
+    let mut h = Harness::in_transaction(TransactionVersion::V1);
+    h.m.set_transaction_version(TransactionVersion::V2);
+    h.send("a", 0);
+    h.answer_add_partitions();
+    h.m.commit_transaction().unwrap();
+    h.expect_end_txn();
+    h.m.on_end_txn(&end_reply(ErrorCode::NONE, -1, -1), h.now);
+    assert!(matches!(
+        h.request().request,
+        TxnRequest::InitProducerId { .. }
+    ));
+    h.m.on_request_failed(h.now);
+    h.advance(Duration::from_secs(1));
+    // The coordinator may have moved: found again, then the same bump (Kafka takes a
+    // retried InitProducerId with the old epoch as a retry, KIP-360).
+    h.answer_find_coordinator(1);
+    let TxnRequest::InitProducerId {
+        producer_id,
+        producer_epoch,
+        ..
+    } = h.request().request
+    else {
+        panic!("expected the epoch bump again")
+    };
+    assert_eq!((producer_id, producer_epoch), (1000, 5));
+    assert_eq!(h.m.transaction_version(), TransactionVersion::V1);
+    h.m.on_init_producer_id(&init_reply(ErrorCode::NONE, 1000, 6), h.now);
+    assert!(h
+        .events()
+        .contains(&TxnEvent::Completed(TxnOperation::Commit)));
+    assert_eq!(h.m.transaction_version(), TransactionVersion::V2);
+    assert_eq!(h.m.producer_id(), Some((1000, 6)));
+}
+
+#[test]
 fn an_upgrade_set_between_transactions_waits_for_the_end_of_the_next() {
     let mut h = Harness::ready(TransactionVersion::V1);
     h.m.set_transaction_version(TransactionVersion::V2);
