@@ -222,6 +222,19 @@ fn tagged_field_sections() {
         &err_text::<ApiVersionsResponse>(&b, 3),
         &["supported_features: array of 15 entries cannot fit in the 2 bytes left"],
     );
+    // Tag 2, the finalized features the producer picks its transaction version from,
+    // likewise; and one whose name's length runs past its entry.
+    let b = [0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 0x10, 0, 0];
+    assert_names(
+        &err_text::<ApiVersionsResponse>(&b, 3),
+        &["finalized_features: array of 15 entries cannot fit in the 2 bytes left"],
+    );
+    let b = [0, 0, 1, 0, 0, 0, 0, 1, 2, 7, 2, 0x7f, 0, 0, 0, 0, 0];
+    let text = err_text::<ApiVersionsResponse>(&b, 3);
+    assert!(
+        text.contains("finalized_features") && text.contains("name"),
+        "{text}"
+    );
     // Produce v10: a partition's current leader (tag 0) with a bad nested section.
     let mut b = vec![2, 2, b't', 2];
     b.extend_from_slice(&[0; 4 + 2 + 8 + 8 + 8]);

@@ -400,8 +400,11 @@
 //! (`ProducerFencedException`, ...). A record sent outside a transaction fails with
 //! [`ProducerError::NotInTransaction`]; one dropped by an abort with
 //! [`ProducerError::TransactionAborted`]. Closing the producer aborts an open
-//! transaction. This version speaks transaction protocol version 1 (AddPartitionsToTxn;
-//! every Kafka since 0.11, Kafka 4 included); see docs/TRANSACTIONS.md.
+//! transaction. The producer speaks transaction protocol version 2 (KIP-890: the
+//! partition leaders verify each transaction, the epoch goes up at every commit) where
+//! the cluster finalizes `transaction.version` 2 (Kafka 4.0+ as it comes), and version 1
+//! (AddPartitionsToTxn) elsewhere, as the Java client chooses;
+//! [`Producer::transaction_version`] says which. See docs/TRANSACTIONS.md.
 //!
 //! # Errors
 //!
@@ -503,5 +506,5 @@ pub use metrics::{
 };
 pub use producer::{
     ConsumerGroupMetadata, DeliveryFuture, DeliveryHandler, DeliveryResult, IntoTopic, Producer,
-    ProducerRecord, RecordMetadata, TransactionError, TxnOffset,
+    ProducerRecord, RecordMetadata, TransactionError, TransactionVersion, TxnOffset,
 };

@@ -12,7 +12,7 @@ use courier::net::{
     fetch_metadata, BrokerConnection, CloseReason, ConnectOptions, ConnectionPool, NetError,
     ProduceRequestParts, ReconnectBackoff,
 };
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
@@ -206,6 +206,116 @@ async fn api_versions_unsupported_version_falls_back_to_the_version_the_broker_n
     assert_eq!(conn.version(ApiKey::Metadata).unwrap(), 9);
     assert_eq!(conn.version(ApiKey::ApiVersions).unwrap(), 2);
     assert!(conn.version(ApiKey::InitProducerId).is_err());
+}
+
+/// Answers the ApiVersions v3 handshake with `apis` and these finalized features
+/// (name, level) at `epoch`.
+async fn handshake_with_features(
+    s: &mut TcpStream,
+    apis: Vec<ApiVersion>,
+    epoch: i64,
+    features: &[(&'static str, i16)],
+) {
+    let req = read_request(s).await.expect("ApiVersions request");
+    assert_eq!((req.key, req.version), (ApiKey::ApiVersions as i16, 3));
+    let resp = ApiVersionsResponse::default()
+        .with_api_keys(apis)
+        .with_finalized_features_epoch(epoch)
+        .with_finalized_features(
+            features
+                .iter()
+                .map(|&(name, level)| {
+                    FinalizedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_max_version_level(level)
+                        .with_min_version_level(level)
+                })
+                .collect(),
+        );
+    write_response(
+        s,
+        ApiKey::ApiVersions,
+        3,
+        req.correlation_id,
+        &encode(&resp, 3),
+    )
+    .await;
+    let _ = read_request(s).await; // keep the socket open until the client hangs up
+}
+
+/// The finalized features of ApiVersions v3 (KIP-584) are kept with the connection; the
+/// transaction version the producer picks comes from them.
+#[tokio::test]
+async fn finalized_features_are_kept_and_count_only_with_an_epoch() {
+    let addr = fake_broker(|mut s| async move {
+        handshake_with_features(&mut s, modern_apis(), 42, &[("transaction.version", 2)]).await
+    })
+    .await;
+    let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
+    assert_eq!(conn.finalized_features().epoch, 42);
+    assert_eq!(conn.finalized_features().transaction_version(), Some(2));
+    // Epoch -1: the schema says the list is not valid.
+    let addr = fake_broker(|mut s| async move {
+        handshake_with_features(&mut s, modern_apis(), -1, &[("transaction.version", 2)]).await
+    })
+    .await;
+    let conn = BrokerConnection::connect(&addr, &opts()).await.unwrap();
+    assert_eq!(conn.finalized_features().transaction_version(), None);
+}
+
+/// The pool keeps the finalized features with the highest epoch any connection
+/// reported, as Java's `ApiVersions.update` does: a broker that lags behind a change
+/// (a lower epoch) does not make the view go back.
+#[tokio::test]
+async fn the_pool_keeps_the_newest_finalized_features_by_epoch() {
+    let newer = fake_broker(|mut s| async move {
+        handshake_with_features(&mut s, modern_apis(), 10, &[("transaction.version", 2)]).await
+    })
+    .await;
+    let older = fake_broker(|mut s| async move {
+        let mut apis = modern_apis();
+        apis[0] = api(ApiKey::Produce, 3, 9);
+        handshake_with_features(&mut s, apis, 5, &[("transaction.version", 1)]).await
+    })
+    .await;
+    let pool = ConnectionPool::new(
+        &format!("{newer},{older}"),
+        opts(),
+        ReconnectBackoff::default(),
+    );
+    assert_eq!(pool.finalized_features().epoch, -1, "nothing known yet");
+    assert_eq!(pool.lowest_max_version(ApiKey::Produce), None);
+    let a = pool.get_bootstrap().await.unwrap();
+    let b = pool.get_bootstrap().await.unwrap();
+    assert_ne!(a.addr(), b.addr());
+    let f = pool.finalized_features();
+    assert_eq!((f.epoch, f.transaction_version()), (10, Some(2)));
+    // What a request to any open connection can count on: the older broker's Produce.
+    assert_eq!(pool.lowest_max_version(ApiKey::Produce), Some(9));
+    assert_eq!(pool.lowest_max_version(ApiKey::EndTxn), Some(-1));
+}
+
+/// A broker that lists one finalized feature twice (which level holds?) fails the
+/// connection with a protocol error, never a guess or a panic.
+#[tokio::test]
+async fn a_finalized_feature_listed_twice_is_a_protocol_error() {
+    let addr = fake_broker(|mut s| async move {
+        handshake_with_features(
+            &mut s,
+            modern_apis(),
+            7,
+            &[("transaction.version", 2), ("transaction.version", 0)],
+        )
+        .await
+    })
+    .await;
+    let e = BrokerConnection::connect(&addr, &opts()).await.unwrap_err();
+    assert!(matches!(e, NetError::Decode { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("finalized feature \"transaction.version\" is listed twice"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

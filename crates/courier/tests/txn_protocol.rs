@@ -42,9 +42,15 @@ async fn until_settled<T, Fut: Future<Output = (i16, T)>>(
 fn txn_batch(pid: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
     let mut b = RecordBatchBuilder::new();
     b.set_transactional(true);
+    // Now, not a fixed past instant: a record older than retention.ms (7 days) is
+    // deleted by the broker's first retention check, 30 s after it starts, which is
+    // when these tests read the log back.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     for v in values {
-        b.append(1_700_000_000_000, None, Some(v.as_bytes()), &[])
-            .unwrap();
+        b.append(now_ms, None, Some(v.as_bytes()), &[]).unwrap();
     }
     b.seal(
         ProducerFields {

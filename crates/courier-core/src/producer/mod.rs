@@ -895,7 +895,8 @@ impl<T> ProducerEngine<T> {
         }
     }
 
-    /// Switches the transaction protocol from the next transaction on (see
+    /// Switches the transaction protocol from the next transaction on; an upgrade from
+    /// version 1 to 2 bumps the epoch at the end of a transaction first (see
     /// [`TransactionMachine::set_transaction_version`]). No effect without transactions.
     pub fn set_transaction_version(&mut self, version: TransactionVersion) {
         if let Some(t) = &mut self.txn {

@@ -875,16 +875,35 @@ impl TransactionMachine {
         self.pending
     }
 
-    /// Switches the protocol version from the next `begin_transaction` on, as the
-    /// cluster's finalized `transaction.version` changes (Java re-reads it as each
-    /// transaction starts). The transaction in progress keeps its version.
+    /// Switches the protocol version from the next transaction on, as the cluster's
+    /// finalized `transaction.version` changes. The transaction in progress keeps its
+    /// version.
+    ///
+    /// An upgrade from version 1 to 2 once the producer has an id waits for the end of
+    /// a transaction and bumps the epoch there, with InitProducerId(id, epoch) before
+    /// the commit or abort completes, as Java's `TransactionManager` does
+    /// (`clientSideEpochBumpRequired`, KAFKA-18227): version 1 keeps one epoch for every
+    /// transaction, so without the bump a late Produce of the last version 1 transaction
+    /// would carry the first version 2 transaction's epoch and could be written into it.
+    /// Set in `Ready`, such an upgrade therefore applies from the transaction after the
+    /// next one; a downgrade (version 2 bumps the epoch at every EndTxn anyway), or any
+    /// change before the first InitProducerId, applies at once.
     pub fn set_transaction_version(&mut self, version: TransactionVersion) {
-        if self.state == TxnState::Ready || self.state == TxnState::Uninitialized {
+        let idle = self.state == TxnState::Ready || self.state == TxnState::Uninitialized;
+        if idle && !self.upgrade_needs_bump(version) {
             self.version = version;
             self.next_version = None;
         } else {
             self.next_version = Some(version);
         }
+    }
+
+    /// Whether switching to `version` is version 1 to 2 with a producer id whose epoch
+    /// version 1 transactions have used (see [`Self::set_transaction_version`]).
+    fn upgrade_needs_bump(&self, version: TransactionVersion) -> bool {
+        self.version == TransactionVersion::V1
+            && version == TransactionVersion::V2
+            && self.producer_id >= 0
     }
 
     /// The next event, if any.
@@ -923,8 +942,10 @@ impl TransactionMachine {
         if self.state != TxnState::Ready || self.pending.is_some() {
             return Err(self.refuse(TxnCallKind::Begin));
         }
-        if let Some(v) = self.next_version.take() {
+        // An upgrade that needs an epoch bump stays pending until this transaction ends.
+        if let Some(v) = self.next_version.filter(|&v| !self.upgrade_needs_bump(v)) {
             self.version = v;
+            self.next_version = None;
         }
         self.state = TxnState::InTransaction;
         Ok(())
@@ -1034,6 +1055,8 @@ impl TransactionMachine {
                 Ok(())
             }
             TxnState::Committing => Ok(()),
+            // Committed; the epoch bump before a version upgrade is under way.
+            TxnState::Initializing if self.pending == Some(TxnOperation::Commit) => Ok(()),
             _ => Err(self.refuse(TxnCallKind::Commit)),
         }
     }
@@ -1681,12 +1704,18 @@ impl TransactionMachine {
         self.offsets = None;
         self.started = false;
         self.end_txn_unanswered = false;
-        if self.state == TxnState::Aborting
+        let kip_360 = self.state == TxnState::Aborting
             && self.epoch_bump_required
-            && self.version == TransactionVersion::V1
-        {
+            && self.version == TransactionVersion::V1;
+        let upgrade = self
+            .next_version
+            .is_some_and(|v| self.upgrade_needs_bump(v));
+        if kip_360 || upgrade {
             // KIP-360: bump the epoch with InitProducerId(current id, epoch) so the
-            // partitions' sequences can restart at 0; the abort completes after it.
+            // partitions' sequences can restart at 0; the abort completes after it. The
+            // same bump precedes the first version 2 transaction after version 1 ones
+            // (`set_transaction_version`), then the commit or abort completes. One bump
+            // serves both.
             self.state = TxnState::Initializing;
             return;
         }

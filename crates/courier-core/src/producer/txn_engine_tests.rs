@@ -695,6 +695,16 @@ fn the_transaction_version_changes_only_between_transactions() {
         })
     ));
     h.answer_end(-1, -1);
+    // The upgrade from version 1 bumps the epoch first (KAFKA-18227).
+    assert!(matches!(
+        h.request(),
+        Some(TxnRequest::InitProducerId {
+            producer_id: 42,
+            producer_epoch: 0,
+            ..
+        })
+    ));
+    h.answer_init(42, 1);
     assert_eq!(h.state(), TxnState::Ready);
     h.e.begin_transaction().unwrap();
     assert_eq!(h.e.produce_versions(), 12..=i16::MAX);

@@ -61,7 +61,7 @@ use super::authenticate::{
 use super::codec::{self, ProduceRequestParts, Segments};
 use super::stream::{BrokerStream, ReadHalf, WriteHalf};
 use super::tls::TlsConnector;
-use super::versions::{api_name, ApiVersionTable, API_VERSIONS_FIRST};
+use super::versions::{api_name, ApiVersionTable, FinalizedFeatures, API_VERSIONS_FIRST};
 use super::{CloseReason, NetCounters, NetError};
 use crate::config::ProducerConfig;
 
@@ -457,6 +457,9 @@ impl BrokerConnection {
                     metadata = ?versions.range(ApiKey::Metadata).ok(),
                     init_producer_id = ?versions.range(ApiKey::InitProducerId).ok(),
                     api_versions = ?versions.range(ApiKey::ApiVersions).ok(),
+                    end_txn = ?versions.range(ApiKey::EndTxn).ok(),
+                    finalized_features_epoch = versions.finalized_features().epoch,
+                    transaction_version = ?versions.finalized_features().transaction_version(),
                     "negotiated API versions (ApiVersions)"
                 );
                 let _ = conn.versions.set(versions);
@@ -603,7 +606,6 @@ impl BrokerConnection {
                 .and_then(|(_, b)| wire::ApiVersionsResponse::decode_negotiating(b, version))
                 .map_err(|e| self.protocol_error("ApiVersions", version, e))?;
             if resp.error_code == UNSUPPORTED_VERSION && version > 0 {
-                let _ = answered;
                 let broker_max = resp
                     .api_keys
                     .iter()
@@ -624,7 +626,9 @@ impl BrokerConnection {
                     error_code: resp.error_code,
                 });
             }
-            return ApiVersionTable::from_wire(&resp);
+            let finalized = FinalizedFeatures::from_wire(&resp)
+                .map_err(|message| invalid_reply(&self.shared, "ApiVersions", answered, message))?;
+            return ApiVersionTable::from_wire(&resp, finalized);
         }
     }
 
@@ -657,6 +661,13 @@ impl BrokerConnection {
     /// The highest version of `key` both sides support.
     pub fn version(&self, key: ApiKey) -> Result<i16, NetError> {
         self.versions().version(key)
+    }
+
+    /// The cluster's finalized features as this broker reported them when the
+    /// connection opened (ApiVersions v3+; [`FinalizedFeatures::NONE`] before the
+    /// handshake or from a broker that reports none).
+    pub fn finalized_features(&self) -> &FinalizedFeatures {
+        self.versions().finalized_features()
     }
 
     /// Requests submitted and not yet answered (or written, for `acks=0`), plus reserved
@@ -1086,6 +1097,16 @@ fn protocol_error(
     tracing::warn!(broker = %shared.addr, api, version, "unreadable reply: {message}");
     shared.close(CloseReason::Protocol(format!(
         "unreadable {api} v{version} reply: {message}"
+    )));
+    decode_error(&shared.addr, api, version, message)
+}
+
+/// A reply that decoded but says something the protocol does not allow: the same as an
+/// unreadable one for the connection (closed, counted as a protocol error).
+fn invalid_reply(shared: &Shared, api: &'static str, version: i16, message: String) -> NetError {
+    tracing::warn!(broker = %shared.addr, api, version, "invalid reply: {message}");
+    shared.close(CloseReason::Protocol(format!(
+        "invalid {api} v{version} reply: {message}"
     )));
     decode_error(&shared.addr, api, version, message)
 }

@@ -43,4 +43,7 @@ pub use metadata::{
 };
 pub use pool::{BrokerKey, ConnectionPool, NetCounters, ReconnectBackoff};
 pub use tls::{TlsConnector, TlsFailure};
-pub use versions::{api_name, ApiVersionTable, SupportedApi, SUPPORTED_APIS};
+pub use versions::{
+    api_name, ApiVersionTable, FinalizedFeatures, SupportedApi, SUPPORTED_APIS,
+    TRANSACTION_VERSION_FEATURE,
+};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::metadata::ClusterMetadata;
-use super::{BrokerConnection, CloseReason, ConnectOptions, NetError};
+use super::{BrokerConnection, CloseReason, ConnectOptions, FinalizedFeatures, NetError};
 use crate::config::ProducerConfig;
 
 /// `reconnect.backoff.ms` / `reconnect.backoff.max.ms`: how long to wait before connecting
@@ -129,6 +129,8 @@ pub struct ConnectionPool {
     /// A connection (with its TLS session and authentication) succeeded once: the security
     /// settings work, so a broker hanging up in a TLS handshake is the broker, not them.
     ever_connected: std::sync::atomic::AtomicBool,
+    /// The finalized features with the highest epoch any connection reported.
+    finalized: Mutex<FinalizedFeatures>,
 }
 
 /// What happened to the pool's connections so far: opened, failed to open, and why they
@@ -222,6 +224,48 @@ impl ConnectionPool {
             jitter: Mutex::new(Jitter::from_time()),
             counters: Arc::default(),
             ever_connected: std::sync::atomic::AtomicBool::new(false),
+            finalized: Mutex::new(FinalizedFeatures::NONE),
+        }
+    }
+
+    /// The newest view of the cluster's finalized features (KIP-584): of the reports of
+    /// every connection this pool opened, live or not, the one with the highest epoch.
+    /// The Java client keeps the same (`ApiVersions.update`): the features are
+    /// cluster-wide, a broker that has not caught up with a change reports an older
+    /// epoch, and keeping the highest means one lagging broker cannot make the view
+    /// jump back. A broker reports them only in the ApiVersions of a new connection, so
+    /// a change reaches the pool with the next connection opened after it (for example
+    /// once an idle one closes after `connections.max.idle.ms`).
+    pub fn finalized_features(&self) -> FinalizedFeatures {
+        lock(&self.finalized).clone()
+    }
+
+    /// The lowest of the open connections' highest usable versions of `key` (-1 for a
+    /// connection with none): what a request that may go to any of those brokers can
+    /// count on. `None` when no connection is open (or every one is busy connecting).
+    pub fn lowest_max_version(&self, key: kafka_protocol::messages::ApiKey) -> Option<i16> {
+        let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();
+        slots
+            .iter()
+            .filter_map(|s| s.state.try_lock().ok().and_then(|st| st.conn.clone()))
+            .filter(|c| !c.is_closed())
+            .map(|c| c.version(key).unwrap_or(-1))
+            .min()
+    }
+
+    fn note_finalized_features(&self, conn: &BrokerConnection) {
+        let reported = conn.finalized_features();
+        let mut latest = lock(&self.finalized);
+        if reported.epoch > latest.epoch {
+            if reported.transaction_version() != latest.transaction_version() {
+                tracing::debug!(
+                    broker = %conn.addr(),
+                    epoch = reported.epoch,
+                    transaction_version = ?reported.transaction_version(),
+                    "finalized transaction.version in the cluster's newest features"
+                );
+            }
+            *latest = reported.clone();
         }
     }
 
@@ -397,6 +441,7 @@ impl ConnectionPool {
                         "connected to broker {} again", st.addr
                     );
                 }
+                self.note_finalized_features(&conn);
                 let conn = Arc::new(conn);
                 st.failures = 0;
                 st.not_before = None;

@@ -139,14 +139,86 @@ pub fn api_name(key: ApiKey) -> &'static str {
     }
 }
 
+/// The name of the feature that selects the transaction protocol (KIP-890, KIP-1022).
+pub const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+
+/// The cluster-wide finalized features (KIP-584) as one broker reported them in its
+/// ApiVersions v3+ reply, with the epoch that orders such reports: every change of a
+/// feature level is a newer epoch (KRaft uses the metadata log offset), so of two
+/// reports the one with the higher epoch is the newer view of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalizedFeatures {
+    /// The finalized features epoch; -1 when the broker reported none (ApiVersions
+    /// before v3, Kafka before 2.7, Redpanda), and then [`level`](Self::level) knows no
+    /// feature.
+    pub epoch: i64,
+    /// Feature name to finalized max version level.
+    levels: BTreeMap<String, i16>,
+}
+
+impl Default for FinalizedFeatures {
+    fn default() -> Self {
+        FinalizedFeatures::NONE
+    }
+}
+
+impl FinalizedFeatures {
+    /// No finalized features known (epoch -1).
+    pub const NONE: FinalizedFeatures = FinalizedFeatures {
+        epoch: -1,
+        levels: BTreeMap::new(),
+    };
+
+    /// Reads them from an ApiVersions reply. The decoder has bounded the counts and
+    /// lengths already; this refuses what it cannot: a feature listed twice (which level
+    /// holds?) and a negative level (levels are 0 or more, KIP-584), so a broker that
+    /// sends them gets a protocol error rather than a guess. The features count only
+    /// with an epoch of 0 or more: the schema says the list is valid only then.
+    pub fn from_wire(resp: &courier_core::wire::ApiVersionsResponse) -> Result<Self, String> {
+        if resp.finalized_features_epoch < 0 {
+            return Ok(FinalizedFeatures::NONE);
+        }
+        let mut levels = BTreeMap::new();
+        for f in &resp.finalized_features {
+            if f.max_version_level < 0 {
+                return Err(format!(
+                    "finalized feature {:?} has the negative max_version_level {}",
+                    f.name, f.max_version_level
+                ));
+            }
+            if levels.insert(f.name.clone(), f.max_version_level).is_some() {
+                return Err(format!("finalized feature {:?} is listed twice", f.name));
+            }
+        }
+        Ok(FinalizedFeatures {
+            epoch: resp.finalized_features_epoch,
+            levels,
+        })
+    }
+
+    /// The finalized level of feature `name`, if the broker reported it.
+    pub fn level(&self, name: &str) -> Option<i16> {
+        self.levels.get(name).copied()
+    }
+
+    /// The finalized `transaction.version`: 2 or more lets a producer use transaction
+    /// version 2 (KIP-890); `None` on brokers without the feature (Kafka before 4.0,
+    /// Redpanda).
+    pub fn transaction_version(&self) -> Option<i16> {
+        self.level(TRANSACTION_VERSION_FEATURE)
+    }
+}
+
 /// Versions one broker connection may use, from the broker's ApiVersions response
-/// intersected with [`SUPPORTED_APIS`].
+/// intersected with [`SUPPORTED_APIS`], and the finalized features it reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiVersionTable {
     /// What the broker offered, per API key: (min, max).
     broker: BTreeMap<i16, (i16, i16)>,
     /// Per API courier uses: the usable range, or `None` when there is no common version.
     usable: BTreeMap<i16, Option<(i16, i16)>>,
+    /// The cluster's finalized features in this broker's view (ApiVersions v3+).
+    finalized: FinalizedFeatures,
 }
 
 impl ApiVersionTable {
@@ -154,6 +226,7 @@ impl ApiVersionTable {
     pub const EMPTY: ApiVersionTable = ApiVersionTable {
         broker: BTreeMap::new(),
         usable: BTreeMap::new(),
+        finalized: FinalizedFeatures::NONE,
     };
 
     /// Intersects what the broker offered with `ours`. Fails if a required API has no
@@ -181,17 +254,33 @@ impl ApiVersionTable {
             }
             usable.insert(api.key as i16, common);
         }
-        Ok(ApiVersionTable { broker, usable })
+        Ok(ApiVersionTable {
+            broker,
+            usable,
+            finalized: FinalizedFeatures::NONE,
+        })
     }
 
-    /// Builds the table from an ApiVersions response.
-    pub fn from_wire(resp: &courier_core::wire::ApiVersionsResponse) -> Result<Self, NetError> {
-        Self::negotiate(
+    /// Builds the table from an ApiVersions response and the finalized features read
+    /// from it ([`FinalizedFeatures::from_wire`], which the caller checks first so that
+    /// a bad list is a protocol error of the connection).
+    pub fn from_wire(
+        resp: &courier_core::wire::ApiVersionsResponse,
+        finalized: FinalizedFeatures,
+    ) -> Result<Self, NetError> {
+        let mut table = Self::negotiate(
             resp.api_keys
                 .iter()
                 .map(|k| (k.api_key, k.min_version, k.max_version)),
             SUPPORTED_APIS,
-        )
+        )?;
+        table.finalized = finalized;
+        Ok(table)
+    }
+
+    /// The cluster's finalized features as this broker reported them.
+    pub fn finalized_features(&self) -> &FinalizedFeatures {
+        &self.finalized
     }
 
     /// The highest version of `key` both sides support.
@@ -279,6 +368,50 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "broker supports Produce v0..2 only; courier needs v3+ (Kafka 0.11+)"
+        );
+    }
+
+    fn reply(epoch: i64, features: &[(&str, i16)]) -> courier_core::wire::ApiVersionsResponse {
+        courier_core::wire::ApiVersionsResponse {
+            error_code: 0,
+            api_keys: Vec::new(),
+            throttle_time_ms: 0,
+            supported_features: Vec::new(),
+            finalized_features_epoch: epoch,
+            finalized_features: features
+                .iter()
+                .map(|&(name, level)| courier_core::wire::FinalizedFeatureKey {
+                    name: name.to_owned(),
+                    max_version_level: level,
+                    min_version_level: level,
+                })
+                .collect(),
+            zk_migration_ready: false,
+        }
+    }
+
+    #[test]
+    fn finalized_features_count_only_with_an_epoch() {
+        let f = FinalizedFeatures::from_wire(&reply(78, &[("transaction.version", 2)])).unwrap();
+        assert_eq!((f.epoch, f.transaction_version()), (78, Some(2)));
+        assert_eq!(f.level("metadata.version"), None);
+        // Epoch -1: the list is not valid (the schema's rule), whatever it holds.
+        let f = FinalizedFeatures::from_wire(&reply(-1, &[("transaction.version", 2)])).unwrap();
+        assert_eq!(f, FinalizedFeatures::NONE);
+        assert_eq!(f.transaction_version(), None);
+    }
+
+    #[test]
+    fn a_feature_listed_twice_or_a_negative_level_is_refused() {
+        let twice = reply(5, &[("transaction.version", 1), ("transaction.version", 2)]);
+        assert_eq!(
+            FinalizedFeatures::from_wire(&twice).unwrap_err(),
+            "finalized feature \"transaction.version\" is listed twice"
+        );
+        let negative = reply(5, &[("transaction.version", -2)]);
+        assert_eq!(
+            FinalizedFeatures::from_wire(&negative).unwrap_err(),
+            "finalized feature \"transaction.version\" has the negative max_version_level -2"
         );
     }
 

@@ -23,20 +23,21 @@ mod sink;
 mod txn;
 
 pub use courier_core::producer::txn::{
-    ConsumerGroupMetadata, TxnError, TxnErrorClass, TxnErrorKind, TxnOffset, TxnState,
+    ConsumerGroupMetadata, TransactionVersion, TxnError, TxnErrorClass, TxnErrorKind, TxnOffset,
+    TxnState,
 };
 pub use txn::TransactionError;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use courier_core::producer::txn::{TransactionVersion, TxnConfig};
+use courier_core::producer::txn::TxnConfig;
 use courier_core::producer::{EngineConfig, ProducerEngine, Record};
 use courier_core::Compression;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -240,6 +241,8 @@ struct Shared {
     finished: watch::Receiver<bool>,
     pool: Arc<ConnectionPool>,
     counters: Arc<Counters>,
+    /// The transaction version the driver's machine runs (0: none yet).
+    txn_version: Arc<AtomicU8>,
 }
 
 impl Drop for Shared {
@@ -361,6 +364,7 @@ impl Producer {
             "producer starting"
         );
         let counters = Arc::new(Counters::default());
+        let txn_version = Arc::new(AtomicU8::new(0));
         let fatal = Arc::new(OnceLock::new());
         let dlq = match config.dlq_topic() {
             Some(topic) => Some(DeadLetterQueue {
@@ -372,10 +376,8 @@ impl Producer {
         };
         let engine = match config.transactional_id() {
             Some(id) => {
-                // Transaction version 1 (AddPartitionsToTxn, AddOffsetsToTxn) works with
-                // every broker that has transactions, Kafka 4 with transaction.version=2
-                // included; choosing version 2 (KIP-890) needs the cluster's finalized
-                // features, which the connection does not keep yet.
+                // Version 1 until init_transactions has read the cluster's finalized
+                // transaction.version (the driver's `choose_transaction_version`).
                 let mut txn = TxnConfig::new(id, TransactionVersion::V1);
                 txn.transaction_timeout = config.transaction_timeout();
                 txn.retry_backoff = config.retry_backoff();
@@ -407,7 +409,7 @@ impl Producer {
             inline_compressor: None,
             dead_letters_pending: 0,
             fatal: fatal.clone(),
-            txn: txn::TxnDriver::new(config.transactional_id()),
+            txn: txn::TxnDriver::new(config.transactional_id(), txn_version.clone()),
             #[cfg(feature = "fault-injection")]
             fault: driver::InjectedFault::from_env(),
         };
@@ -427,6 +429,7 @@ impl Producer {
                 finished,
                 pool,
                 counters,
+                txn_version,
             }),
         })
     }
@@ -712,6 +715,26 @@ impl Producer {
     /// coordinator was not reached or is still busy, and calling it again resumes.
     pub async fn init_transactions(&self) -> Result<(), TransactionError> {
         self.txn_call(txn::TxnCall::Init).await
+    }
+
+    /// The transaction protocol this producer runs (KIP-890): the version of the
+    /// transaction under way, or of the next one between transactions. `None` for a
+    /// producer without `transactional.id`, and until
+    /// [`init_transactions`](Self::init_transactions) has succeeded.
+    ///
+    /// Chosen like the Java client: [`TransactionVersion::V2`] when the cluster's
+    /// finalized feature `transaction.version` (ApiVersions v3+, the newest report of
+    /// any connection) is 2 or more and the brokers take Produce v12 and EndTxn v5
+    /// (Kafka 4.0+ as it comes); [`TransactionVersion::V1`] otherwise (Kafka 3.x,
+    /// Redpanda, a cluster whose `transaction.version` is 1). It is read again as each
+    /// transaction begins and ends, so an operator's
+    /// `kafka-features upgrade --feature transaction.version=2` applies from a later
+    /// transaction (after an epoch bump), and a downgrade from the next one. Brokers
+    /// report the features when a connection opens, so a change is seen once the
+    /// producer opens a connection after it (idle ones close after
+    /// `connections.max.idle.ms`). The choice, and each change, is logged at info level.
+    pub fn transaction_version(&self) -> Option<TransactionVersion> {
+        txn::version_from_u8(self.shared.txn_version.load(Ordering::Relaxed))
     }
 
     /// `beginTransaction()`: opens a transaction. Records sent from now until

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use courier_core::producer::txn::{
     TxnTarget,
 };
 use courier_core::wire;
+use kafka_protocol::messages::ApiKey;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -292,12 +294,37 @@ pub(super) struct TxnDriver {
     unclaimed: Option<(TxnOperation, Result<(), TransactionError>)>,
     /// Calls that wait for records sent before them (`Driver::must_wait`), in order.
     deferred: Vec<(TxnCall, TxnReplyTo)>,
+    /// The transaction version the machine runs, for [`Producer::transaction_version`]
+    /// (0 until `init_transactions` succeeded).
+    ///
+    /// [`Producer::transaction_version`]: super::Producer::transaction_version
+    pub(super) published: Arc<AtomicU8>,
+    /// The last version chosen and logged, so that the choice is logged at info once
+    /// and again only when it changes.
+    chosen: Option<TransactionVersion>,
+}
+
+/// `TransactionVersion` as stored in [`TxnDriver::published`].
+pub(super) fn version_from_u8(v: u8) -> Option<TransactionVersion> {
+    match v {
+        1 => Some(TransactionVersion::V1),
+        2 => Some(TransactionVersion::V2),
+        _ => None,
+    }
+}
+
+fn version_to_u8(v: TransactionVersion) -> u8 {
+    match v {
+        TransactionVersion::V1 => 1,
+        TransactionVersion::V2 => 2,
+    }
 }
 
 impl TxnDriver {
-    pub(super) fn new(transactional_id: Option<&str>) -> Self {
+    pub(super) fn new(transactional_id: Option<&str>, published: Arc<AtomicU8>) -> Self {
         TxnDriver {
             transactional_id: transactional_id.map(Arc::from),
+            published,
             ..TxnDriver::default()
         }
     }
@@ -377,6 +404,14 @@ impl Driver {
             }
             _ => {}
         }
+        // The version is read again as each transaction starts and ends: a downgrade
+        // applies to the transaction being begun, an upgrade from the one after the
+        // transaction that is ending (with its epoch bump; see
+        // `TransactionMachine::set_transaction_version`). Java re-reads it when a commit
+        // or abort starts (`TransactionManager.beginCompletingTransaction`).
+        if matches!(call, TxnCall::Begin | TxnCall::Commit | TxnCall::Abort) {
+            self.choose_transaction_version();
+        }
         let r = match call {
             TxnCall::Init => self.engine.init_transactions(),
             TxnCall::Begin => self.engine.begin_transaction(),
@@ -446,6 +481,14 @@ impl Driver {
         if self.txn.in_flight || !self.engine.is_transactional() {
             return;
         }
+        // The first choice: while init_transactions gets the producer id, after
+        // FindCoordinator opened a connection, so that InitProducerId's success applies
+        // it to the first transaction (Java reads it in `initTransactions`).
+        if self.engine.transaction_machine().is_some_and(|m| {
+            m.state() == TxnState::Initializing && m.pending_operation() == Some(TxnOperation::Init)
+        }) {
+            self.choose_transaction_version();
+        }
         let Some(out) = self.engine.poll_transaction(now.into_std()) else {
             self.report_txn_events();
             return;
@@ -485,8 +528,71 @@ impl Driver {
         self.report_txn_events();
     }
 
+    /// Picks the transaction version from what the connections know, as Java's
+    /// `TransactionManager.maybeUpdateTransactionV2Enabled` does: version 2 when the
+    /// newest finalized `transaction.version` the pool has seen is 2 or more and every
+    /// open connection's broker takes Produce v12 and EndTxn v5
+    /// (`TransactionVersion::choose`), else version 1 (Kafka 3.x, Redpanda, a cluster
+    /// with `transaction.version` 1). With no open connection there is nothing new to go
+    /// on, and the version stays.
+    fn choose_transaction_version(&mut self) {
+        let Some(machine) = self.engine.transaction_machine() else {
+            return;
+        };
+        let (Some(produce_max), Some(end_txn_max)) = (
+            self.pool.lowest_max_version(ApiKey::Produce),
+            self.pool.lowest_max_version(ApiKey::EndTxn),
+        ) else {
+            return;
+        };
+        let features = self.pool.finalized_features();
+        let finalized = features.transaction_version();
+        let chosen = TransactionVersion::choose(finalized, produce_max, end_txn_max);
+        if self.txn.chosen != Some(chosen) {
+            let why = match (chosen, finalized) {
+                (TransactionVersion::V2, _) => {
+                    "the cluster finalizes transaction.version 2 or more"
+                }
+                (TransactionVersion::V1, None) => {
+                    "the cluster reports no finalized transaction.version (Kafka before 4.0, \
+                     Redpanda)"
+                }
+                (TransactionVersion::V1, Some(v)) if v < 2 => {
+                    "the cluster finalizes transaction.version below 2"
+                }
+                (TransactionVersion::V1, Some(_)) => "a broker lacks Produce v12 or EndTxn v5",
+            };
+            let applies = if machine.producer_id().is_none() {
+                "from the first transaction"
+            } else if chosen > machine.transaction_version() {
+                "once the transaction under way (or about to begin) ends, with an epoch bump"
+            } else {
+                "from the next transaction"
+            };
+            tracing::info!(
+                transactional_id = self.txn.transactional_id.as_deref().unwrap_or(""),
+                transaction_version = ?chosen,
+                finalized_transaction_version = ?finalized,
+                finalized_features_epoch = features.epoch,
+                produce_max,
+                end_txn_max,
+                "transaction protocol version {} (KIP-890) {applies}: {why}",
+                version_to_u8(chosen)
+            );
+            self.txn.chosen = Some(chosen);
+        }
+        self.engine.set_transaction_version(chosen);
+    }
+
     /// Completes the application's calls with the machine's events.
     pub(super) fn report_txn_events(&mut self) {
+        if let Some(m) = self.engine.transaction_machine() {
+            if m.producer_id().is_some() {
+                self.txn
+                    .published
+                    .store(version_to_u8(m.transaction_version()), Ordering::Relaxed);
+            }
+        }
         while let Some(ev) = self.engine.poll_txn_event() {
             match ev {
                 TxnEvent::ProducerIdChanged { producer_id, epoch } => {

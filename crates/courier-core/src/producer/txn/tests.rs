@@ -1305,10 +1305,108 @@ fn a_new_transaction_version_applies_from_the_next_transaction() {
     h.m.commit_transaction().unwrap();
     h.expect_end_txn();
     h.m.on_end_txn(&end_reply(ErrorCode::NONE, -1, -1), h.now);
+    // Version 1 used epoch 5 for every transaction: it is bumped before version 2
+    // (Java's clientSideEpochBumpRequired), and the commit completes after that.
+    assert_eq!(h.m.state(), TxnState::Initializing);
+    assert!(h
+        .events()
+        .iter()
+        .all(|e| !matches!(e, TxnEvent::Completed(_))));
+    h.m.commit_transaction().unwrap();
+    let TxnRequest::InitProducerId {
+        producer_id,
+        producer_epoch,
+        ..
+    } = h.request().request
+    else {
+        panic!("expected the epoch bump")
+    };
+    assert_eq!((producer_id, producer_epoch), (1000, 5));
+    h.m.on_init_producer_id(&init_reply(ErrorCode::NONE, 1000, 6), h.now);
+    assert_eq!(h.m.state(), TxnState::Ready);
+    assert!(h
+        .events()
+        .contains(&TxnEvent::Completed(TxnOperation::Commit)));
     assert_eq!(h.m.transaction_version(), TransactionVersion::V2);
     h.m.begin_transaction().unwrap();
     h.send("a", 0);
     assert!(h.m.may_send("a", 0));
+}
+
+#[test]
+fn the_upgrades_epoch_bump_is_retried_with_the_same_epoch_when_its_reply_is_lost() {
+    let mut h = Harness::in_transaction(TransactionVersion::V1);
+    h.m.set_transaction_version(TransactionVersion::V2);
+    h.send("a", 0);
+    h.answer_add_partitions();
+    h.m.commit_transaction().unwrap();
+    h.expect_end_txn();
+    h.m.on_end_txn(&end_reply(ErrorCode::NONE, -1, -1), h.now);
+    assert!(matches!(
+        h.request().request,
+        TxnRequest::InitProducerId { .. }
+    ));
+    h.m.on_request_failed(h.now);
+    h.advance(Duration::from_secs(1));
+    // The coordinator may have moved: found again, then the same bump (Kafka takes a
+    // retried InitProducerId with the old epoch as a retry, KIP-360).
+    h.answer_find_coordinator(1);
+    let TxnRequest::InitProducerId {
+        producer_id,
+        producer_epoch,
+        ..
+    } = h.request().request
+    else {
+        panic!("expected the epoch bump again")
+    };
+    assert_eq!((producer_id, producer_epoch), (1000, 5));
+    assert_eq!(h.m.transaction_version(), TransactionVersion::V1);
+    h.m.on_init_producer_id(&init_reply(ErrorCode::NONE, 1000, 6), h.now);
+    assert!(h
+        .events()
+        .contains(&TxnEvent::Completed(TxnOperation::Commit)));
+    assert_eq!(h.m.transaction_version(), TransactionVersion::V2);
+    assert_eq!(h.m.producer_id(), Some((1000, 6)));
+}
+
+#[test]
+fn an_upgrade_set_between_transactions_waits_for_the_end_of_the_next() {
+    let mut h = Harness::ready(TransactionVersion::V1);
+    h.m.set_transaction_version(TransactionVersion::V2);
+    h.m.begin_transaction().unwrap();
+    assert_eq!(h.m.transaction_version(), TransactionVersion::V1);
+    // Nothing sent: the transaction ends without EndTxn, but the bump still comes.
+    h.m.abort_transaction().unwrap();
+    let TxnRequest::InitProducerId {
+        producer_id,
+        producer_epoch,
+        ..
+    } = h.request().request
+    else {
+        panic!("expected the epoch bump")
+    };
+    assert_eq!((producer_id, producer_epoch), (1000, 5));
+    h.m.on_init_producer_id(&init_reply(ErrorCode::NONE, 1000, 6), h.now);
+    assert_eq!(h.m.transaction_version(), TransactionVersion::V2);
+    assert!(h
+        .events()
+        .contains(&TxnEvent::Completed(TxnOperation::Abort)));
+}
+
+#[test]
+fn a_downgrade_or_a_version_before_init_applies_at_once() {
+    let mut h = Harness::new(TransactionVersion::V1);
+    h.m.set_transaction_version(TransactionVersion::V2);
+    assert_eq!(h.m.transaction_version(), TransactionVersion::V2);
+    let mut h = Harness::ready(TransactionVersion::V2);
+    h.m.set_transaction_version(TransactionVersion::V1);
+    assert_eq!(h.m.transaction_version(), TransactionVersion::V1);
+    h.m.begin_transaction().unwrap();
+    h.send("a", 0);
+    assert!(
+        !h.m.may_send("a", 0),
+        "version 1 registers the partition first"
+    );
 }
 
 // ---------------------------------------------------------------- the table
