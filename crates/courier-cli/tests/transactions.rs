@@ -140,11 +140,21 @@ fn lines(from: usize, n: usize) -> String {
 
 /// How often each `key:value` is in `topic` at read_committed (or read_uncommitted).
 fn read(cluster: &KafkaCluster, topic: &str, read_committed: bool) -> BTreeMap<String, usize> {
+    read_idle(cluster, topic, read_committed, Duration::from_secs(4))
+}
+
+/// [`read`], waiting up to `idle` for the first and each next record.
+fn read_idle(
+    cluster: &KafkaCluster,
+    topic: &str,
+    read_committed: bool,
+    idle: Duration,
+) -> BTreeMap<String, usize> {
     let records = cluster
         .consume(
             topic,
             &ConsumeOptions {
-                idle_timeout: Duration::from_secs(4),
+                idle_timeout: idle,
                 read_committed,
                 ..ConsumeOptions::default()
             },
@@ -165,7 +175,11 @@ fn assert_exactly_once(seen: &BTreeMap<String, usize>, from: usize, to: usize) {
     let twice: Vec<_> = seen.iter().filter(|(_, &n)| n != 1).take(5).collect();
     assert!(twice.is_empty(), "records seen more than once: {twice:?}");
     let want: Vec<String> = (from..to).map(|i| format!("k{i}:line-{i}")).collect();
-    let missing: Vec<_> = want.iter().filter(|l| !seen.contains_key(*l)).take(5).collect();
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|l| !seen.contains_key(*l))
+        .take(5)
+        .collect();
     assert!(
         missing.is_empty(),
         "{} of {} records missing, e.g. {missing:?}",
@@ -382,19 +396,15 @@ fn a_second_run_with_the_same_id_fences_the_first_which_stops() {
     let seen = read(cluster, &t, true);
     let first_part: BTreeMap<_, _> = seen
         .iter()
-        .filter(|(k, _)| {
-            k[1..]
-                .split(':')
-                .next()
-                .unwrap()
-                .parse::<usize>()
-                .unwrap()
-                < 1000
-        })
+        .filter(|(k, _)| k[1..].split(':').next().unwrap().parse::<usize>().unwrap() < 1000)
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     assert_exactly_once(&first_part, 0, 100);
-    assert_eq!(seen.len(), 200, "the second run's 100 and the first's first 100");
+    assert_eq!(
+        seen.len(),
+        200,
+        "the second run's 100 and the first's first 100"
+    );
 }
 
 /// Settings that cannot work together are refused before anything is sent, with exit 2
@@ -512,7 +522,9 @@ fn a_broker_killed_mid_run_still_gives_every_line_exactly_once() {
     run.wait_for("transaction 5 committed", Duration::from_secs(60));
     let coordinator = coordinator(&cluster, &id);
     let leader = cluster.partition(&t, 0).unwrap().leader;
-    eprintln!("killing broker {coordinator} (coordinator of {id}); partition 0's leader is {leader}");
+    eprintln!(
+        "killing broker {coordinator} (coordinator of {id}); partition 0's leader is {leader}"
+    );
     cluster.kill(coordinator).unwrap();
     // Records go on while the broker is down: a new coordinator and new leaders.
     for chunk in (2500..half).step_by(500) {
@@ -534,7 +546,43 @@ fn a_broker_killed_mid_run_still_gives_every_line_exactly_once() {
     let aborted = s["transactions_aborted"].as_u64().unwrap();
     let resent = stderr.matches("sending its").count() as u64;
     assert_eq!(aborted, resent, "every abort was followed by a resend");
-    assert_exactly_once(&read(&cluster, &t, true), 0, total);
+    // The restarted broker back in every ISR, and a consumer patient enough for the
+    // group coordinator it may have to find again.
+    for p in 0..3 {
+        cluster
+            .wait_for_full_isr(&t, p, Duration::from_secs(60))
+            .unwrap();
+    }
+    let committed = read_idle(&cluster, &t, true, Duration::from_secs(15));
+    if committed.len() != total {
+        // What holds the partitions back, for the failure's report.
+        let uncommitted = read(&cluster, &t, false);
+        eprintln!(
+            "read_committed {} records, read_uncommitted {}; offsets {:?}",
+            committed.len(),
+            uncommitted.len(),
+            cluster.admin().offsets(&t)
+        );
+        for p in 0..3 {
+            let p = p.to_string();
+            eprintln!(
+                "{:?}",
+                cluster.run_tool(
+                    "org.apache.kafka.tools.TransactionsCommand",
+                    &[
+                        "--bootstrap-server",
+                        &bootstrap,
+                        "describe-producers",
+                        "--topic",
+                        &t,
+                        "--partition",
+                        &p
+                    ],
+                )
+            );
+        }
+    }
+    assert_exactly_once(&committed, 0, total);
 }
 
 /// The broker coordinating `id`'s transactions, from `kafka-transactions describe`.
