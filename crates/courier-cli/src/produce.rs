@@ -643,10 +643,16 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
             summary.records
         );
         if let (Some(n), Some(c)) = (outcome.interrupted_records, &outcome.txn) {
+            let open = if n > 0 {
+                format!(
+                    "the open transaction ({n} records) was aborted: none of them is visible \
+                     to read_committed consumers"
+                )
+            } else {
+                "no transaction was open".to_string()
+            };
             eprintln!(
-                "courier produce: the open transaction ({n} records) was aborted: none of them \
-                 is visible to read_committed consumers; the {} committed transactions \
-                 ({} records) stay",
+                "courier produce: {open}; the {} committed transactions ({} records) stay",
                 c.committed, c.committed_records
             );
         }

@@ -607,3 +607,73 @@ fn coordinator(cluster: &KafkaCluster, id: &str) -> i32 {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no coordinator in:\n{out}"))
 }
+
+/// SIGTERM with a transaction open whose records are all acknowledged: exit 143, the
+/// transaction aborted (nothing at read_committed), its records in --failed-out.
+#[test]
+fn sigterm_aborts_the_open_transaction_like_ctrl_c() {
+    let cluster = KafkaCluster::shared(1);
+    let t = topic(cluster, "cli-txn-sigterm", 1);
+    let id = cluster.unique_topic("cli-txn-sigterm-id");
+    let dir = std::env::temp_dir().join(cluster.unique_topic("cli-txn-sigterm-dir"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let failed = dir.join("failed.txt");
+    let mut run = Live::start(&[
+        "produce",
+        "-b",
+        &cluster.bootstrap(),
+        "-t",
+        &t,
+        "-K",
+        ":",
+        "-X",
+        &format!("transactional.id={id}"),
+        "--transaction-records",
+        "1000",
+        "--failed-out",
+        failed.to_str().unwrap(),
+        "-vv",
+    ]);
+    run.write(lines(0, 10).as_bytes());
+    for _ in 0..10 {
+        run.wait_for("(in the open transaction)", Duration::from_secs(60));
+    }
+    run.signal(libc::SIGTERM);
+    let (code, _, stderr) = run.finish(false);
+    assert_eq!(code, Some(143));
+    assert!(
+        stderr.contains("the open transaction (10 records) was aborted"),
+        "{stderr}"
+    );
+    assert!(read(cluster, &t, true).is_empty());
+    assert_eq!(std::fs::read_to_string(&failed).unwrap(), lines(0, 10));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With no broker, Ctrl-C ends the wait in init_transactions at once (not after
+/// max.block.ms), with exit 130.
+#[test]
+fn ctrl_c_ends_the_wait_for_the_coordinator() {
+    let run = Live::start(&[
+        "produce",
+        "-b",
+        "127.0.0.1:1",
+        "-t",
+        "t",
+        "-X",
+        "transactional.id=nobody-home",
+        "--transaction-records",
+        "10",
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = Instant::now();
+    run.signal(libc::SIGINT);
+    let (code, _, stderr) = run.finish(false);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(15),
+        "took {:?} after the signal",
+        sent.elapsed()
+    );
+    assert!(stderr.contains("no transaction was open"), "{stderr}");
+}

@@ -232,13 +232,28 @@ impl<'a> Txns<'a> {
         loop {
             tries += 1;
             let r = match op {
-                Op::Init => self.producer.init_transactions().await,
+                // The one call that can wait long before anything was sent (no broker
+                // reachable): Ctrl-C ends the wait. The operation stays pending in the
+                // producer, and closing it ends that.
+                Op::Init => {
+                    tokio::select! {
+                        r = self.producer.init_transactions() => r,
+                        () = signalled(&self.signal) => return Err(TransactionError::TimedOut {
+                            operation: "init_transactions",
+                            max_block: Duration::ZERO,
+                        }),
+                    }
+                }
                 Op::Begin => self.producer.begin_transaction().await,
                 Op::Commit => self.producer.commit_transaction().await,
                 Op::Abort => self.producer.abort_transaction().await,
             };
             match r {
-                Err(e) if e.is_retriable() && tries < self.opts.attempts => {
+                Err(e)
+                    if e.is_retriable()
+                        && tries < self.opts.attempts
+                        && !(op == Op::Init && self.interrupted()) =>
+                {
                     eprintln!(
                         "courier produce: {e} (try {tries} of {}, --transaction-attempts)",
                         self.opts.attempts
@@ -503,7 +518,13 @@ impl<'a> Txns<'a> {
         if self.interrupted() {
             return Err(Stop::Interrupted);
         }
-        self.call(Op::Init).await.map_err(Stop::Fatal)?;
+        if let Err(e) = self.call(Op::Init).await {
+            return Err(if self.interrupted() {
+                Stop::Interrupted
+            } else {
+                Stop::Fatal(e)
+            });
+        }
         let n = self.opts.records;
         loop {
             // Fill the transaction: records are sent as they are read.
@@ -568,6 +589,13 @@ impl<'a> Txns<'a> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Completes once a signal has interrupted the run.
+async fn signalled(signal: &std::sync::atomic::AtomicI32) {
+    while signal.load(Ordering::Relaxed) == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
