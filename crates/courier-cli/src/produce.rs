@@ -131,23 +131,27 @@ pub struct ProduceArgs {
     #[arg(long = "uncertain-out", value_name = "FILE")]
     pub uncertain_out: Option<PathBuf>,
 
-    /// Send the input in transactions of N records, each committed before the next
-    /// begins (the last at the end of input), so that read_committed consumers see every
-    /// record exactly once. Needs -X transactional.id=ID (one running producer per id: a
-    /// second one fences the first). A transaction that fails abortably (a record
+    /// Send the input in transactions of N records (needs -X transactional.id=ID).
+    ///
+    /// Each transaction is committed before the next begins (the last at the end of
+    /// input), so that read_committed consumers see every record exactly once. One
+    /// running producer per transactional.id: a second one fences the first. A
+    /// transaction that fails abortably (a record
     /// refused, the commit refused) is aborted and its records are sent again, up to
     /// --transaction-attempts times; the open transaction's records are held in memory
-    /// for that, so N bounds that memory. Ctrl-C aborts the open transaction (committed
-    /// ones stay). The N records of a transaction must arrive within
+    /// for that, so N bounds that memory. Ctrl-C or SIGTERM aborts the open transaction
+    /// (committed ones stay). The N records of a transaction must arrive within
     /// transaction.timeout.ms (default 60000), or the coordinator aborts it. With
     /// --failed-out, the records of a transaction that finally failed are written there
     /// (none of them is visible at read_committed).
     #[arg(long = "transaction-records", value_name = "N")]
     pub transaction_records: Option<u64>,
 
-    /// How many times one transaction is sent at most (aborted in between), and how many
-    /// times a transactional call that timed out (max.block.ms) is made; default 5. Only
-    /// with --transaction-records.
+    /// How many times one transaction is sent at most [default: 5].
+    ///
+    /// A transaction is aborted between two attempts. Also how many times a
+    /// transactional call that timed out (max.block.ms) is made. Only with
+    /// --transaction-records.
     #[arg(long = "transaction-attempts", value_name = "N")]
     pub transaction_attempts: Option<u32>,
 
