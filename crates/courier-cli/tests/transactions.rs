@@ -715,3 +715,126 @@ fn ctrl_c_ends_the_wait_for_the_coordinator() {
     );
     assert!(stderr.contains("no transaction was open"), "{stderr}");
 }
+
+/// A record the brokers refuse whatever is resent (an unknown topic, after
+/// max.block.ms) aborts its transaction once and stops: exit 1, the transaction named
+/// with what to do, its records in --failed-out, the input after it not read.
+#[test]
+fn a_record_no_resend_can_cure_stops_after_one_abort() {
+    let cluster = KafkaCluster::shared(1);
+    let t = cluster.unique_topic("cli-txn-no-such-topic");
+    let id = cluster.unique_topic("cli-txn-permanent-id");
+    let dir = std::env::temp_dir().join(cluster.unique_topic("cli-txn-permanent-dir"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let failed = dir.join("failed.txt");
+    let out = courier(
+        &[
+            "produce",
+            "-b",
+            &cluster.bootstrap(),
+            "-t",
+            &t,
+            "-K",
+            ":",
+            "-X",
+            &format!("transactional.id={id}"),
+            "-X",
+            "max.block.ms=3000",
+            "--transaction-records",
+            "50",
+            "--summary",
+            "json",
+            "--failed-out",
+            failed.to_str().unwrap(),
+        ],
+        lines(0, 100).as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "transaction 1 (input records 1 to 50, 50 records) was aborted: a record was refused \
+         in a way that sending it again cannot change",
+        "does not exist",
+        "send the input from record 1 again",
+    ] {
+        assert!(stderr.contains(part), "{part:?} in {stderr}");
+    }
+    assert!(
+        !stderr.contains("sending its"),
+        "never sent again: {stderr}"
+    );
+    let s = json_summary(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        s["records"], 50,
+        "the input after the failed transaction is not read"
+    );
+    assert_eq!(s["delivered"], 0);
+    assert_eq!(s["failed"], 50);
+    assert_eq!(s["transactions_committed"], 0);
+    assert_eq!(s["transactions_aborted"], 1);
+    assert_eq!(s["failed_out"], 50);
+    assert_eq!(std::fs::read_to_string(&failed).unwrap(), lines(0, 50));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// On its own 1-broker cluster behind a fault proxy: the link goes silent
+/// (blackholed) with a transaction open, its records fail at delivery.timeout.ms
+/// (abortable), the link comes back, and the run aborts the transaction and sends it
+/// again: exit 0, the abort in the summary, every line exactly once at read_committed.
+#[test]
+fn a_silent_link_makes_the_transaction_abort_and_its_resend_commits() {
+    let cluster = KafkaCluster::builder()
+        .brokers(1)
+        .with_proxies(true)
+        .start()
+        .expect("a 1-broker cluster with a fault proxy");
+    let t = topic(&cluster, "cli-txn-blackhole", 1);
+    let id = cluster.unique_topic("cli-txn-blackhole-id");
+    let bootstrap = cluster.proxied_bootstrap().unwrap();
+    let broker = cluster.broker_ids().unwrap()[0];
+    let txn_id = format!("transactional.id={id}");
+    let mut run = Live::start(&[
+        "produce",
+        "-b",
+        &bootstrap,
+        "-t",
+        &t,
+        "-K",
+        ":",
+        "-X",
+        &txn_id,
+        "-X",
+        "delivery.timeout.ms=3000",
+        "-X",
+        "request.timeout.ms=1000",
+        "--transaction-records",
+        "100",
+        "--summary",
+        "json",
+        "-v",
+    ]);
+    run.write(lines(0, 100).as_bytes());
+    run.wait_for("transaction 1 committed", Duration::from_secs(60));
+    let proxy = cluster.proxy(broker).unwrap();
+    proxy.set_mode(courier_testkit::ProxyMode::Blackhole);
+    run.write(lines(100, 100).as_bytes());
+    run.wait_for(
+        "delivery failed in the open transaction",
+        Duration::from_secs(60),
+    );
+    proxy.set_mode(courier_testkit::ProxyMode::Pass);
+    run.wait_for("sending its 100 records again", Duration::from_secs(120));
+    run.write(lines(200, 100).as_bytes());
+    let (code, stdout, stderr) = run.finish(true);
+    assert_eq!(code, Some(0), "{stderr}");
+    let s = json_summary(&stdout);
+    assert_eq!(s["records"], 300);
+    assert_eq!(s["delivered"], 300);
+    assert_eq!(s["failed"], 0);
+    assert_eq!(s["transactions_committed"], 3);
+    assert_eq!(s["transaction_records_committed"], 300);
+    let aborted = s["transactions_aborted"].as_u64().unwrap();
+    assert!(aborted >= 1, "{s}");
+    assert_eq!(aborted, stderr.matches("sending its").count() as u64);
+    assert_exactly_once(&read(&cluster, &t, true, 300), 0, 300);
+}
