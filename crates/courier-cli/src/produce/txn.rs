@@ -16,6 +16,7 @@
 
 use std::sync::atomic::Ordering;
 
+use courier::producer::TxnErrorKind;
 use courier::{ProducerError, TransactionError};
 
 use super::*;
@@ -307,6 +308,11 @@ impl<'a> Txns<'a> {
     fn attempt_error(&self, call: Option<&TransactionError>) -> String {
         let record = lock(&self.reports).first_error.clone();
         match (call, record) {
+            // The call's error only says that a record failed (and gives the library's
+            // advice, which this command follows): the record's error is the news.
+            (Some(c), Some(r)) if c.kind() == Some(TxnErrorKind::ProduceFailed) => {
+                format!("a record failed: {r}")
+            }
             (Some(c), Some(r)) => format!("{c}; the record's error: {r}"),
             (Some(c), None) => c.to_string(),
             (None, Some(r)) => format!("a record failed: {r}"),
@@ -468,7 +474,7 @@ impl<'a> Txns<'a> {
                 error = Some(e);
             }
             Some(Stop::Fatal(e)) => {
-                let what = if e.java_name() == "ProducerFencedException" {
+                let what = if e.kind() == Some(TxnErrorKind::ProducerFenced) {
                     format!(
                         "another producer with transactional.id={id} started since this one \
                          (it fenced this run, and aborts what this run left open): this run \
