@@ -402,6 +402,10 @@
 //! [`ProducerError::TransactionAborted`]. Closing the producer aborts an open
 //! transaction. This version speaks transaction protocol version 1 (AddPartitionsToTxn;
 //! every Kafka since 0.11, Kafka 4 included); see docs/TRANSACTIONS.md.
+//! `examples/atomic_write.rs` is the write above as a program, with each kind of error
+//! handled. `dlq.topic` is refused with `transactional.id`: a failed record aborts the
+//! transaction and is sent again, so a dead letter would report a failure that did not
+//! stay one.
 //!
 //! # Errors
 //!

@@ -448,8 +448,8 @@ impl<'a> Txns<'a> {
                 let e = format!(
                     "{which} was aborted {} times (--transaction-attempts); the last error: \
                      {why}. None of its records are visible to read_committed consumers; the \
-                     {} transactions before it are committed, and the input after it was not \
-                     read. Fix the cause, then send the input from record {first} again \
+                     transactions before it ({} of them) stay committed, and the input after \
+                     it was not read. Fix the cause, then send the input from record {first} again \
                      (--failed-out FILE keeps this transaction's records), or raise \
                      --transaction-attempts",
                     self.opts.attempts, self.counts.committed
@@ -465,9 +465,9 @@ impl<'a> Txns<'a> {
                 let e = format!(
                     "{which} was aborted: a record was refused in a way that sending it again \
                      cannot change ({why}). None of its records are visible to read_committed \
-                     consumers; the {} transactions before it are committed, and the input \
-                     after it was not read. Fix or remove the record, then send the input \
-                     from record {first} again",
+                     consumers; the transactions before it ({} of them) stay committed, and \
+                     the input after it was not read. Fix or remove the record, then send the \
+                     input from record {first} again",
                     self.counts.committed
                 );
                 self.fail_held(&error_name(&record), &why, Dest::Failed);
@@ -485,9 +485,9 @@ impl<'a> Txns<'a> {
                 };
                 let name = txn_error_name(&e);
                 let e = format!(
-                    "{e}. {what}{which} is not committed and was not sent again; the {} \
-                     transactions before it are committed, and the input after it was not \
-                     read",
+                    "{e}. {what}{which} is not committed and was not sent again; the \
+                     transactions before it ({} of them) stay committed, and the input after \
+                     it was not read",
                     self.counts.committed
                 );
                 if n > 0 {
@@ -502,8 +502,8 @@ impl<'a> Txns<'a> {
                      twice): read the topic with a read_committed consumer (e.g. \
                      kafka-console-consumer --isolation-level read_committed) to see whether \
                      they are there before sending them again (--uncertain-out FILE keeps \
-                     them); the {} transactions before it are committed, and the input after \
-                     it was not read",
+                     them); the transactions before it ({} of them) stay committed, and the \
+                     input after it was not read",
                     self.counts.committed
                 );
                 self.fail_held("COMMIT_OUTCOME_UNKNOWN", &e, Dest::Uncertain);
@@ -667,4 +667,46 @@ pub(super) fn text(c: &TxnCounts) -> String {
         "; {} transactions committed ({} records), {} aborted",
         c.committed, c.committed_records, c.aborted
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_transactions_in_words() {
+        let c = TxnCounts {
+            committed: 10,
+            aborted: 2,
+            committed_records: 10_000,
+        };
+        assert_eq!(
+            text(&c),
+            "; 10 transactions committed (10000 records), 2 aborted"
+        );
+    }
+
+    #[test]
+    fn records_no_resend_can_cure_are_told_from_passing_failures() {
+        assert!(permanent(&ProducerError::UnknownTopic {
+            topic: "t".into()
+        }));
+        assert!(!permanent(&ProducerError::Closed));
+    }
+
+    #[test]
+    fn a_reports_first_failure_is_its_own_not_the_aborts_consequences() {
+        let mut r = Reports::default();
+        r.fail(
+            ProducerError::TransactionAborted {
+                topic: "t".into(),
+                partition: 0,
+                persistence: courier::Persistence::NotPersisted,
+            },
+            0,
+        );
+        assert!(r.failed && r.first_error.is_none());
+        r.fail(ProducerError::Closed, 0);
+        assert!(matches!(r.first_error, Some(ProducerError::Closed)));
+    }
 }
