@@ -136,10 +136,10 @@ pub struct ProduceArgs {
     /// Each transaction is committed before the next begins (the last at the end of
     /// input), so that read_committed consumers see every record exactly once. One
     /// running producer per transactional.id: a second one fences the first. A
-    /// transaction that fails abortably (a record
-    /// refused, the commit refused) is aborted and its records are sent again, up to
-    /// --transaction-attempts times; the open transaction's records are held in memory
-    /// for that, so N bounds that memory. Ctrl-C or SIGTERM aborts the open transaction
+    /// transaction that fails abortably (a record refused, the commit refused) is
+    /// aborted and its records are sent again, up to --transaction-attempts times; the
+    /// open transaction's records are held in memory for that, so N bounds that
+    /// memory. Ctrl-C or SIGTERM aborts the open transaction
     /// (committed ones stay). The N records of a transaction must arrive within
     /// transaction.timeout.ms (default 60000), or the coordinator aborts it. With
     /// --failed-out, the records of a transaction that finally failed are written there
