@@ -66,9 +66,23 @@ struct Cli {
     debug: Option<String>,
 }
 
+/// `courier produce --help`'s closing lines.
+const PRODUCE_EXAMPLES: &str = "\
+Examples:
+  courier produce -b localhost:9092 -t orders -K : < orders.txt
+  # every record exactly once at read_committed, a transaction per 1000 lines:
+  courier produce -b localhost:9092 -t orders -K : -l orders.txt \\
+    -X transactional.id=orders-loader-1 --transaction-records 1000 --failed-out failed.txt
+
+Exit status: 0 when every record was acknowledged (with --transaction-records: \
+committed), 1 when any failed, 2 for refused arguments or settings, 130 after Ctrl-C \
+and 143 after SIGTERM (with --transaction-records the open transaction is aborted; \
+committed ones stay).";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Produce records from files or stdin (kcat -P flags).
+    #[command(after_long_help = PRODUCE_EXAMPLES)]
     Produce(produce::ProduceArgs),
     /// Measure producer throughput and latency (kafka-producer-perf-test flags).
     Perf(perf::PerfArgs),

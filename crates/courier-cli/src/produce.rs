@@ -17,6 +17,9 @@
 //! `--failed-out` and `--uncertain-out` write the records that failed back in the
 //! input's format (see [`crate::resend`]), from a thread of their own: delivery callbacks
 //! run on the producer's driver and must not wait for a disk (or a pipe).
+//!
+//! With `-X transactional.id=ID --transaction-records N` the records go in transactions
+//! of N (see [`txn`]).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
@@ -37,6 +40,8 @@ use crate::props;
 use crate::resend::{Dest, Reorder, Sink};
 use crate::stats::{cpu_time, peak_rss_bytes, Failures, Histogram, Summary, Tag};
 use crate::SummaryFormat;
+
+mod txn;
 
 /// Options of `courier produce` (kcat's producer flags).
 #[derive(Debug, clap::Args)]
@@ -126,9 +131,36 @@ pub struct ProduceArgs {
     #[arg(long = "uncertain-out", value_name = "FILE")]
     pub uncertain_out: Option<PathBuf>,
 
+    /// Send the input in transactions of N records (needs -X transactional.id=ID).
+    ///
+    /// Each transaction is committed before the next begins (the last at the end of
+    /// input), so that read_committed consumers see every record exactly once. One
+    /// running producer per transactional.id: a second one fences the first. A
+    /// transaction that fails abortably (a record refused, the commit refused) is
+    /// aborted and its records are sent again, up to --transaction-attempts times; the
+    /// open transaction's records are held in memory for that, so N bounds that
+    /// memory. Ctrl-C or SIGTERM aborts the open transaction
+    /// (committed ones stay). The N records of a transaction must arrive within
+    /// transaction.timeout.ms (default 60000), or the coordinator aborts it. With
+    /// --failed-out, the records of a transaction that finally failed are written there
+    /// (none of them is visible at read_committed).
+    #[arg(long = "transaction-records", value_name = "N")]
+    pub transaction_records: Option<u64>,
+
+    /// How many times one transaction is sent at most [default: 5].
+    ///
+    /// A transaction is aborted between two attempts. Also how many times a
+    /// transactional call that timed out (max.block.ms) is made. Only with
+    /// --transaction-records.
+    #[arg(long = "transaction-attempts", value_name = "N")]
+    pub transaction_attempts: Option<u32>,
+
     /// Files to read; stdin when none. Without -l each file is one record.
     pub files: Vec<PathBuf>,
 }
+
+/// `--transaction-attempts` when not given.
+const DEFAULT_TRANSACTION_ATTEMPTS: u32 = 5;
 
 /// Records per hand-off from the reader thread, at most.
 const HANDOFF_RECORDS: usize = 512;
@@ -386,7 +418,61 @@ fn config(args: &ProduceArgs) -> Result<ProducerConfig, String> {
     {
         return Err("no brokers: give -b host:port (or -X bootstrap.servers=...)".into());
     }
-    props::build(props::builder_with(ProducerConfig::builder(), &kv)?)
+    props::build(props::transactional_builder_with(
+        ProducerConfig::builder(),
+        &kv,
+    )?)
+}
+
+/// The transactional settings, checked against each other: `transactional.id` and
+/// `--transaction-records` come together or not at all.
+fn transactions(
+    args: &ProduceArgs,
+    config: &ProducerConfig,
+) -> Result<Option<txn::TxnOptions>, String> {
+    let id = config.transactional_id();
+    match (id, args.transaction_records) {
+        (None, None) => {
+            if args.transaction_attempts.is_some() {
+                return Err(
+                    "--transaction-attempts has no effect without --transaction-records: \
+                     add -X transactional.id=ID --transaction-records N, or remove \
+                     --transaction-attempts"
+                        .into(),
+                );
+            }
+            Ok(None)
+        }
+        (None, Some(_)) => Err("--transaction-records needs a transactional producer: add \
+             -X transactional.id=ID (a name for this producer; a second run with the same id \
+             fences the first), or remove --transaction-records"
+            .into()),
+        (Some(id), None) => Err(format!(
+            "-X transactional.id={id} makes the producer transactional, and courier produce \
+             then needs to know when to commit: add --transaction-records N (a transaction \
+             every N records and at the end of input), or remove transactional.id"
+        )),
+        (Some(_), Some(0)) => Err("--transaction-records 0: a transaction holds at least 1 \
+             record: give N >= 1 (e.g. 1000)"
+            .into()),
+        (Some(id), Some(records)) => {
+            let attempts = args
+                .transaction_attempts
+                .unwrap_or(DEFAULT_TRANSACTION_ATTEMPTS);
+            if attempts == 0 {
+                return Err(
+                    "--transaction-attempts 0: a transaction is sent at least once: \
+                     give N >= 1 (1 sends each transaction once, never again)"
+                        .into(),
+                );
+            }
+            Ok(Some(txn::TxnOptions {
+                records,
+                attempts,
+                id: id.to_string(),
+            }))
+        }
+    }
 }
 
 fn headers(args: &ProduceArgs) -> Result<Vec<(String, Option<Bytes>)>, String> {
@@ -414,6 +500,7 @@ pub fn run(args: ProduceArgs) -> i32 {
 
 fn try_run(args: ProduceArgs) -> Result<i32, String> {
     let config = config(&args)?;
+    let transactions = transactions(&args, &config)?;
     let headers = headers(&args)?;
     let layout = Layout {
         delim: parse_delimiter(&args.delimiter).map_err(|e| format!("-D {e}"))?,
@@ -457,7 +544,15 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
     let cpu0 = cpu_time();
     let start = Instant::now();
     let resend = writer.as_ref().map(|w| w.tx.clone());
-    let outcome = rt.block_on(produce_all(&args, config, headers, partition, rx, resend))?;
+    let outcome = rt.block_on(produce_all(
+        &args,
+        config,
+        transactions.as_ref(),
+        headers,
+        partition,
+        rx,
+        resend,
+    ))?;
     // Every report has been sent to the writer (the producer is closed and gone).
     let written = writer.map(Writer::finish);
     let summary = Summary {
@@ -531,6 +626,9 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
     if let Some(e) = &outcome.stopped {
         eprintln!("courier produce: the producer stopped: {e}");
     }
+    if let Some(e) = &outcome.txn_error {
+        eprintln!("courier produce: {e}");
+    }
     // Every record read must have a report; a gap would be a courier bug, and must
     // never pass for success.
     let unreported = summary.unreported();
@@ -543,11 +641,25 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
     if let Some(e) = &outcome.metrics_error {
         eprintln!("courier produce: {e}");
     }
-    if outcome.interrupted {
+    if outcome.interrupted.is_some() {
         eprintln!(
             "courier produce: interrupted; {} records were read before that",
             summary.records
         );
+        if let (Some(n), Some(c)) = (outcome.interrupted_records, &outcome.txn) {
+            let open = if n > 0 {
+                format!(
+                    "the open transaction ({n} records) was aborted: none of them is visible \
+                     to read_committed consumers"
+                )
+            } else {
+                "no transaction was open".to_string()
+            };
+            eprintln!(
+                "courier produce: {open}; the {} committed transactions ({} records) stay",
+                c.committed, c.committed_records
+            );
+        }
     }
     let extra = Extra {
         resolved_persisted: outcome.resolved_persisted,
@@ -560,6 +672,7 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
             .as_ref()
             .and_then(|w| w.uncertain.as_ref())
             .map(|s| s.written),
+        txn: outcome.txn,
     };
     match args.summary {
         Some(SummaryFormat::Json) => {
@@ -574,6 +687,11 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
             if let Some(n) = extra.uncertain_out {
                 v["uncertain_out"] = n.into();
             }
+            if let Some(c) = &extra.txn {
+                v["transactions_committed"] = c.committed.into();
+                v["transactions_aborted"] = c.aborted.into();
+                v["transaction_records_committed"] = c.committed_records.into();
+            }
             println!("{v}");
         }
         Some(SummaryFormat::Text) => eprintln!("{}", text_summary(&summary, &extra)),
@@ -582,11 +700,13 @@ fn try_run(args: ProduceArgs) -> Result<i32, String> {
     }
     // Writing records to --failed-out / --uncertain-out never changes the status: a run
     // with failures exits 1 whether or not they were saved. Only a write error does.
-    Ok(if outcome.interrupted {
-        130
+    // 128 + the signal, as a shell reports a process the signal ended.
+    Ok(if let Some(signal) = outcome.interrupted {
+        128 + signal
     } else if failed > 0
         || !outcome.input_errors.is_empty()
         || outcome.stopped.is_some()
+        || outcome.txn_error.is_some()
         || unreported > 0
         || write_failed
         || outcome.metrics_error.is_some()
@@ -607,6 +727,8 @@ struct Extra {
     failed_out: Option<u64>,
     /// Records written to --uncertain-out, when given.
     uncertain_out: Option<u64>,
+    /// Transactions, with --transaction-records.
+    txn: Option<txn::TxnCounts>,
 }
 
 fn text_summary(s: &Summary, extra: &Extra) -> String {
@@ -639,6 +761,9 @@ fn text_summary(s: &Summary, extra: &Extra) -> String {
     }
     if let Some(n) = extra.uncertain_out {
         line += &format!("; {n} written to --uncertain-out");
+    }
+    if let Some(c) = &extra.txn {
+        line += &txn::text(c);
     }
     line
 }
@@ -768,7 +893,14 @@ struct Outcome {
     records: u64,
     acc: Acc,
     input_errors: Vec<String>,
-    interrupted: bool,
+    /// The signal that interrupted the run (SIGINT, SIGTERM).
+    interrupted: Option<i32>,
+    /// Transactions, with --transaction-records.
+    txn: Option<txn::TxnCounts>,
+    /// Why the transactional run stopped early, with what to do.
+    txn_error: Option<String>,
+    /// Records of the open transaction aborted by the interruption.
+    interrupted_records: Option<u64>,
     /// The producer's fatal error, if it stopped on one.
     stopped: Option<String>,
     /// The producer's `resolved_persisted` metric at the end.
@@ -782,6 +914,7 @@ struct Outcome {
 async fn produce_all(
     args: &ProduceArgs,
     config: ProducerConfig,
+    transactions: Option<&txn::TxnOptions>,
     headers: Vec<(String, Option<Bytes>)>,
     partition: Option<i32>,
     mut rx: mpsc::Receiver<Vec<Item>>,
@@ -806,21 +939,51 @@ async fn produce_all(
     let mut records = 0u64;
     let mut input_errors = Vec::new();
     let mut interrupted = false;
-    // Ctrl-C is seen between any two records, and while waiting for input.
+    // Ctrl-C (or SIGTERM) is seen between any two records, and while waiting for input.
     let stop = Arc::new(tokio::sync::Notify::new());
-    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal = Arc::new(std::sync::atomic::AtomicI32::new(0));
     let watcher = {
-        let (stop, stopping) = (stop.clone(), stopping.clone());
+        let (stop, signal) = (stop.clone(), signal.clone());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| format!("watching for SIGTERM: {e}"))?;
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-                stop.notify_one();
-            }
+            let number = tokio::select! {
+                r = tokio::signal::ctrl_c() => match r {
+                    Ok(()) => libc::SIGINT,
+                    Err(_) => std::future::pending().await,
+                },
+                _ = term.recv() => libc::SIGTERM,
+            };
+            signal.store(number, std::sync::atomic::Ordering::Relaxed);
+            stop.notify_one();
         })
     };
+    if let Some(opts) = transactions {
+        let mut input = txn::Input {
+            rx,
+            pending: Default::default(),
+            stop,
+            signal: signal.clone(),
+        };
+        let run = txn::Txns::new(
+            &producer,
+            opts,
+            topic,
+            partition,
+            headers,
+            verbose,
+            signal.clone(),
+            resend,
+        )
+        .run(&mut input)
+        .await;
+        watcher.abort();
+        drop(input);
+        return Ok(finish(producer, observer, trimmer, &signal, run).await);
+    }
     let mut pending = std::collections::VecDeque::<Item>::new();
     loop {
-        if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        if signal.load(std::sync::atomic::Ordering::Relaxed) != 0 {
             interrupted = true;
             break;
         }
@@ -908,12 +1071,54 @@ async fn produce_all(
         records,
         acc,
         input_errors,
-        interrupted,
+        interrupted: interrupted.then(|| signal.load(std::sync::atomic::Ordering::Relaxed)),
+        txn: None,
+        txn_error: None,
+        interrupted_records: None,
         stopped,
         resolved_persisted: metrics.resolved_persisted,
         unresolved: metrics.unresolved,
         metrics_error,
     })
+}
+
+/// Closes the transactional run's producer (nothing is queued outside a transaction:
+/// every transaction has committed or aborted) and collects the outcome.
+async fn finish(
+    producer: Producer,
+    observer: Observer,
+    trimmer: tokio::task::JoinHandle<()>,
+    signal: &std::sync::atomic::AtomicI32,
+    run: txn::TxnRun,
+) -> Outcome {
+    let flushed = producer.flush().await;
+    let closed = producer.close(Duration::from_secs(30)).await;
+    // After a transaction error the producer may have stopped with it: the run's own
+    // error already says so, with what to do.
+    let stopped = match run.error {
+        Some(_) => None,
+        None => flushed.and(closed).err().map(|e| e.to_string()),
+    };
+    let metrics = producer.metrics();
+    trimmer.abort();
+    let metrics_error = observer.finish(&metrics).err();
+    let interrupted = match signal.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        n => run.interrupted_records.map(|_| n),
+    };
+    Outcome {
+        records: run.records,
+        acc: run.acc,
+        input_errors: run.input_errors,
+        interrupted,
+        txn: Some(run.counts),
+        txn_error: run.error,
+        interrupted_records: run.interrupted_records,
+        stopped,
+        resolved_persisted: metrics.resolved_persisted,
+        unresolved: metrics.unresolved,
+        metrics_error,
+    }
 }
 
 #[cfg(test)]
@@ -1056,6 +1261,7 @@ mod tests {
             unresolved: 0,
             failed_out: None,
             uncertain_out: None,
+            txn: None,
         };
         let plain = text_summary(&summary, &extra);
         assert!(plain.starts_with("% 2 of 3 records delivered"), "{plain}");

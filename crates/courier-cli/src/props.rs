@@ -42,25 +42,33 @@ pub fn read_properties_file(path: &str) -> Result<Vec<(String, String)>, String>
     Ok(out)
 }
 
-/// A config builder fed with `props` in order (later ones win). Errors name the
-/// property that was refused.
+/// A config builder fed with `props` in order (later ones win), for the commands that
+/// run no transactions (`perf`, `demo`, `doctor`): they refuse `transactional.id` and
+/// `transaction.timeout.ms`, which would only make every record fail outside a
+/// transaction. Errors name the property that was refused.
 pub fn builder_with(
     builder: ProducerConfigBuilder,
     props: &[(String, String)],
 ) -> Result<ProducerConfigBuilder, String> {
-    // The library takes transactional.id, but the command has no transaction loop yet
-    // (`--transaction-records`, issue 15): accepted here, the setting would only make
-    // every record fail outside a transaction.
     if let Some((k, _)) = props
         .iter()
         .find(|(k, _)| k == "transactional.id" || k == "transaction.timeout.ms")
     {
         return Err(format!(
-            "property {k}: the courier command does not run transactions yet \
-             (--transaction-records is planned, issue 15): remove {k}, or use the courier \
-             library's Producer::init_transactions"
+            "property {k}: this command does not run transactions; courier produce does, \
+             with -X transactional.id=ID --transaction-records N: remove {k} here"
         ));
     }
+    transactional_builder_with(builder, props)
+}
+
+/// A config builder fed with `props` in order (later ones win), `transactional.id`
+/// included: for `courier produce`, which runs the transactions. Errors name the
+/// property that was refused.
+pub fn transactional_builder_with(
+    builder: ProducerConfigBuilder,
+    props: &[(String, String)],
+) -> Result<ProducerConfigBuilder, String> {
     // The config's error names the key and shows the value only where it is the problem
     // and not a secret, so nothing here repeats the value.
     props.iter().try_fold(builder, |b, (k, v)| {
@@ -108,16 +116,29 @@ mod tests {
     }
 
     #[test]
-    fn transactional_settings_are_refused_until_the_command_runs_transactions() {
+    fn transactional_settings_are_refused_where_no_transactions_run() {
         for k in ["transactional.id", "transaction.timeout.ms"] {
-            let err = builder_with(
-                ProducerConfig::builder(),
-                &[(k.to_string(), "1".to_string())],
-            )
-            .err()
-            .unwrap_or_default();
-            assert!(err.contains("does not run transactions yet"), "{err}");
+            let kv = [(k.to_string(), "1".to_string())];
+            let err = builder_with(ProducerConfig::builder(), &kv)
+                .err()
+                .unwrap_or_default();
+            assert!(
+                err.contains("does not run transactions") && err.contains("--transaction-records"),
+                "{err}"
+            );
         }
+        // courier produce takes them (and runs the transactions).
+        let kv = [
+            ("transactional.id".to_string(), "tx-1".to_string()),
+            ("transaction.timeout.ms".to_string(), "9000".to_string()),
+            (
+                "bootstrap.servers".to_string(),
+                "127.0.0.1:9092".to_string(),
+            ),
+        ];
+        let config =
+            build(transactional_builder_with(ProducerConfig::builder(), &kv).unwrap()).unwrap();
+        assert_eq!(config.transactional_id(), Some("tx-1"));
     }
 
     #[test]

@@ -405,6 +405,10 @@
 //! the cluster finalizes `transaction.version` 2 (Kafka 4.0+ as it comes), and version 1
 //! (AddPartitionsToTxn) elsewhere, as the Java client chooses;
 //! [`Producer::transaction_version`] says which. See docs/TRANSACTIONS.md.
+//! `examples/atomic_write.rs` is the write above as a program, with each kind of error
+//! handled. `dlq.topic` is refused with `transactional.id`: a failed record aborts the
+//! transaction and is sent again, so a dead letter would report a failure that did not
+//! stay one.
 //!
 //! # Errors
 //!

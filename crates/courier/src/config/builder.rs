@@ -534,6 +534,19 @@ impl ProducerConfigBuilder {
                     ),
                 ));
             }
+            // A record that fails inside a transaction makes the transaction abortable:
+            // the application aborts it and sends its records again, so the record is
+            // not lost. The dead letter producer is not transactional (it would fence
+            // this one), so its record would stay visible after the abort and claim a
+            // failure that the resend repairs: a false dead letter.
+            if let Some(dlq) = &self.dlq_topic {
+                return Err(invalid(
+                    Key::DlqTopic,
+                    format!(
+                        "dlq.topic={dlq} cannot be used with transactional.id={id}: a record                          that fails inside a transaction aborts the transaction, and its                          records are sent again in the next one, so a dead letter (written                          outside the transaction, and visible whatever it does) would report                          a failure that did not stay one: remove dlq.topic (a transaction's                          failure is the error of commit_transaction), or remove                          transactional.id"
+                    ),
+                ));
+            }
             explicit_idempotence = Some(true);
         } else if self.transaction_timeout.is_some() {
             return Err(invalid(

@@ -770,6 +770,23 @@ fn transactional_id_implies_idempotence_and_refuses_what_conflicts_with_it() {
 }
 
 #[test]
+fn dlq_topic_is_refused_with_transactional_id_and_says_why() {
+    let e = err(&[("transactional.id", "tx-1"), ("dlq.topic", "orders.dlq")]);
+    let text = e.to_string();
+    for part in [
+        "dlq.topic=orders.dlq",
+        "transactional.id=tx-1",
+        "aborts the transaction",
+        "remove dlq.topic",
+    ] {
+        assert!(text.contains(part), "{part:?} in {text}");
+    }
+    // Either alone is fine.
+    assert!(props(&[("dlq.topic", "orders.dlq")]).is_ok());
+    assert!(props(&[("transactional.id", "tx-1")]).is_ok());
+}
+
+#[test]
 fn known_keys_and_canonical_key_agree() {
     let keys: Vec<&str> = known_keys().collect();
     assert!(keys.contains(&"bootstrap.servers"));
