@@ -37,10 +37,16 @@ fn first_bootstrap(cluster: &KafkaCluster) -> String {
 
 /// A sealed, uncompressed batch of `values` (null keys), built by courier-core.
 fn batch(values: &[&str]) -> Bytes {
+    // Now, not a fixed date: the broker's retention check (7 days) deletes a segment
+    // whose newest record is older, and a read-back after it would find nothing.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let records: Vec<RecordRef<'_>> = values
         .iter()
         .map(|v| RecordRef {
-            timestamp_ms: 1_700_000_000_000,
+            timestamp_ms: now_ms,
             key: None,
             value: Some(v.as_bytes()),
             headers: &[],

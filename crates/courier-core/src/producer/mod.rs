@@ -575,6 +575,9 @@ impl<T> PartitionQueue<T> {
     }
 }
 
+/// Room for parked records a topic keeps once none is left (see `expire`).
+const PARKED_RETAINED: usize = 1024;
+
 struct Parked<T> {
     record: Record<T>,
     since: Instant,
@@ -585,6 +588,8 @@ struct TopicState<T> {
     partitions: Vec<PartitionQueue<T>>,
     /// Metadata said the topic does not exist.
     unknown: bool,
+    /// Since when metadata has said so without a break (see `append`).
+    unknown_since: Option<Instant>,
     /// Records waiting for metadata.
     parked: VecDeque<Parked<T>>,
     sticky: StickyPartitioner,
@@ -1149,6 +1154,7 @@ impl<T> ProducerEngine<T> {
             name: name.clone(),
             partitions: Vec::new(),
             unknown: false,
+            unknown_since: None,
             parked: VecDeque::new(),
             sticky: StickyPartitioner::new(self.cfg.batch_size),
             available: Vec::new(),
@@ -1208,7 +1214,30 @@ impl<T> ProducerEngine<T> {
             return;
         }
         let ti = self.topic_slot(&record.topic);
+        let park_limit = self.cfg.max_block.min(self.cfg.delivery_timeout);
         let t = &mut self.topics[ti];
+        if t.partitions.is_empty()
+            && t.unknown_since
+                .is_some_and(|since| now.duration_since(since) >= park_limit)
+        {
+            // Metadata has said for a whole `max.block.ms` that the topic does not
+            // exist: fail at once instead of parking each record for another
+            // `max.block.ms`. Parked, 2,000,000 lines for a missing topic took 20
+            // minutes to fail, a buffer.memory's worth per minute (issue 19's runs);
+            // librdkafka likewise fails records for a topic it knows is missing once
+            // `topic.metadata.propagation.max.ms` has passed. Metadata is still asked
+            // for while the topic is unknown, so records flow again once it exists.
+            let parked: Vec<Parked<T>> = t.parked.drain(..).collect();
+            let failure = || Failure {
+                reason: FailureReason::UnknownTopic,
+                persistence: Persistence::NotPersisted,
+            };
+            for pk in parked {
+                self.fail_record(pk.record, failure());
+            }
+            self.fail_record(record, failure());
+            return;
+        }
         if t.partitions.is_empty() || !t.parked.is_empty() {
             // Keep arrival order behind records already waiting for metadata.
             t.parked.push_back(Parked { record, since: now });
@@ -1219,9 +1248,24 @@ impl<T> ProducerEngine<T> {
 
     fn fail_record(&mut self, record: Record<T>, failure: Failure) {
         self.txn_record_failed(&failure.reason, false);
+        let partition = record.partition.unwrap_or(-1);
+        // Records that fail one after another for the same reason share one report: a
+        // missing topic fails a whole `buffer.memory` of records at once, and a
+        // report each (a vector and a copy of the reason per record) held about 2x
+        // the bound for a moment (issue 19).
+        if let Some(Action::Deliver(last)) = self.deliveries.last_mut() {
+            if !last.resolved
+                && last.partition == partition
+                && last.topic == record.topic
+                && last.result.as_ref().err() == Some(&failure)
+            {
+                last.records.push((record.token, record.timestamp_ms));
+                return;
+            }
+        }
         self.deliveries.push(Action::Deliver(Delivery {
             topic: record.topic,
-            partition: record.partition.unwrap_or(-1),
+            partition,
             records: vec![(record.token, record.timestamp_ms)],
             result: Err(failure),
             resolved: false,
@@ -1684,6 +1728,13 @@ impl<T> ProducerEngine<T> {
                         persistence: Persistence::NotPersisted,
                     },
                 );
+            }
+            let parked = &mut self.topics[ti].parked;
+            if parked.is_empty() && parked.capacity() > PARKED_RETAINED {
+                // A topic whose metadata was missing for long may have parked a whole
+                // `buffer.memory` of records (about 180 bytes each beside their bytes);
+                // once they are placed or failed, that room is given back (issue 19).
+                *parked = VecDeque::new();
             }
             for pi in 0..self.topics[ti].partitions.len() {
                 loop {
@@ -2483,6 +2534,7 @@ impl<T> ProducerEngine<T> {
             let t = &mut self.topics[ti];
             if tm.error_code == codes::UNKNOWN_TOPIC_OR_PARTITION {
                 t.unknown = true;
+                t.unknown_since.get_or_insert(now);
                 incomplete = true;
                 continue;
             }
@@ -2505,6 +2557,7 @@ impl<T> ProducerEngine<T> {
                 continue;
             }
             t.unknown = false;
+            t.unknown_since = None;
             let valid = valid_partitions(&tm.partitions);
             let count = valid.last().map_or(0, |p| p.partition as usize + 1);
             // Partitions are only ever added to a topic, never removed.

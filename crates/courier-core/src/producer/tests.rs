@@ -707,6 +707,95 @@ fn unknown_topic_fails_after_max_block() {
 }
 
 #[test]
+fn records_for_a_topic_missing_for_max_block_fail_at_once_until_it_exists() {
+    let mut c = cfg();
+    c.max_block = Duration::from_secs(1);
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    let missing = vec![TopicMetadata {
+        name: "orders".into(),
+        error_code: codes::UNKNOWN_TOPIC_OR_PARTITION,
+        partitions: vec![],
+    }];
+    let failures = |out: Vec<Action<Token>>| -> Vec<Token> {
+        out.into_iter()
+            .flat_map(|a| match a {
+                Action::Deliver(d) => {
+                    assert_eq!(d.result.unwrap_err().reason, FailureReason::UnknownTopic);
+                    d.records.into_iter().map(|(t, _)| t).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    h.append(None, 1);
+    let mut out = Vec::new();
+    h.engine.poll(h.now, &mut out);
+    h.engine.on_metadata(&missing, h.now);
+    // Missing for less than max.block.ms: the next record still waits.
+    h.now += Duration::from_millis(500);
+    h.append(None, 2);
+    h.engine.on_metadata(&missing, h.now);
+    let mut out = Vec::new();
+    h.engine.poll(h.now, &mut out);
+    assert!(failures(out).is_empty(), "both records wait for the topic");
+    // Missing for a whole max.block.ms: a new record fails at once, and so do the ones
+    // still parked, first, in arrival order.
+    h.now += Duration::from_millis(600);
+    h.engine.on_metadata(&missing, h.now);
+    h.append(None, 3);
+    let mut out = Vec::new();
+    h.engine.poll(h.now, &mut out);
+    assert_eq!(failures(out), [1, 2, 3]);
+    // The topic appears: records wait for it and are sent again.
+    let md = metadata(&h.topic, &h.leaders);
+    h.engine.on_metadata(&md, h.now);
+    h.append(None, 4);
+    let mut out = Vec::new();
+    h.engine.poll(h.now, &mut out);
+    assert!(failures(out).is_empty(), "the topic exists again");
+}
+
+#[test]
+fn records_failing_in_a_row_for_one_reason_share_a_report() {
+    let mut c = cfg();
+    c.max_request_size = 1000;
+    let mut h = Harness::new(c, 1);
+    h.poll();
+    for token in 1..=3 {
+        let mut big = record(&h.topic, None, token, 0);
+        big.value = Some(Bytes::from(vec![0u8; 2000]));
+        h.engine.append(big, h.now);
+    }
+    // Another failure in between (another size) starts a new report.
+    let mut bigger = record(&h.topic, None, 4, 0);
+    bigger.value = Some(Bytes::from(vec![0u8; 3000]));
+    h.engine.append(bigger, h.now);
+    let mut big = record(&h.topic, None, 5, 0);
+    big.value = Some(Bytes::from(vec![0u8; 2000]));
+    h.engine.append(big, h.now);
+    let mut out = Vec::new();
+    h.engine.poll(h.now, &mut out);
+    let reports: Vec<(Vec<Token>, bool)> = out
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Deliver(d) => Some((
+                d.records.iter().map(|r| r.0).collect(),
+                matches!(
+                    d.result.unwrap_err().reason,
+                    FailureReason::RecordTooLarge { .. }
+                ),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reports,
+        [(vec![1, 2, 3], true), (vec![4], true), (vec![5], true)]
+    );
+}
+
+#[test]
 fn record_over_max_request_size_fails_alone() {
     let mut c = cfg();
     c.max_request_size = 1000;

@@ -28,6 +28,10 @@ use super::sink::{fetch_metadata, init_producer_id, BrokerSink};
 use super::txn::{ProduceTxn, TxnCall, TxnDriver, TxnReply, TxnReplyTo};
 use super::{DeadLetterQueue, RecordMetadata};
 
+/// Commands the driver's hand-off vector keeps room for between swaps: what a busy
+/// producer takes per wake-up (a few thousand records), not the most it ever took.
+const RETAINED_COMMANDS: usize = 4096;
+
 pub(super) enum Command {
     Send(Staged),
     Flush(oneshot::Sender<()>),
@@ -239,6 +243,15 @@ impl Driver {
                     for cmd in batch.drain(..) {
                         self.on_command(cmd, &staged, woke_at);
                     }
+                    // The emptied vector goes back to the queue on the next swap; one
+                    // that grew while the driver fell behind (a full `buffer.memory` of
+                    // commands, 216 bytes each) would otherwise stay that size for good,
+                    // beside the records it carried, now in the engine: with the topic's
+                    // metadata missing, 2.2x the bound (issue 19). Two vectors take turns,
+                    // so both shrink within two swaps.
+                    if batch.capacity() > RETAINED_COMMANDS {
+                        batch = Vec::with_capacity(RETAINED_COMMANDS);
+                    }
                 }
                 Woken::Commands(false) => {
                     // Every handle is gone: deliver what is left, then stop.
@@ -275,6 +288,11 @@ impl Driver {
             self.engine.poll(now.into_std(), &mut actions);
             for action in actions.drain(..) {
                 self.on_action(action);
+            }
+            // Same reason as the hand-off vector's: a burst of reports must not keep
+            // its room for good.
+            if actions.capacity() > RETAINED_COMMANDS {
+                actions = Vec::new();
             }
             // Records that waited for metadata have been placed by the poll.
             self.run_deferred_txn_calls();
