@@ -621,6 +621,19 @@ async fn unknown_topic_is_reported_by_name() {
     assert!(matches!(err, ProducerError::UnknownTopic { .. }), "{err}");
     assert!(err.to_string().contains(&missing), "{err}");
     assert_eq!(err.persistence(), Persistence::NotPersisted);
+    // The topic has been missing for a whole max.block.ms: the next record fails at
+    // once rather than waiting another 2 s (a file of them took 20 minutes, issue 19).
+    let started = std::time::Instant::now();
+    let err = producer
+        .send(ProducerRecord::new(&missing).value("y"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProducerError::UnknownTopic { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "failed after {:?}, not at once",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -588,8 +588,9 @@ struct TopicState<T> {
     partitions: Vec<PartitionQueue<T>>,
     /// Metadata said the topic does not exist.
     unknown: bool,
-    /// Since when metadata has said so without a break (see `append`).
-    unknown_since: Option<Instant>,
+    /// A record waited `max.block.ms` for the topic and metadata still said it does
+    /// not exist: later records fail at once (see `append`) until metadata has it.
+    missing_confirmed: bool,
     /// Records waiting for metadata.
     parked: VecDeque<Parked<T>>,
     sticky: StickyPartitioner,
@@ -1154,7 +1155,7 @@ impl<T> ProducerEngine<T> {
             name: name.clone(),
             partitions: Vec::new(),
             unknown: false,
-            unknown_since: None,
+            missing_confirmed: false,
             parked: VecDeque::new(),
             sticky: StickyPartitioner::new(self.cfg.batch_size),
             available: Vec::new(),
@@ -1214,14 +1215,10 @@ impl<T> ProducerEngine<T> {
             return;
         }
         let ti = self.topic_slot(&record.topic);
-        let park_limit = self.cfg.max_block.min(self.cfg.delivery_timeout);
         let t = &mut self.topics[ti];
-        if t.partitions.is_empty()
-            && t.unknown_since
-                .is_some_and(|since| now.duration_since(since) >= park_limit)
-        {
-            // Metadata has said for a whole `max.block.ms` that the topic does not
-            // exist: fail at once instead of parking each record for another
+        if t.partitions.is_empty() && t.missing_confirmed {
+            // A record waited a whole `max.block.ms` for the topic and metadata still
+            // says it does not exist: fail at once instead of parking each record for another
             // `max.block.ms`. Parked, 2,000,000 lines for a missing topic took 20
             // minutes to fail, a buffer.memory's worth per minute (issue 19's runs);
             // librdkafka likewise fails records for a topic it knows is missing once
@@ -1712,11 +1709,16 @@ impl<T> ProducerEngine<T> {
         let park_limit = self.cfg.max_block.min(timeout);
         for ti in 0..self.topics.len() {
             while let Some(front) = self.topics[ti].parked.front() {
-                if now.duration_since(front.since) < park_limit {
+                // Once one record waited in vain for a topic that does not exist, the
+                // others behind it fail with it (see `append`).
+                if !self.topics[ti].missing_confirmed
+                    && now.duration_since(front.since) < park_limit
+                {
                     break;
                 }
                 let parked = self.topics[ti].parked.pop_front().expect("front exists");
                 let reason = if self.topics[ti].unknown {
+                    self.topics[ti].missing_confirmed = true;
                     FailureReason::UnknownTopic
                 } else {
                     FailureReason::MetadataTimeout
@@ -2534,7 +2536,6 @@ impl<T> ProducerEngine<T> {
             let t = &mut self.topics[ti];
             if tm.error_code == codes::UNKNOWN_TOPIC_OR_PARTITION {
                 t.unknown = true;
-                t.unknown_since.get_or_insert(now);
                 incomplete = true;
                 continue;
             }
@@ -2557,7 +2558,7 @@ impl<T> ProducerEngine<T> {
                 continue;
             }
             t.unknown = false;
-            t.unknown_since = None;
+            t.missing_confirmed = false;
             let valid = valid_partitions(&tm.partitions);
             let count = valid.last().map_or(0, |p| p.partition as usize + 1);
             // Partitions are only ever added to a topic, never removed.
