@@ -579,6 +579,9 @@ def main():
     ap.add_argument("--transaction-records", type=int, default=0, metavar="N",
                     help="transactional producers committing every N records (courier and "
                          "java-keyed only; each run gets its own transactional.id)")
+    ap.add_argument("--transaction-version", type=int, default=0, metavar="V",
+                    help="set the broker's finalized transaction.version to V before the "
+                         "runs (default: as Kafka 4.3 comes, 2)")
     ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     ap.add_argument("--out", default=None)
     ap.add_argument("--report", metavar="DIR", default=None,
@@ -643,7 +646,8 @@ def main():
     jsonl = open(out / "results.jsonl", "w")
     env = {"nproc": os.cpu_count(), "cpu": cpu_model(), "load_before": os.getloadavg(),
            "commit": git_describe(), "keys": a.keys, "owned": a.owned,
-           "transaction_records": a.transaction_records}
+           "transaction_records": a.transaction_records,
+           "transaction_version": a.transaction_version or None}
     (out / "machine.json").write_text(json.dumps(env))
 
     def one(mode, bootstrap, size, kind, p, client, rate, n, topic, sec="plaintext",
@@ -679,6 +683,14 @@ def main():
                      + (["--secure"] if secured else []),
                      "the Kafka broker", until="started in" if secured else "bootstrap: ")
         by_sec = {"plaintext": {"bootstrap": kafka.bootstrap, "props": {}}}
+        if a.transaction_version:
+            # Kafka 4.3 finalizes transaction.version=2 on a new cluster, and the Java
+            # client 4.x follows it; courier runs version 1 until it selects version 2.
+            # Set it to 1 for a run where both speak the same protocol.
+            verb = "downgrade" if a.transaction_version < 2 else "upgrade"
+            run(["java", "-cp", f"{JAVA_LIBS}/*", "org.apache.kafka.tools.FeatureCommand",
+                 "--bootstrap-server", kafka.bootstrap, verb, "--feature",
+                 f"transaction.version={a.transaction_version}"])
         if secured:
             by_sec.update(security_settings(kafka.lines))
         try:
