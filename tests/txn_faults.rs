@@ -30,8 +30,8 @@
 //! feature once version 2 selection lands; until then it runs version 1 on both.
 //!
 //! ```sh
-//! cargo test -p courier-tests --test txn_faults                            # CI: ~3 min
-//! COURIER_FAULTS_FULL=1 cargo test -p courier-tests --test txn_faults      # full: both versions, each kill moment twice
+//! cargo test -p courier-tests --test txn_faults                            # CI: ~2.5 min
+//! COURIER_FAULTS_FULL=1 cargo test -p courier-tests --test txn_faults      # full: both versions, each kill moment twice, ~8 min
 //! ```
 
 use std::collections::BTreeMap;
@@ -154,6 +154,20 @@ fn wait_whole(cluster: &KafkaCluster, topics: &[&str]) {
         for p in 0..PARTITIONS {
             cluster.wait_for_full_isr(t, p, WAIT).expect("full ISR");
         }
+    }
+}
+
+/// Prints how long a scenario took when it ends (passed or not), for the docs' runtimes.
+struct Took(&'static str, TxnVersion, Instant);
+
+impl Drop for Took {
+    fn drop(&mut self) {
+        eprintln!(
+            "[txn] {} ({:?}) took {:?}",
+            self.0,
+            self.1,
+            self.2.elapsed()
+        );
     }
 }
 
@@ -374,6 +388,7 @@ fn a_producer_killed_mid_transaction_is_fenced_by_its_successor_and_its_transact
 
 fn killed_producer(version: TxnVersion) {
     let (_one, cluster) = prepare(version);
+    let _took = Took("killed_producer", version, Instant::now());
     let topic = create_topic(cluster, "txn-kill9");
     let id = cluster.unique_topic("txn-kill9-id");
     let (committed, records) = (3usize, 50usize);
@@ -506,6 +521,7 @@ fn a_commit_resolves_when_the_coordinators_broker_is_killed_during_it() {
 
 fn coordinator_killed(version: TxnVersion) {
     let (_one, cluster) = prepare(version);
+    let _took = Took("coordinator_killed", version, Instant::now());
     let topic = create_topic(cluster, "txn-coord-kill");
     let moments = [
         KillMoment::AtOnce,
@@ -696,6 +712,7 @@ fn of_two_live_instances_across_a_coordinator_failover_the_older_is_fenced() {
 
 fn fenced_across_failover(version: TxnVersion) {
     let (_one, cluster) = prepare(version);
+    let _took = Took("fenced_across_failover", version, Instant::now());
     let topic = create_topic(cluster, "txn-fence-failover");
     let id = cluster.unique_topic("txn-fence-failover-id");
     let rt = runtime();
