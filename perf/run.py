@@ -59,6 +59,10 @@ java-keyed have it:
     python3 perf/run.py --modes broker --clients courier,java-keyed --sizes 100 \
         --payloads random --partitions 6 --keys 1000 --latency-rate 0 \
         --transaction-records 1000 --repeat 3
+
+Kafka 4.3 finalizes `transaction.version=2`, which the Java client follows (KIP-890);
+courier runs version 1 until it selects version 2. `--transaction-version 1` sets the
+broker's feature to 1 first (`kafka-features downgrade`), so both speak version 1.
 """
 
 import argparse
