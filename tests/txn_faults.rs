@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use courier::net::{txn, BrokerConnection, ConnectOptions};
 use courier::{Producer, ProducerConfig, ProducerRecord, TransactionError};
 use courier_core::wire::KEY_TYPE_TRANSACTION;
-use courier_testkit::{ConsumeOptions, KafkaCluster, ProxyMode, TopicSpec};
+use courier_testkit::{self as kit, ConsumeOptions, KafkaCluster, ProxyMode, TopicSpec};
 
 const PARTITIONS: i32 = 3;
 const WAIT: Duration = Duration::from_secs(120);
@@ -497,8 +497,9 @@ enum KillMoment {
     /// before it is forwarded: the coordinator never saw it.
     BeforeEndTxnArrives,
     /// The proxy delays both ways by 2 s: the EndTxn reaches the broker at 2 s, and the
-    /// broker dies at 3 s, with the reply still held: the coordinator wrote the commit
-    /// and the producer never heard.
+    /// broker dies as soon as its reply reaches the proxy, which holds it: the
+    /// coordinator answers EndTxn only once PrepareCommit is in the transaction log, so
+    /// the commit was decided, and the producer never heard.
     AfterEndTxnArrives,
 }
 
@@ -583,7 +584,19 @@ fn coordinator_killed(version: TxnVersion) {
             match moment {
                 KillMoment::AtOnce => {}
                 KillMoment::BeforeEndTxnArrives => std::thread::sleep(secs(1.0)),
-                KillMoment::AfterEndTxnArrives => std::thread::sleep(secs(3.0)),
+                KillMoment::AfterEndTxnArrives => {
+                    // The EndTxn forwarded and the broker's answer read by the proxy,
+                    // which holds it 2 s from then: far longer than this poll (100 ms)
+                    // takes to see it.
+                    kit::wait_until("the EndTxn's answer at the proxy", WAIT, || {
+                        let st = proxy.stats();
+                        (st.bytes_to_broker > before.bytes_to_broker
+                            && st.bytes_from_broker > before.bytes_from_broker)
+                            .then_some(())
+                            .ok_or(format!("{st:?}"))
+                    })
+                    .expect("the broker answered the EndTxn");
+                }
             }
             // Cut first, so that what the proxy holds is dropped, not delivered late.
             if *moment != KillMoment::AtOnce {
@@ -604,6 +617,10 @@ fn coordinator_killed(version: TxnVersion) {
                     assert!(
                         at_kill.bytes_to_broker > before.bytes_to_broker,
                         "the EndTxn was to reach the broker before the kill: {before:?} {at_kill:?}"
+                    );
+                    assert!(
+                        at_kill.bytes_from_broker > before.bytes_from_broker,
+                        "the broker was to answer the EndTxn before the kill: {before:?} {at_kill:?}"
                     );
                     assert_eq!(
                         at_kill.bytes_to_client, before.bytes_to_client,
