@@ -31,7 +31,7 @@
 //!
 //! ```sh
 //! cargo test -p courier-tests --test txn_faults                            # CI: ~2.5 min
-//! COURIER_FAULTS_FULL=1 cargo test -p courier-tests --test txn_faults      # full: both versions, each kill moment twice, ~8 min
+//! COURIER_FAULTS_FULL=1 cargo test -p courier-tests --test txn_faults      # full: both versions, each kill moment twice, ~8-9 min
 //! ```
 
 use std::collections::BTreeMap;
