@@ -50,6 +50,19 @@ the librdkafka and confluent-kafka programs choose their murmur2 partitioners), 
 each record's key and value into fresh buffers, as after serializing (`courier perf`'s
 flags of the same names). Kafka's `kafka-producer-perf-test` has neither, so with
 either flag the `java` client is left out; `java-keyed` runs the Java producer instead.
+
+`--transaction-records N` runs transactional producers: every client gets a
+`transactional.id` of its own per run and commits every N records (`courier perf
+--transaction-records`, KeyedPerf's flag of the same name); only courier and
+java-keyed have it:
+
+    python3 perf/run.py --modes broker --clients courier,java-keyed --sizes 100 \
+        --payloads random --partitions 6 --keys 1000 --latency-rate 0 \
+        --transaction-records 1000 --repeat 3
+
+Kafka 4.3 finalizes `transaction.version=2`, which the Java client follows (KIP-890);
+courier runs version 1 until it selects version 2. `--transaction-version 1` sets the
+broker's feature to 1 first (`kafka-features downgrade`), so both speak version 1.
 """
 
 import argparse
@@ -276,6 +289,9 @@ def command(client, bins, bootstrap, topic, n, payload, rate, security=None, wor
     `shape` the `--keys` / `--owned` flags given to every client but Java's own tool."""
     base = client.split("+")[0]
     settings = dict(PROPS[base])
+    if "--transaction-records" in (shape or []):
+        # One id per run: a run must not fence or wait for another's transactions.
+        settings["transactional.id"] = f"perf-{re.sub(r'[^a-zA-Z0-9._-]', '-', client)}-{time.time_ns()}"
     extra = (security or {}).get(base, {})
     args = ["--topic", topic, "--num-records", str(n), "--payload-file", str(payload),
             "--throughput", str(rate), "--bootstrap-server", bootstrap] + (shape or [])
@@ -325,6 +341,8 @@ def measure(client, cmd, workdir):
         row.update(delivered=s["delivered"], records_per_s=s["records_per_s"],
                    mb_per_s=s["mb_per_s"], p50_ms=s["latency_ms"]["p50"],
                    p99_ms=s["latency_ms"]["p99"])
+        if "transactions" in s:
+            row["transactions"] = s["transactions"]
     else:
         m = JAVA_FINAL.findall(p.stdout + p.stderr)
         if not m:
@@ -562,6 +580,12 @@ def main():
     ap.add_argument("--owned", action="store_true",
                     help="every client builds each record's key and value into fresh "
                          "buffers, as after serializing, instead of sharing the payloads")
+    ap.add_argument("--transaction-records", type=int, default=0, metavar="N",
+                    help="transactional producers committing every N records (courier and "
+                         "java-keyed only; each run gets its own transactional.id)")
+    ap.add_argument("--transaction-version", type=int, default=0, metavar="V",
+                    help="set the broker's finalized transaction.version to V before the "
+                         "runs (default: as Kafka 4.3 comes, 2)")
     ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     ap.add_argument("--out", default=None)
     ap.add_argument("--report", metavar="DIR", default=None,
@@ -582,6 +606,11 @@ def main():
     if unknown:
         sys.exit(f"unknown client(s) {unknown}; choose from {ALL_CLIENTS}")
     shape = (["--keys", str(a.keys)] if a.keys else []) + (["--owned"] if a.owned else [])
+    if a.transaction_records:
+        shape += ["--transaction-records", str(a.transaction_records)]
+        others = [c for c in clients if c not in ("courier", "java-keyed")]
+        if others:
+            sys.exit(f"--transaction-records runs courier and java-keyed only; drop {others}")
     if shape and "java" in clients:
         log("note: Kafka's kafka-producer-perf-test (client java) has no keys and shares "
             "its payloads, so it is left out of a --keys/--owned run; java-keyed runs the "
@@ -620,7 +649,9 @@ def main():
     rows = []
     jsonl = open(out / "results.jsonl", "w")
     env = {"nproc": os.cpu_count(), "cpu": cpu_model(), "load_before": os.getloadavg(),
-           "commit": git_describe(), "keys": a.keys, "owned": a.owned}
+           "commit": git_describe(), "keys": a.keys, "owned": a.owned,
+           "transaction_records": a.transaction_records,
+           "transaction_version": a.transaction_version or None}
     (out / "machine.json").write_text(json.dumps(env))
 
     def one(mode, bootstrap, size, kind, p, client, rate, n, topic, sec="plaintext",
@@ -656,6 +687,14 @@ def main():
                      + (["--secure"] if secured else []),
                      "the Kafka broker", until="started in" if secured else "bootstrap: ")
         by_sec = {"plaintext": {"bootstrap": kafka.bootstrap, "props": {}}}
+        if a.transaction_version:
+            # Kafka 4.3 finalizes transaction.version=2 on a new cluster, and the Java
+            # client 4.x follows it; courier runs version 1 until it selects version 2.
+            # Set it to 1 for a run where both speak the same protocol.
+            verb = "downgrade" if a.transaction_version < 2 else "upgrade"
+            run(["java", "-cp", f"{JAVA_LIBS}/*", "org.apache.kafka.tools.FeatureCommand",
+                 "--bootstrap-server", kafka.bootstrap, verb, "--feature",
+                 f"transaction.version={a.transaction_version}"])
         if secured:
             by_sec.update(security_settings(kafka.lines))
         try:

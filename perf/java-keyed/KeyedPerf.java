@@ -4,7 +4,8 @@
 //
 //   java -cp '<kafka libs>/*' perf/java-keyed/KeyedPerf.java --bootstrap-server HOST:PORT \
 //        --topic T --num-records N (--record-size S | --payload-file F) [--throughput R] \
-//        [--keys N] [--owned] [--producer-props k=v ...] [--command-config FILE]
+//        [--keys N] [--owned] [--transaction-records N] [--producer-props k=v ...]
+//        [--command-config FILE]
 //
 // Runs as it is in Java's source-file mode (Java 11+), which compiles it at every start
 // (2.3 CPU s on the benchmark machine), so perf/run.py compiles it once with javac into
@@ -15,6 +16,12 @@
 // serializer does, instead of sharing the loaded payloads. Properties are the Java client's (--command-property is an alias of
 // --producer-props). Prints a progress line every 5 s and the final line in the Java
 // tool's format on stderr, then one JSON object on stdout.
+//
+// --transaction-records N (with transactional.id in the properties) sends the records in
+// transactions of N, as `courier perf --transaction-records N`: initTransactions once,
+// then beginTransaction, N sends, commitTransaction (which flushes and waits for every
+// record), and so on; the last transaction holds what is left. Kafka's own tool commits
+// by time (--transaction-duration-ms), which would not commit at the same records.
 
 import java.io.FileInputStream;
 import java.io.IOException;
@@ -39,7 +46,7 @@ public class KeyedPerf {
         System.err.println("KeyedPerf: " + msg);
         System.err.println("usage: KeyedPerf --bootstrap-server B --topic T --num-records N "
                 + "(--record-size S | --payload-file F) [--throughput R] [--keys N] [--owned] "
-                + "[--producer-props k=v ...] [--command-config FILE]");
+                + "[--transaction-records N] [--producer-props k=v ...] [--command-config FILE]");
         System.exit(2);
     }
 
@@ -124,7 +131,7 @@ public class KeyedPerf {
 
     public static void main(String[] argv) throws Exception {
         String bootstrap = null, topic = null, file = null, config = null;
-        long n = -1, keys = 0;
+        long n = -1, keys = 0, txnRecords = 0;
         int size = -1;
         double throughput = -1;
         boolean owned = false;
@@ -159,6 +166,7 @@ public class KeyedPerf {
                 case "--payload-file": file = val; break;
                 case "--throughput": throughput = Double.parseDouble(val); break;
                 case "--keys": keys = Long.parseLong(val); break;
+                case "--transaction-records": txnRecords = Long.parseLong(val); break;
                 case "--command-config": config = val; break;
                 default: usage("unknown argument " + arg);
             }
@@ -210,6 +218,9 @@ public class KeyedPerf {
         if (!props.containsKey(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG)) {
             usage("no brokers: give --bootstrap-server");
         }
+        if (txnRecords > 0 && !props.containsKey(ProducerConfig.TRANSACTIONAL_ID_CONFIG)) {
+            usage("--transaction-records needs transactional.id in --producer-props");
+        }
         props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
 
@@ -224,7 +235,17 @@ public class KeyedPerf {
         KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props);
         // The clock starts once the producer exists, as in Kafka's tool.
         Stats stats = new Stats(n);
+        long transactions = 0;
+        if (txnRecords > 0) {
+            producer.initTransactions();
+            producer.beginTransaction();
+        }
         for (long i = 0; i < n; i++) {
+            if (txnRecords > 0 && i > 0 && i % txnRecords == 0) {
+                producer.commitTransaction();
+                transactions++;
+                producer.beginTransaction();
+            }
             if (throughput > 0) {
                 long dueNs = stats.startNs + (long) (i / throughput * 1e9);
                 long wait = dueNs - System.nanoTime();
@@ -254,13 +275,22 @@ public class KeyedPerf {
             producer.send(new ProducerRecord<>(topic, key, value),
                     new Completion(stats, sentNs, value.length));
         }
+        if (txnRecords > 0 && n > 0) {
+            producer.commitTransaction();
+            transactions++;
+        }
         producer.flush();
         double elapsed = (System.nanoTime() - stats.startNs) / 1e9;
         producer.close();
-        finish(stats, elapsed, n);
+        if (txnRecords > 0) {
+            System.err.printf("transactions: %d committed, up to %d records each.%n", transactions,
+                    txnRecords);
+        }
+        finish(stats, elapsed, n, txnRecords > 0 ? transactions : -1);
     }
 
-    static void finish(Stats stats, double elapsed, long n) {
+    /** `transactions` is -1 outside a transactional run (no such field in the JSON). */
+    static void finish(Stats stats, double elapsed, long n, long transactions) {
         int[] lat;
         long delivered, failed, bytes;
         String firstError;
@@ -290,8 +320,8 @@ public class KeyedPerf {
         System.out.printf(java.util.Locale.ROOT, "{\"client\":\"java-keyed\",\"records\":%d,\"delivered\":%d,"
                 + "\"failed\":%d,\"elapsed_s\":%.3f,\"records_per_s\":%.1f,\"mb_per_s\":%.3f,"
                 + "\"latency_ms\":{\"avg\":%.3f,\"max\":%.3f,\"p50\":%.3f,\"p95\":%.3f,\"p99\":%.3f,"
-                + "\"p999\":%.3f}}%n", n, delivered, failed, elapsed, rps, mbps, avg, max, p50, p95,
-                p99, p999);
+                + "\"p999\":%.3f}%s}%n", n, delivered, failed, elapsed, rps, mbps, avg, max, p50, p95,
+                p99, p999, transactions < 0 ? "" : ",\"transactions\":" + transactions);
         System.out.flush();
         System.exit(failed > 0 ? 1 : 0);
     }

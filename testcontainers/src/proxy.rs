@@ -54,6 +54,10 @@ pub struct ProxyStats {
     pub bytes_to_broker: u64,
     /// Bytes forwarded broker to client.
     pub bytes_to_client: u64,
+    /// Bytes read from the broker, counted as they arrive, before any delay: with
+    /// [`ProxyMode::Delay`], this moving while `bytes_to_client` does not means the
+    /// broker has answered and the answer is held in the proxy.
+    pub bytes_from_broker: u64,
     /// Bytes read and dropped ([`ProxyMode::Blackhole`], the tail of a request cut
     /// halfway).
     pub bytes_swallowed: u64,
@@ -89,6 +93,7 @@ struct Shared {
     cut: AtomicU64,
     to_broker: AtomicU64,
     to_client: AtomicU64,
+    from_broker: AtomicU64,
     swallowed: AtomicU64,
 }
 
@@ -144,6 +149,7 @@ impl FaultProxy {
             cut: AtomicU64::new(0),
             to_broker: AtomicU64::new(0),
             to_client: AtomicU64::new(0),
+            from_broker: AtomicU64::new(0),
             swallowed: AtomicU64::new(0),
         });
         let s = shared.clone();
@@ -230,6 +236,7 @@ impl FaultProxy {
             cut: s.cut.load(Ordering::Relaxed),
             bytes_to_broker: s.to_broker.load(Ordering::Relaxed),
             bytes_to_client: s.to_client.load(Ordering::Relaxed),
+            bytes_from_broker: s.from_broker.load(Ordering::Relaxed),
             bytes_swallowed: s.swallowed.load(Ordering::Relaxed),
         }
     }
@@ -342,6 +349,9 @@ fn pump(conn: &Conn, shared: &Shared, to_broker: bool) {
             Err(_) => break,
         };
         let chunk = &buf[..n];
+        if !to_broker {
+            shared.from_broker.fetch_add(n as u64, Ordering::Relaxed);
+        }
         if to_broker && conn.cut_mid_request.swap(false, Ordering::SeqCst) {
             let half = (n / 2).max(1).min(n);
             if let Some(to) = to.as_mut() {
@@ -457,7 +467,26 @@ mod tests {
         p.set_mode(ProxyMode::Delay(Duration::from_millis(150)));
         let mut s = connect(&p);
         let t = Instant::now();
-        assert_eq!(roundtrip(&mut s, b"slow").unwrap(), b"slow");
+        s.write_all(b"slow").unwrap();
+        // The echo is read from upstream at ~150 ms and held for another 150: counted
+        // as arrived before it is forwarded.
+        let held = crate::wait_until(
+            "the echo to arrive from upstream",
+            Duration::from_secs(2),
+            || {
+                let st = p.stats();
+                if st.bytes_from_broker == 4 {
+                    Ok(st)
+                } else {
+                    Err(format!("{st:?}"))
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(held.bytes_to_client, 0, "{held:?}");
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"slow");
         assert!(
             t.elapsed() >= Duration::from_millis(300),
             "{:?}",

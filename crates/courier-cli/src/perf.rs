@@ -12,6 +12,13 @@
 //! `key-{N-1}`, in turn, placed by murmur2) and `--owned` (key and value built into fresh
 //! buffers for every record, dropped by the producer once encoded) measure that shape,
 //! and `--api future` awaits a delivery future per record instead of a callback.
+//!
+//! `--transaction-records N` (with `transactional.id` in the producer properties) sends
+//! the records in transactions of N: `init_transactions` once, then `begin_transaction`,
+//! N records, `commit_transaction` (which waits until each is acknowledged), and so on;
+//! the last transaction holds what is left. Throughput and CPU then include the commits.
+//! Java's tool has `--transaction-duration-ms` (commit by time) instead; a fixed count is
+//! what `perf/java-keyed` does on the Java side, so both commit at the same records.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -95,7 +102,17 @@ pub struct PerfArgs {
     /// delivery future per record, awaited by a second task.
     #[arg(long, value_enum, default_value_t = PerfApi::Callback)]
     pub api: PerfApi,
+
+    /// Send the records in transactions of this many (needs transactional.id in
+    /// --producer-props); the summary counts the transactions committed.
+    #[arg(long = "transaction-records", value_parser = clap::value_parser!(u64).range(1..))]
+    pub transaction_records: Option<u64>,
 }
+
+/// The properties `courier perf --transaction-records` takes beside the others. The
+/// shared property parser refuses them until `courier produce` runs transactions; the
+/// perf loop does, so it sets them itself.
+const TXN_KEYS: [&str; 2] = ["transactional.id", "transaction.timeout.ms"];
 
 /// How `courier perf` receives delivery reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -249,7 +266,26 @@ fn config(args: &PerfArgs) -> Result<ProducerConfig, String> {
                 .into(),
         );
     }
-    props::build(props::builder_with(ProducerConfig::builder(), &kv)?)
+    // Without --transaction-records the shared parser refuses transactional settings
+    // (every record would fail outside a transaction); with it, they are set here.
+    let (txn, kv): (Vec<_>, Vec<_>) = match args.transaction_records {
+        Some(_) => kv
+            .into_iter()
+            .partition(|(k, _)| TXN_KEYS.contains(&k.as_str())),
+        None => (Vec::new(), kv),
+    };
+    if args.transaction_records.is_some() && !txn.iter().any(|(k, _)| k == "transactional.id") {
+        return Err("--transaction-records needs a transactional.id: add \
+             --producer-props transactional.id=NAME"
+            .into());
+    }
+    let mut builder = props::builder_with(ProducerConfig::builder(), &kv)?;
+    for (k, v) in &txn {
+        builder = builder
+            .set(k, v)
+            .map_err(|e| format!("property {k}: {e}"))?;
+    }
+    props::build(builder)
 }
 
 /// Runs `courier perf`; returns the exit code.
@@ -289,7 +325,8 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
     })));
     let cpu0 = cpu_time();
     let start = Instant::now();
-    let (stopped, metrics_error) = rt.block_on(send_all(&args, config, payloads, stats, start))?;
+    let (stopped, metrics_error, transactions) =
+        rt.block_on(send_all(&args, config, payloads, stats, start))?;
     let elapsed = start.elapsed();
     let cpu = cpu_time().saturating_sub(cpu0);
     drop(rt);
@@ -331,6 +368,12 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
             summary.peak_rss as f64 / 1e6
         ),
     );
+    if let Some(per) = args.transaction_records {
+        print_line(
+            json,
+            &format!("transactions: {transactions} committed, up to {per} records each."),
+        );
+    }
     let failed = summary.failures.total();
     if failed > 0 {
         eprintln!("courier perf: {failed} records failed, by error:");
@@ -352,7 +395,12 @@ fn try_run(args: PerfArgs) -> Result<i32, String> {
         );
     }
     if json {
-        println!("{}", summary.to_json());
+        let mut out = summary.to_json();
+        if let Some(per) = args.transaction_records {
+            out["transactions"] = serde_json::json!(transactions);
+            out["transaction_records"] = serde_json::json!(per);
+        }
+        println!("{out}");
     }
     Ok(
         if failed > 0 || stopped.is_some() || unreported > 0 || metrics_error.is_some() {
@@ -369,8 +417,14 @@ async fn send_all(
     payloads: Vec<Bytes>,
     stats: &'static Mutex<PerfStats>,
     start: Instant,
-) -> Result<(Option<String>, Option<String>), String> {
+) -> Result<(Option<String>, Option<String>, u64), String> {
     let producer = Producer::new(config).map_err(|e| e.to_string())?;
+    let mut transactions = 0u64;
+    let mut txn_error: Option<String> = None;
+    if args.transaction_records.is_some() {
+        txn_step(&producer, TxnStep::Init).await?;
+        txn_step(&producer, TxnStep::Begin).await?;
+    }
     let observer = Observer::start(&args.metrics, &producer).await?;
     let trimmer = crate::memory::spawn_trimmer(producer.clone());
     let topic: Arc<str> = args.topic.as_str().into();
@@ -419,6 +473,20 @@ async fn send_all(
     });
     let mut key_buf = String::new();
     for i in 0..n {
+        // A transaction boundary before record i (at the top: the API paths below
+        // `continue`).
+        if let Some(per) = args.transaction_records {
+            if i > 0 && i % per == 0 {
+                let next = txn_step(&producer, TxnStep::Commit)
+                    .await
+                    .and(txn_step(&producer, TxnStep::Begin).await);
+                if let Err(e) = next {
+                    txn_error = Some(e);
+                    break;
+                }
+                transactions += 1;
+            }
+        }
         if args.throughput > 0.0 {
             // Java's ThroughputThrottler: sleep while ahead of the target rate.
             let due = start + Duration::from_secs_f64(i as f64 / args.throughput);
@@ -500,6 +568,12 @@ async fn send_all(
                 .add(&e);
         }
     }
+    if args.transaction_records.is_some() && txn_error.is_none() && n > 0 {
+        match txn_step(&producer, TxnStep::Commit).await {
+            Ok(()) => transactions += 1,
+            Err(e) => txn_error = Some(e),
+        }
+    }
     drop(futures_tx);
     if let Some(w) = waiter {
         let _ = w.await;
@@ -510,8 +584,30 @@ async fn send_all(
     let closed = producer.close(Duration::from_secs(30)).await;
     trimmer.abort();
     let metrics_error = observer.finish(&producer.metrics()).err();
-    Ok((
-        flushed.and(closed).err().map(|e| e.to_string()),
-        metrics_error,
-    ))
+    let stopped = txn_error.or_else(|| flushed.and(closed).err().map(|e| e.to_string()));
+    Ok((stopped, metrics_error, transactions))
+}
+
+/// A transactional call of the perf loop.
+#[derive(Debug, Clone, Copy)]
+enum TxnStep {
+    Init,
+    Begin,
+    Commit,
+}
+
+/// Makes the call, again while it times out at `max.block.ms` and is still under way
+/// (retriable, as the Java client's `TimeoutException`); any other error ends the run.
+async fn txn_step(producer: &Producer, step: TxnStep) -> Result<(), String> {
+    loop {
+        let r = match step {
+            TxnStep::Init => producer.init_transactions().await,
+            TxnStep::Begin => producer.begin_transaction().await,
+            TxnStep::Commit => producer.commit_transaction().await,
+        };
+        match r {
+            Err(e) if e.is_retriable() => continue,
+            r => return r.map_err(|e| e.to_string()),
+        }
+    }
 }

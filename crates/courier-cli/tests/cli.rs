@@ -297,6 +297,84 @@ fn perf_prints_java_style_lines_and_a_json_summary() {
     assert_eq!(cluster.consume_all(&t).unwrap().len(), 3000);
 }
 
+/// `--transaction-records N`: the records go in transactions of N, every one committed
+/// (read_committed sees them all, and the summary counts the transactions); without a
+/// transactional.id the flag is refused before anything is sent.
+#[test]
+fn perf_with_transaction_records_commits_every_n_records() {
+    let cluster = KafkaCluster::shared(1);
+    let t = topic(cluster, "cli-perf-txn", 3);
+    let id = cluster.unique_topic("cli-perf-txn-id");
+    let out = courier(
+        &[
+            "perf",
+            "--topic",
+            &t,
+            "--num-records",
+            "2500",
+            "--record-size",
+            "100",
+            "--keys",
+            "100",
+            "--transaction-records",
+            "1000",
+            "--bootstrap-server",
+            &cluster.bootstrap(),
+            "--producer-props",
+            &format!("transactional.id={id}"),
+            "transaction.timeout.ms=30000",
+            "linger.ms=5",
+            "--summary",
+            "json",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let s = json_summary(&out);
+    assert_eq!(s["delivered"], 2500);
+    // 1000 + 1000 + 500.
+    assert_eq!(s["transactions"], 3, "{s}");
+    assert_eq!(s["transaction_records"], 1000, "{s}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("transactions: 3 committed, up to 1000 records each."),
+        "{stderr}"
+    );
+    let committed = cluster
+        .consume(
+            &t,
+            &courier_testkit::ConsumeOptions {
+                idle_timeout: std::time::Duration::from_secs(5),
+                read_committed: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(committed.len(), 2500);
+
+    let refused = courier(
+        &[
+            "perf",
+            "--topic",
+            &t,
+            "--num-records",
+            "10",
+            "--record-size",
+            "100",
+            "--transaction-records",
+            "5",
+            "--bootstrap-server",
+            &cluster.bootstrap(),
+        ],
+        b"",
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("needs a transactional.id"),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn perf_against_the_blackhole_delivers_every_record() {
     let bh = Blackhole::start(4).unwrap();
