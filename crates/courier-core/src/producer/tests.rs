@@ -5,10 +5,16 @@
 //! epoch must start at sequence 0, a lower one is fenced, the next sequence appends,
 //! one of the last five batches is a duplicate, anything else is out of order.
 
+use super::spare::{SPARE_DECAY, SPARE_IDLE};
 use super::*;
+use crate::compression::Compression;
 use crate::decode::decode_batch;
 use crate::partitioner::partition_for_key;
+use crate::sequence::increment_sequence;
+use bytes::Bytes;
+use classify::codes;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 type Token = u64;
 

@@ -7,10 +7,17 @@
 use super::*;
 use crate::decode::decode_batch;
 use crate::wire::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult, KEY_TYPE_TRANSACTION,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResponse, AddPartitionsToTxnTopicResult,
+    EndTxnResponse, FindCoordinatorResponse, InitProducerIdResponse, KEY_TYPE_TRANSACTION,
 };
+use bytes::Bytes;
+use classify::codes;
 use std::collections::BTreeMap;
-use txn::{TxnErrorKind, TxnOperation, TxnRequest, TxnTarget};
+use std::time::Duration;
+use txn::{
+    ConsumerGroupMetadata, TransactionVersion, TxnCallError, TxnCallKind, TxnErrorKind, TxnEvent,
+    TxnOffset, TxnOperation, TxnRequest, TxnTarget,
+};
 
 type Token = u64;
 
