@@ -17,7 +17,7 @@ pub(super) const SPARE_IDLE: usize = 8;
 pub(super) const SPARE_DECAY: Duration = Duration::from_secs(1);
 
 impl<T> ProducerEngine<T> {
-    /// Builders kept for reuse right now (see [`SPARE_IDLE`]; for tests and memory
+    /// Builders kept for reuse right now (beyond `SPARE_IDLE` they decay; for tests and memory
     /// accounting).
     pub fn spare_builders(&self) -> usize {
         self.spare.len()
