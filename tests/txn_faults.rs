@@ -19,6 +19,12 @@
 //!   coordinator's broker is killed between the old instance's commit and the new one's
 //!   `init_transactions`; the old one then ends with a fatal `ProducerFenced`, nothing
 //!   of its last transaction is in the log, and the new one commits.
+//! - **Atomic across two topics, with consumer offsets**: transactions over
+//!   `task-created` and `audit-log` committed, aborted after their records were
+//!   acknowledged, and committed again, each with consumer offsets: read_committed sees
+//!   the committed ones in both topics exactly once and nothing of the aborted one;
+//!   `kafka-consumer-groups` shows the committed transaction's offset, not the aborted
+//!   one's.
 //!
 //! One cluster (RF 3, `min.insync.replicas=2`, a fault proxy in front of each broker)
 //! serves every scenario, one scenario at a time: they kill brokers, and each brings
@@ -42,7 +48,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use courier::net::{txn, BrokerConnection, ConnectOptions};
-use courier::{Producer, ProducerConfig, ProducerRecord, TransactionError, TransactionVersion};
+use courier::{
+    ConsumerGroupMetadata, Producer, ProducerConfig, ProducerRecord, TransactionError,
+    TransactionVersion, TxnOffset,
+};
 use courier_core::wire::KEY_TYPE_TRANSACTION;
 use courier_testkit::{self as kit, ConsumeOptions, KafkaCluster, ProxyMode, TopicSpec};
 
@@ -826,4 +835,132 @@ fn fenced_across_failover(version: TxnVersion) {
         !all.iter().any(|v| v.starts_with("old-fenced")),
         "the fenced instance wrote records: {all:?}"
     );
+}
+
+// ----- 4. atomic across two topics, offsets with the transaction -----
+
+/// The group's committed offset for `topic`'s partition 0, from `kafka-consumer-groups
+/// --describe` (`None` when it shows no row for the topic).
+fn committed_offset(cluster: &KafkaCluster, group: &str, topic: &str) -> Option<String> {
+    let described = cluster
+        .run_tool(
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            &[
+                "--bootstrap-server",
+                &cluster.bootstrap(),
+                "--describe",
+                "--group",
+                group,
+            ],
+        )
+        .unwrap_or_default();
+    // GROUP TOPIC PARTITION CURRENT-OFFSET ...
+    described
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|row| row.get(1) == Some(&topic) && row.get(2) == Some(&"0"))
+        .and_then(|row| row.get(3).map(|s| s.to_string()))
+}
+
+#[test]
+fn transactions_are_atomic_across_two_topics_with_their_offsets_on_three_brokers() {
+    for v in versions() {
+        atomic_across_topics(v);
+    }
+}
+
+fn atomic_across_topics(version: TxnVersion) {
+    let (_one, cluster) = prepare(version);
+    let _took = Took("atomic_across_topics", version, Instant::now());
+    let tasks = create_topic(cluster, "task-created");
+    let audit = create_topic(cluster, "audit-log");
+    let input = create_topic(cluster, "txn-input");
+    let group = cluster.unique_topic("txn-group");
+    let id = cluster.unique_topic("txn-atomic-id");
+    let rt = runtime();
+    let _in_rt = rt.enter();
+    let p = producer(cluster, &id);
+    let topics = [tasks.as_str(), audit.as_str()];
+    let mut committed = rt.block_on(async {
+        resolve("init_transactions", WAIT, || p.init_transactions())
+            .await
+            .expect("init_transactions");
+        expect_protocol(&p, version);
+        let mut committed = one_txn(&p, &topics, &input, &group, "a", 42, true).await;
+        committed.extend(one_txn(&p, &topics, &input, &group, "b", 99, false).await);
+        committed
+    });
+    assert_eq!(
+        committed_offset(cluster, &group, &input).as_deref(),
+        Some("42"),
+        "the committed transaction's offset, not the aborted one's (99)"
+    );
+    rt.block_on(async {
+        committed.extend(one_txn(&p, &topics, &input, &group, "c", 120, true).await);
+        p.close(Duration::from_secs(30)).await.expect("close");
+    });
+    // Each topic holds its half of every committed transaction, once.
+    let per_topic: Vec<String> = committed.iter().step_by(2).cloned().collect();
+    for topic in [&tasks, &audit] {
+        assert_exactly_once(topic, &read(cluster, topic, true), &per_topic);
+        let all = read(cluster, topic, false);
+        assert_eq!(
+            all.iter().filter(|v| v.starts_with("b-")).count(),
+            20,
+            "{topic}: the aborted transaction's records are in the log, hidden"
+        );
+    }
+    assert_eq!(
+        committed_offset(cluster, &group, &input).as_deref(),
+        Some("120"),
+        "the last committed transaction's offset"
+    );
+}
+
+/// One transaction of 20 records `<name>-<i>` to each of `topics` with `offset` for
+/// `input`'s partition 0, committed or (after every record was acknowledged) aborted;
+/// returns the values a read_committed reader must see, in send order.
+async fn one_txn(
+    p: &Producer,
+    topics: &[&str; 2],
+    input: &str,
+    group: &str,
+    name: &str,
+    offset: i64,
+    commit: bool,
+) -> Vec<String> {
+    p.begin_transaction().await.expect("begin_transaction");
+    let mut acks = Vec::new();
+    let mut values = Vec::new();
+    for i in 0..20 {
+        for topic in topics {
+            let v = format!("{name}-{i}");
+            values.push(v.clone());
+            acks.push(p.produce(record(topic, i, v)).await.expect("produce"));
+        }
+    }
+    p.send_offsets_to_transaction(
+        [TxnOffset::new(input, 0, offset)],
+        ConsumerGroupMetadata::new(group),
+    )
+    .await
+    .expect("send_offsets_to_transaction");
+    if commit {
+        resolve("commit_transaction", WAIT, || p.commit_transaction())
+            .await
+            .expect("commit_transaction");
+        for a in acks {
+            a.await.expect("a committed record is acknowledged");
+        }
+        values
+    } else {
+        // Every record in the log before the abort: only its marker hides them.
+        for a in acks {
+            a.await.expect("acknowledged before the abort");
+        }
+        resolve("abort_transaction", WAIT, || p.abort_transaction())
+            .await
+            .expect("abort_transaction");
+        Vec::new()
+    }
 }
