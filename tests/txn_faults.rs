@@ -36,7 +36,7 @@
 //! feature, and each scenario checks that it did (version 2, respectively 1).
 //!
 //! ```sh
-//! cargo test -p courier-tests --test txn_faults                            # CI: ~2.5 min
+//! cargo test -p courier-tests --test txn_faults                            # CI: ~3.5 min
 //! COURIER_FAULTS_FULL=1 cargo test -p courier-tests --test txn_faults      # full: both versions, each kill moment twice, ~8-9 min
 //! ```
 
