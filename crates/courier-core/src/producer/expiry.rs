@@ -86,7 +86,17 @@ impl<T> ProducerEngine<T> {
     /// How long past `delivery_timeout` a batch that may be in the log is resolved;
     /// zero without idempotence, where resending cannot be told apart from a duplicate.
     pub(super) fn resolution_timeout(&self) -> Duration {
-        if self.cfg.idempotence {
+        if self.txn.is_some() {
+            // In a transaction a batch that may have been written needs no resolution:
+            // failing it makes the transaction abortable, and the abort's marker hides
+            // whatever reached the log (KIP-98); a late write is refused by the bumped
+            // epoch (version 2) or by the leader's check that the partition is in an
+            // open transaction (KIP-890). Resolving would only hold the abort back by up
+            // to `delivery.resolution.timeout.ms`: with a silent link, the CLI's
+            // transaction waited 120 s for a batch that `delivery.timeout.ms` (3 s)
+            // should have failed. Java fails it at `delivery.timeout.ms` too.
+            Duration::ZERO
+        } else if self.cfg.idempotence {
             self.cfg.resolution_timeout
         } else {
             Duration::ZERO
