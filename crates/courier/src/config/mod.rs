@@ -474,7 +474,9 @@ impl ProducerConfig {
     /// is the record reported possibly persisted (`UNRESOLVED`). Records that were never
     /// sent, or that the broker said it did not write, still fail at
     /// `delivery.timeout.ms`. Zero turns the resolution off. Without idempotence there is
-    /// no resolution: a resend could not be told apart from a duplicate.
+    /// no resolution: a resend could not be told apart from a duplicate. Nor in a
+    /// transaction (`transactional.id`): there the batch fails at `delivery.timeout.ms`,
+    /// which makes the transaction abortable, and the abort hides whatever was written.
     pub const fn delivery_resolution_timeout(&self) -> Duration {
         self.resolution_timeout
     }
