@@ -839,29 +839,6 @@ fn fenced_across_failover(version: TxnVersion) {
 
 // ----- 4. atomic across two topics, offsets with the transaction -----
 
-/// The group's committed offset for `topic`'s partition 0, from `kafka-consumer-groups
-/// --describe` (`None` when it shows no row for the topic).
-fn committed_offset(cluster: &KafkaCluster, group: &str, topic: &str) -> Option<String> {
-    let described = cluster
-        .run_tool(
-            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-            &[
-                "--bootstrap-server",
-                &cluster.bootstrap(),
-                "--describe",
-                "--group",
-                group,
-            ],
-        )
-        .unwrap_or_default();
-    // GROUP TOPIC PARTITION CURRENT-OFFSET ...
-    described
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|row| row.get(1) == Some(&topic) && row.get(2) == Some(&"0"))
-        .and_then(|row| row.get(3).map(|s| s.to_string()))
-}
-
 #[test]
 fn transactions_are_atomic_across_two_topics_with_their_offsets_on_three_brokers() {
     for v in versions() {
@@ -891,7 +868,7 @@ fn atomic_across_topics(version: TxnVersion) {
         committed
     });
     assert_eq!(
-        committed_offset(cluster, &group, &input).as_deref(),
+        cluster.committed_offset(&group, &input).as_deref(),
         Some("42"),
         "the committed transaction's offset, not the aborted one's (99)"
     );
@@ -911,7 +888,7 @@ fn atomic_across_topics(version: TxnVersion) {
         );
     }
     assert_eq!(
-        committed_offset(cluster, &group, &input).as_deref(),
+        cluster.committed_offset(&group, &input).as_deref(),
         Some("120"),
         "the last committed transaction's offset"
     );

@@ -659,6 +659,29 @@ impl KafkaCluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `group`'s committed offset for `topic`'s partition 0, as `kafka-consumer-groups
+    /// --describe` shows it (`None` when the tool fails or shows no row for the topic).
+    pub fn committed_offset(&self, group: &str, topic: &str) -> Option<String> {
+        let described = self
+            .run_tool(
+                "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+                &[
+                    "--bootstrap-server",
+                    &self.bootstrap(),
+                    "--describe",
+                    "--group",
+                    group,
+                ],
+            )
+            .unwrap_or_default();
+        // GROUP TOPIC PARTITION CURRENT-OFFSET ...
+        described
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|row| row.get(1) == Some(&topic) && row.get(2) == Some(&"0"))
+            .and_then(|row| row.get(3).map(|s| s.to_string()))
+    }
+
     /// The secured listeners, users, certificates and OIDC provider of a cluster started
     /// with [`ClusterBuilder::security`].
     pub fn security(&self) -> Result<&SecurityInfo, KitError> {

@@ -185,29 +185,6 @@ fn read(
         .collect()
 }
 
-/// The group's committed offset for `topic`'s partition 0, from `kafka-consumer-groups
-/// --describe` (`None` when it shows no row for the topic).
-fn committed_offset(cluster: &KafkaCluster, group: &str, topic: &str) -> Option<String> {
-    let described = cluster
-        .run_tool(
-            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-            &[
-                "--bootstrap-server",
-                &cluster.bootstrap(),
-                "--describe",
-                "--group",
-                group,
-            ],
-        )
-        .unwrap_or_default();
-    // GROUP TOPIC PARTITION CURRENT-OFFSET ...
-    described
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|row| row.get(1) == Some(&topic) && row.get(2) == Some(&"0"))
-        .and_then(|row| row.get(3).map(|s| s.to_string()))
-}
-
 #[test]
 fn version_2_committed_transactions_are_visible_once_across_two_topics_and_aborted_ones_never() {
     committed_and_aborted(TransactionVersion::V2);
@@ -363,7 +340,7 @@ fn offsets_with_the_transaction(version: TransactionVersion) {
         p.close(Duration::from_secs(10)).await.unwrap();
     });
     assert_eq!(
-        committed_offset(cluster, &group, &input).as_deref(),
+        cluster.committed_offset(&group, &input).as_deref(),
         Some("42")
     );
     // The aborted record is the last in the log, so this reads until the idle time
